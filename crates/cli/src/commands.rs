@@ -1,0 +1,476 @@
+//! The `run` and `pipeline` commands.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use dlt::dlt_core::package::{
+    COMPLETED_JOBS, FAILED_JOBS, NEW_JOBS, PackageStage, list_files, list_jobs, read_package_state,
+};
+use dlt::dlt_core::pipeline::default_pipelines_dir;
+use dlt::{Config, DestinationContext, Pipeline, PipelineFile, Progress};
+use serde_json::{Value, json};
+
+pub fn run(file: &Path, json_out: bool, no_progress: bool) -> Result<()> {
+    let pf = PipelineFile::load(file)?;
+    let registry = dlt::registry();
+    let progress: Option<Arc<dyn Progress>> = if !no_progress && !json_out && std::io::stderr().is_terminal() {
+        Some(Arc::new(crate::progress::Bars::new()))
+    } else {
+        None
+    };
+    let mut pipeline = pf.pipeline(&registry, progress)?;
+    remember_pipeline_file(&pipeline, file);
+    let source = pf.source(&registry, pipeline.config())?;
+    let info = pipeline.run(source)?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print!("{info}");
+        let total: u64 = info.row_counts.values().sum();
+        println!("Normalized {total} row(s) in {} table(s):", info.row_counts.len());
+        for (t, n) in &info.row_counts {
+            println!("- {t}: {n} row(s)");
+        }
+    }
+    Ok(())
+}
+
+/// Keep the pipeline file's path so `dlt pipeline <name> drop|sync` can reopen the destination.
+fn remember_pipeline_file(p: &Pipeline, file: &Path) {
+    let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let _ = std::fs::write(p.working_dir().join("pipeline_file"), abs.to_string_lossy().as_bytes());
+}
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// List the pipelines in the pipelines dir.
+    #[arg(short = 'l', long = "list-pipelines", visible_alias = "list")]
+    list: bool,
+    /// The pipelines dir (default: $DLT_DATA_DIR/pipelines).
+    #[arg(long)]
+    pipelines_dir: Option<PathBuf>,
+    /// Pipeline name.
+    name: Option<String>,
+    #[command(subcommand)]
+    op: Option<PipelineOp>,
+}
+
+#[derive(Subcommand)]
+enum PipelineOp {
+    /// State, schemas and packages of the pipeline.
+    Info,
+    /// Print the default schema (YAML or JSON).
+    Schema {
+        /// yaml or json.
+        #[arg(long, default_value = "yaml")]
+        format: String,
+    },
+    /// The last run's trace.
+    Trace,
+    /// Drop resources' tables and state.
+    Drop {
+        /// Resources to drop.
+        resources: Vec<String>,
+        /// Drop every resource.
+        #[arg(long)]
+        drop_all: bool,
+    },
+    /// A load package's jobs (default: the newest).
+    LoadPackage {
+        /// Load id.
+        load_id: Option<String>,
+    },
+    /// Jobs that failed in pending packages.
+    FailedJobs,
+    /// Drop the local state and restore it from the destination.
+    Sync,
+    /// Delete packages that were not loaded.
+    DropPendingPackages,
+}
+
+fn pipelines_dir(args: &PipelineArgs) -> PathBuf {
+    args.pipelines_dir.clone().unwrap_or_else(default_pipelines_dir)
+}
+
+pub fn pipeline(args: PipelineArgs, yes: bool, verbose: bool) -> Result<()> {
+    let dir = pipelines_dir(&args);
+    if args.list || args.name.is_none() {
+        return list(&dir);
+    }
+    let name = args.name.clone().expect("checked");
+    let wd = dir.join(&name);
+    if !wd.join("state.json").exists() && !wd.join("schemas").exists() {
+        bail!("pipeline `{name}` not found in {}", dir.display());
+    }
+    match args.op.unwrap_or(PipelineOp::Info) {
+        PipelineOp::Info => info(&name, &wd, verbose),
+        PipelineOp::Schema { format } => schema(&wd, &format),
+        PipelineOp::Trace => trace(&wd),
+        PipelineOp::LoadPackage { load_id } => load_package(&wd, load_id),
+        PipelineOp::FailedJobs => failed_jobs(&wd),
+        PipelineOp::Drop { resources, drop_all } => drop(&name, &dir, &wd, resources, drop_all, yes),
+        PipelineOp::Sync => sync(&name, &dir, &wd, yes),
+        PipelineOp::DropPendingPackages => {
+            let p = open(&name, &dir, &wd)?;
+            let dropped = p.drop_pending_packages()?;
+            println!("Dropped {} pending package(s)", dropped.len());
+            Ok(())
+        }
+    }
+}
+
+fn read_json(p: &Path) -> Result<Value> {
+    let s = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(serde_json::from_str(&s)?)
+}
+
+fn list(dir: &Path) -> Result<()> {
+    let mut names = vec![];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().join("state.json").exists() || e.path().join("schemas").is_dir() {
+                let mtime = e.path().join("state.json").metadata().and_then(|m| m.modified()).ok();
+                names.push((e.file_name().to_string_lossy().to_string(), mtime));
+            }
+        }
+    }
+    names.sort();
+    println!("{} pipelines found in {}", names.len(), dir.display());
+    for (n, m) in names {
+        match m {
+            Some(t) => {
+                let dt: chrono::DateTime<chrono::Local> = t.into();
+                println!("{n} (last run: {})", dt.format("%Y-%m-%d %H:%M:%S"));
+            }
+            None => println!("{n}"),
+        }
+    }
+    Ok(())
+}
+
+fn stage_dir(wd: &Path, st: PackageStage) -> PathBuf {
+    match st {
+        PackageStage::Extracted => wd.join("normalize/extracted"),
+        PackageStage::Normalized => wd.join("load/normalized"),
+        PackageStage::Loaded => wd.join("load/loaded"),
+    }
+}
+
+fn package_ids(wd: &Path, st: PackageStage) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(stage_dir(wd, st))
+        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    v.sort_by(|a, b| dlt::dlt_core::package::cmp_load_ids(a, b));
+    v
+}
+
+fn info(name: &str, wd: &Path, verbose: bool) -> Result<()> {
+    println!("Found pipeline {name} in {}", wd.parent().unwrap_or(wd).display());
+    let state = read_json(&wd.join("state.json")).unwrap_or(json!({}));
+    println!("Synchronized state:");
+    if let Value::Object(m) = &state {
+        for (k, v) in m {
+            if k == "_local" || k == "sources" {
+                continue;
+            }
+            println!("{k}: {}", v);
+        }
+        if verbose {
+            println!("sources: {}", serde_json::to_string_pretty(m.get("sources").unwrap_or(&json!({})))?);
+        } else {
+            println!("sources:\nAdd -v option to see sources state. Note that it could be large.");
+        }
+        println!("\nLocal state:");
+        if let Some(Value::Object(l)) = m.get("_local") {
+            for (k, v) in l {
+                println!("{k}: {v}");
+            }
+        }
+    }
+    let schemas_dir = wd.join("schemas");
+    if let Ok(rd) = std::fs::read_dir(&schemas_dir) {
+        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let s = dlt::Schema::from_str_any(&std::fs::read_to_string(&f)?)?;
+            println!("\nResources in schema: {}", s.name);
+            let mut resources: Vec<String> = s.tables.values().filter_map(|t| t.resource.clone()).collect();
+            resources.dedup();
+            for r in resources {
+                if r.starts_with("_dlt") {
+                    continue;
+                }
+                let tables = s.resource_tables(&r);
+                println!("{r} with {} table(s)", tables.len());
+                for t in tables {
+                    let cols = s.tables.get(&t).map(|x| x.complete_columns().count()).unwrap_or(0);
+                    println!("  - {t} ({cols} columns)");
+                }
+            }
+        }
+    }
+    println!("\nWorking dir content:");
+    for (st, label) in [
+        (PackageStage::Extracted, "extracted (pending normalize)"),
+        (PackageStage::Normalized, "normalized (pending load)"),
+        (PackageStage::Loaded, "completed"),
+    ] {
+        let ids = package_ids(wd, st);
+        if ids.is_empty() {
+            continue;
+        }
+        println!("Has {} {label} load packages with following load ids:", ids.len());
+        for id in ids {
+            let dir = stage_dir(wd, st).join(&id);
+            match read_package_state(&dir) {
+                Ok(ps) if !ps.row_counts.is_empty() => {
+                    let rows: Vec<String> = ps.row_counts.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+                    println!("{id} ({})", rows.join(", "));
+                }
+                _ => println!("{id}"),
+            }
+        }
+    }
+    if let Ok(p) = std::fs::read_to_string(wd.join("pipeline_file")) {
+        println!("\nPipeline file: {p}");
+    }
+    Ok(())
+}
+
+fn default_schema(wd: &Path) -> Result<dlt::Schema> {
+    let state = read_json(&wd.join("state.json")).unwrap_or(json!({}));
+    let name = state.get("default_schema_name").and_then(Value::as_str).map(str::to_string);
+    let path = match name {
+        Some(n) => wd.join("schemas").join(format!("{n}.schema.json")),
+        None => std::fs::read_dir(wd.join("schemas"))?
+            .flatten()
+            .map(|e| e.path())
+            .next()
+            .ok_or_else(|| anyhow!("the pipeline has no schema yet"))?,
+    };
+    Ok(dlt::Schema::from_str_any(&std::fs::read_to_string(&path)?)?)
+}
+
+fn schema(wd: &Path, format: &str) -> Result<()> {
+    let s = default_schema(wd)?;
+    println!("Found schema with name {}", s.name);
+    match format {
+        "json" => println!("{}", s.to_pretty_json()),
+        "yaml" => print!("{}", s.to_pretty_yaml()),
+        f => bail!("unknown schema format `{f}` (yaml, json)"),
+    }
+    Ok(())
+}
+
+fn trace(wd: &Path) -> Result<()> {
+    let t: dlt::Trace = serde_json::from_value(read_json(&wd.join("trace.json")).context("no trace: run the pipeline first")?)?;
+    let failed = t.steps.iter().any(|s| s.status != "COMPLETED");
+    let total: f64 = t.steps.iter().map(|s| s.duration_s).sum();
+    println!(
+        "Run started at {} and {} in {:.2} seconds with {} steps.",
+        t.started_at,
+        if failed { "FAILED" } else { "COMPLETED" },
+        total,
+        t.steps.len()
+    );
+    for s in &t.steps {
+        println!("Step {} {} in {:.2} seconds.", s.step, s.status, s.duration_s);
+        if let Some(e) = &s.error {
+            println!("  error: {e}");
+        }
+        if s.step == "normalize" {
+            if let Value::Object(m) = &s.details {
+                for (k, v) in m {
+                    println!("- {k}: {v} row(s)");
+                }
+            }
+        }
+    }
+    if let Some(load_ids) = t.load_info.get("load_ids").and_then(Value::as_array) {
+        for id in load_ids {
+            println!("Load package {} is LOADED", id.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn load_package(wd: &Path, load_id: Option<String>) -> Result<()> {
+    let mut found = None;
+    for st in [PackageStage::Loaded, PackageStage::Normalized, PackageStage::Extracted] {
+        let ids = package_ids(wd, st);
+        let pick = match &load_id {
+            Some(id) => ids.into_iter().find(|i| i == id),
+            None => ids.into_iter().last(),
+        };
+        if let Some(id) = pick {
+            if found.as_ref().map(|(_, f, _): &(PackageStage, String, PathBuf)| dlt::dlt_core::package::cmp_load_ids(&id, f).is_gt()).unwrap_or(true) {
+                found = Some((st, id.clone(), stage_dir(wd, st).join(&id)));
+            }
+            if load_id.is_some() {
+                break;
+            }
+        }
+    }
+    let (st, id, dir) = found.ok_or_else(|| anyhow!("no load package found"))?;
+    println!("Package {id} found in {}", dir.display());
+    let ps = read_package_state(&dir)?;
+    let state = match st {
+        PackageStage::Loaded => "LOADED",
+        PackageStage::Normalized => "NORMALIZED",
+        PackageStage::Extracted => "EXTRACTED",
+    };
+    println!(
+        "The package with load id {id} for schema {} is in {state} state. It has {} table(s).{}",
+        ps.schema_name,
+        ps.row_counts.len(),
+        ps.loaded_at.as_ref().map(|t| format!(" The package was LOADED at {t}.")).unwrap_or_default()
+    );
+    println!("Jobs details:");
+    for folder in [NEW_JOBS, COMPLETED_JOBS] {
+        for j in list_jobs(&dir, folder)? {
+            let size = std::fs::metadata(&j.path).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "Job: {}, table: {} in {folder}. File type: {}, size: {size}B.",
+                j.path.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+                j.table,
+                j.format.extension()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn failed_jobs(wd: &Path) -> Result<()> {
+    let mut any = false;
+    for st in [PackageStage::Normalized, PackageStage::Loaded] {
+        for id in package_ids(wd, st) {
+            let dir = stage_dir(wd, st).join(&id).join(FAILED_JOBS);
+            let files = list_files(&dir)?;
+            if files.is_empty() {
+                continue;
+            }
+            println!("Checking failed jobs in load id '{id}'");
+            for f in files {
+                any = true;
+                println!("JOB: {}", f.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+                println!("JOB file path: {}", f.display());
+                println!("{}", std::fs::read_to_string(&f).unwrap_or_default().trim_end());
+            }
+        }
+    }
+    if !any {
+        println!("No failed jobs found");
+    }
+    Ok(())
+}
+
+/// Reopen a pipeline with the destination of its last run.
+fn open(name: &str, dir: &Path, wd: &Path) -> Result<Pipeline> {
+    let registry = dlt::registry();
+    if let Ok(file) = std::fs::read_to_string(wd.join("pipeline_file")) {
+        let pf = PipelineFile::load(Path::new(file.trim()))?;
+        let run_dir = pf.base_dir();
+        let config = Config::load(&run_dir, None)?.with_pipeline(name);
+        let dest = pf.destination(&registry, &config, &run_dir)?;
+        let mut b = dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config);
+        if let Some(d) = &pf.dataset_name {
+            b = b.dataset_name(d);
+        }
+        return Ok(b.build()?);
+    }
+    let state = read_json(&wd.join("state.json")).unwrap_or(json!({}));
+    let dest_name = state.get("destination_name").and_then(Value::as_str).unwrap_or("duckdb");
+    let run_dir = std::env::current_dir()?;
+    let config = Config::load(&run_dir, None)?.with_pipeline(name);
+    let dest = registry.destination(dest_name)?.build(&DestinationContext {
+        pipeline_name: name,
+        config: &config,
+        run_dir: &run_dir,
+        explicit: None,
+    })?;
+    Ok(dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config).build()?)
+}
+
+fn confirm(yes: bool, what: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{what}: confirmation needed; pass -y/--yes when not running in a terminal");
+    }
+    eprint!("{what}. Proceed? [y/N] ");
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s)?;
+    Ok(matches!(s.trim(), "y" | "Y" | "yes"))
+}
+
+fn drop(name: &str, dir: &Path, wd: &Path, resources: Vec<String>, drop_all: bool, yes: bool) -> Result<()> {
+    let mut p = open(name, dir, wd)?;
+    let schema = p.default_schema()?.ok_or_else(|| anyhow!("pipeline `{name}` has no schema"))?;
+    let all: Vec<String> = schema
+        .tables
+        .values()
+        .filter(|t| t.parent.is_none() && !t.name.starts_with("_dlt"))
+        .filter_map(|t| t.resource.clone())
+        .collect();
+    let selected: Vec<String> = if drop_all {
+        all.clone()
+    } else {
+        for r in &resources {
+            if !all.contains(r) {
+                bail!("resource `{r}` is not in schema {} (resources: {})", schema.name, all.join(", "));
+            }
+        }
+        resources
+    };
+    if selected.is_empty() {
+        bail!("name resources to drop, or pass --drop-all");
+    }
+    let mut tables = vec![];
+    for r in &selected {
+        for t in schema.resource_tables(r) {
+            if !tables.contains(&t) {
+                tables.push(t);
+            }
+        }
+    }
+    tables.reverse();
+    println!("About to drop the following data in dataset {} in destination {}:", p.dataset_name(), p.destination().display_location());
+    println!("Selected schema:: {}", schema.name);
+    println!("Selected resource(s):: {:?}", selected);
+    println!("Table(s) to drop:: {:?}", tables);
+    if !confirm(yes, "Drop these tables and reset the resources' state")? {
+        println!("Aborted");
+        return Ok(());
+    }
+    let dropped = p.drop_resources(&schema.name, &selected)?;
+    println!("Dropped {} table(s); schema and state written to the destination as load {}", dropped.0.len(), dropped.1);
+    Ok(())
+}
+
+fn sync(name: &str, dir: &Path, wd: &Path, yes: bool) -> Result<()> {
+    if !confirm(yes, "Drop the local state and restore it from the destination")? {
+        println!("Aborted");
+        return Ok(());
+    }
+    let file = std::fs::read_to_string(wd.join("pipeline_file")).ok();
+    println!("Dropping local state");
+    let mut p = open(name, dir, wd)?;
+    let _ = std::fs::remove_file(wd.join("state.json"));
+    let _ = std::fs::remove_dir_all(wd.join("schemas"));
+    std::fs::create_dir_all(wd.join("schemas"))?;
+    println!("Restoring from destination");
+    let restored = p.sync_destination()?;
+    if let Some(f) = file {
+        let _ = std::fs::write(wd.join("pipeline_file"), f);
+    }
+    if restored {
+        println!("State and schemas restored from {}", p.destination().display_location());
+    } else {
+        println!("The destination holds no state for pipeline {name}");
+    }
+    Ok(())
+}

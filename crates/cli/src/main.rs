@@ -1,0 +1,64 @@
+//! `dlt`: the dlt-rs command line.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dlt", version, about = "dlt-rs: load data from files, APIs and databases into DuckDB and more")]
+struct Cli {
+    /// More log output.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Do not ask for confirmation (needed for `drop` and `sync` without a terminal).
+    #[arg(short = 'y', long = "yes", global = true)]
+    yes: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline file: extract, normalize and load.
+    Run {
+        /// The pipeline file (TOML).
+        file: std::path::PathBuf,
+        /// Print the load info as JSON (for scripts and orchestrators).
+        #[arg(long)]
+        json: bool,
+        /// Never draw progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Inspect and manage pipelines in the pipelines dir.
+    Pipeline(commands::PipelineArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = if cli.verbose { "info" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUNTIME__LOG_LEVEL")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = match cli.command {
+        Command::Run { file, json, no_progress } => commands::run(&file, json, no_progress),
+        Command::Pipeline(args) => commands::pipeline(args, cli.yes, cli.verbose),
+    };
+    if let Err(e) = result {
+        let mut msg = format!("{e}");
+        for cause in e.chain().skip(1) {
+            let c = cause.to_string();
+            if !msg.contains(&c) {
+                msg.push_str(": ");
+                msg.push_str(&c);
+            }
+        }
+        eprintln!("ERROR: {}", msg.replace('\n', " "));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,211 @@
+//! The destination traits: capabilities as data, and a small client interface.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::naming::{NamingConvention, SnakeCase};
+use crate::resource::MergeStrategy;
+use crate::schema::{DataType, Schema};
+
+/// Job file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// Apache Parquet (the default job file).
+    Parquet,
+    /// JSON lines.
+    Jsonl,
+    /// CSV.
+    Csv,
+}
+
+impl FileFormat {
+    /// File extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            FileFormat::Parquet => "parquet",
+            FileFormat::Jsonl => "jsonl",
+            FileFormat::Csv => "csv",
+        }
+    }
+
+    /// From a file extension.
+    pub fn from_extension(ext: &str) -> Option<FileFormat> {
+        Some(match ext {
+            "parquet" => FileFormat::Parquet,
+            "jsonl" => FileFormat::Jsonl,
+            "csv" => FileFormat::Csv,
+            _ => return None,
+        })
+    }
+}
+
+/// Replace strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplaceStrategy {
+    /// Truncate the chain, then insert (default).
+    TruncateAndInsert,
+    /// Load into staging, then copy.
+    InsertFromStaging,
+    /// Swap staging tables in.
+    StagingOptimized,
+}
+
+/// What a destination can do, declared as data.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Preferred job file format.
+    pub preferred_file_format: FileFormat,
+    /// Job file formats it can load.
+    pub supported_file_formats: Vec<FileFormat>,
+    /// Maximum table identifier length.
+    pub max_identifier_length: usize,
+    /// Maximum column identifier length.
+    pub max_column_identifier_length: usize,
+    /// Whether a package can be committed atomically (data + state + `_dlt_loads`).
+    pub supports_transactions: bool,
+    /// Merge strategies supported.
+    pub merge_strategies: Vec<MergeStrategy>,
+    /// Replace strategies supported.
+    pub replace_strategies: Vec<ReplaceStrategy>,
+    /// Default timestamp precision (fractional digits).
+    pub timestamp_precision: u32,
+    /// Default decimal precision and scale.
+    pub decimal_precision: (u32, u32),
+    /// Native type of each dlt type (defaults, without precision hints).
+    pub type_map: Vec<(DataType, &'static str)>,
+}
+
+impl Capabilities {
+    /// The naming convention sized for this destination.
+    pub fn naming(&self) -> Arc<dyn NamingConvention> {
+        let max = if self.max_identifier_length >= 65536 { None } else { Some(self.max_identifier_length) };
+        Arc::new(SnakeCase::with_max_length(max))
+    }
+}
+
+/// One job file of a package.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobFile {
+    /// Table the rows go to.
+    pub table: String,
+    /// Unique file id.
+    pub file_id: String,
+    /// Retry count.
+    pub retry: u32,
+    /// File format.
+    pub format: FileFormat,
+    /// Full path.
+    pub path: PathBuf,
+}
+
+impl JobFile {
+    /// dlt's job file name: `<table>.<file_id>.<retry>.<ext>`.
+    pub fn file_name(table: &str, file_id: &str, retry: u32, format: FileFormat) -> String {
+        format!("{table}.{file_id}.{retry}.{}", format.extension())
+    }
+
+    /// Parse a job file path.
+    pub fn parse(path: PathBuf) -> Option<JobFile> {
+        let name = path.file_name()?.to_str()?.to_string();
+        let mut parts = name.rsplitn(4, '.');
+        let ext = parts.next()?;
+        let retry = parts.next()?.parse().ok()?;
+        let file_id = parts.next()?.to_string();
+        let table = parts.next()?.to_string();
+        Some(JobFile { table, file_id, retry, format: FileFormat::from_extension(ext)?, path })
+    }
+}
+
+/// A normalized package ready to be committed to a destination.
+#[derive(Debug, Clone)]
+pub struct PackageToLoad<'a> {
+    /// Load id.
+    pub load_id: &'a str,
+    /// The package's schema.
+    pub schema: &'a Schema,
+    /// Data jobs (including the `_dlt_pipeline_state` row, if any).
+    pub jobs: &'a [JobFile],
+    /// Tables to empty first (replace), nested tables first.
+    pub truncate_tables: &'a [String],
+}
+
+/// The newest state stored in the destination.
+#[derive(Debug, Clone)]
+pub struct StoredState {
+    /// State version.
+    pub version: i64,
+    /// Engine version.
+    pub engine_version: i64,
+    /// Pipeline name.
+    pub pipeline_name: String,
+    /// base64(zlib(JSON)) state.
+    pub state: String,
+    /// Load that wrote it.
+    pub load_id: String,
+}
+
+/// Runs SQL against a destination's dataset (unqualified names resolve in the dataset).
+pub trait SqlClient: Send {
+    /// Run statements that return nothing.
+    fn execute(&mut self, sql: &str) -> Result<()>;
+    /// Run a query and collect its result as Arrow batches.
+    fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>>;
+}
+
+/// A connection to a destination for one dataset.
+pub trait DestinationClient: SqlClient {
+    /// Create the dataset and the system tables if missing.
+    fn initialize_storage(&mut self) -> Result<()>;
+    /// Bring the stored schema up to date for `tables` (CREATE / ADD COLUMN) and record the
+    /// schema version in `_dlt_version`, committed on its own, before data is loaded.
+    fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()>;
+    /// Whether `_dlt_loads` already holds this load id (a commit that finished before a crash).
+    fn is_loaded(&mut self, load_id: &str) -> Result<bool>;
+    /// Load all jobs of a package, truncate replaced tables, and write the `_dlt_loads` row,
+    /// all or nothing where the destination has transactions.
+    fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()>;
+    /// The newest pipeline state of a completed load.
+    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>>;
+    /// The newest stored schema document of a schema name.
+    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>>;
+    /// Drop tables (and forget their schema versions).
+    fn drop_tables(&mut self, tables: &[String]) -> Result<()>;
+    /// Names of the tables that exist in the dataset.
+    fn existing_tables(&mut self) -> Result<Vec<String>>;
+}
+
+/// A configured destination.
+pub trait Destination: Send + Sync + std::fmt::Debug {
+    /// Short name (`duckdb`).
+    fn name(&self) -> &str;
+    /// dlt's destination type (`dlt.destinations.duckdb`).
+    fn destination_type(&self) -> String {
+        format!("dlt.destinations.{}", self.name())
+    }
+    /// Capabilities.
+    fn capabilities(&self) -> &Capabilities;
+    /// Where the data goes, without secrets (`duckdb:////abs/file.duckdb`).
+    fn display_location(&self) -> String;
+    /// Open a client for a dataset.
+    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_file_names() {
+        let n = JobFile::file_name("a__b", "0123456789", 0, FileFormat::Parquet);
+        assert_eq!(n, "a__b.0123456789.0.parquet");
+        let j = JobFile::parse(PathBuf::from(format!("/x/{n}"))).unwrap();
+        assert_eq!(j.table, "a__b");
+        assert_eq!(j.retry, 0);
+        assert_eq!(j.format, FileFormat::Parquet);
+    }
+}

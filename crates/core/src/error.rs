@@ -1,0 +1,151 @@
+//! The core error type. Every error says whether retrying may help ([`Error::is_transient`]).
+
+use std::path::PathBuf;
+
+/// Result alias used across dlt-rs library crates.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A pipeline step, as dlt names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Step {
+    /// Reading resources into an extracted package.
+    Extract,
+    /// Turning extracted items into per-table job files.
+    Normalize,
+    /// Loading job files into the destination.
+    Load,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Extract => "extract",
+            Step::Normalize => "normalize",
+            Step::Load => "load",
+        })
+    }
+}
+
+/// Errors of dlt-rs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// File system error on a named path.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Invalid or missing configuration.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A data item could not be read (names file/line or resource/item).
+    #[error("bad input in {location}: {message}")]
+    BadInput {
+        /// Where: `file:line`, or `resource #item`.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A source failed while producing items.
+    #[error("resource `{resource}` failed: {message}")]
+    Source {
+        /// The resource name.
+        resource: String,
+        /// What happened.
+        message: String,
+        /// Whether retrying may help.
+        transient: bool,
+    },
+    /// The schema rejected data or a change.
+    #[error("schema error: {0}")]
+    Schema(String),
+    /// A destination error; `transient` says whether a retry may help.
+    #[error("destination {destination}: {message}")]
+    Destination {
+        /// Destination name.
+        destination: String,
+        /// What happened.
+        message: String,
+        /// Whether retrying may help (connection lost, lock timeout, …).
+        transient: bool,
+    },
+    /// A load package is inconsistent or missing.
+    #[error("load package error: {0}")]
+    Package(String),
+    /// Pipeline-level misuse or missing data.
+    #[error("pipeline error: {0}")]
+    Pipeline(String),
+    /// Arrow error.
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet error.
+    #[error("parquet error: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// JSON (de)serialization error.
+    #[error("json error: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A step of a run failed; wraps the cause.
+    #[error("pipeline step {step} failed{}: {source}", load_id.as_ref().map(|l| format!(" for load package {l}")).unwrap_or_default())]
+    StepFailed {
+        /// The failing step.
+        step: Step,
+        /// The load package, if one was being processed.
+        load_id: Option<String>,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Whether a retry of the same operation may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Destination { transient, .. } | Error::Source { transient, .. } => *transient,
+            Error::StepFailed { source, .. } => source.is_transient(),
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    /// The step this error was raised in, if it is a step failure.
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            Error::StepFailed { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+
+    /// The innermost cause (unwraps step failures).
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::StepFailed { source, .. } => source.root(),
+            e => e,
+        }
+    }
+
+    /// Build an I/O error naming a path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+/// Attach a path to `std::io::Result`s.
+pub trait IoContext<T> {
+    /// Map the I/O error to [`Error::Io`] naming `path`.
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,76 @@
+//! Load ids and row ids as dlt makes them.
+
+use base64::Engine;
+use sha3::digest::{ExtendableOutput, Update, XofReader};
+
+/// Bytes in a `_dlt_id`.
+pub const DLT_ID_LENGTH_BYTES: usize = 10;
+
+/// A random `_dlt_id`: 10 random bytes, base64 without padding (14 characters).
+pub fn random_row_id() -> String {
+    let bytes: [u8; DLT_ID_LENGTH_BYTES] = rand::random();
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+/// SHAKE-128 digest of `data`, `len` bytes, base64 without padding.
+pub fn digest_b64(data: &[u8], len: usize) -> String {
+    let mut h = sha3::Shake128::default();
+    h.update(data);
+    let mut r = h.finalize_xof();
+    let mut buf = vec![0u8; len];
+    r.read(&mut buf);
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(buf)
+}
+
+/// A nested row id: `digest(f"{parent_id}_{table}_{idx}")`.
+pub fn child_row_id(parent_id: &str, table: &str, idx: usize) -> String {
+    digest_b64(format!("{parent_id}_{table}_{idx}").as_bytes(), DLT_ID_LENGTH_BYTES)
+}
+
+/// A new load id: Unix seconds as Python's float repr (e.g. `1795630746.7238905`),
+/// strictly greater than `after` when given.
+pub fn new_load_id(after: Option<&str>) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut t = now;
+    if let Some(prev) = after.and_then(|p| p.parse::<f64>().ok()) {
+        if t <= prev {
+            t = prev + 0.000001;
+        }
+    }
+    format_py_float(t)
+}
+
+/// Python's `repr(float)` for ordinary magnitudes (shortest round-trip, always with a dot).
+pub fn format_py_float(v: f64) -> String {
+    let s = format!("{v}");
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") { s } else { format!("{s}.0") }
+}
+
+/// The instant a load id stands for.
+pub fn load_id_time(load_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let secs: f64 = load_id.parse().ok()?;
+    let micros = (secs * 1_000_000.0).round() as i64;
+    chrono::DateTime::from_timestamp_micros(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert_eq!(random_row_id().len(), 14);
+        // dlt: parent eG/JB62hf+ATbQ, table ordering__w, idx 0 -> 8LFjnf42asX5qw
+        assert_eq!(child_row_id("eG/JB62hf+ATbQ", "ordering__w", 0), "8LFjnf42asX5qw");
+        // dlt key hash of {"id":1} -> z5jIxXIbUnmbKw
+        assert_eq!(digest_b64(br#"{"id":1}"#, 10), "z5jIxXIbUnmbKw");
+        let a = new_load_id(None);
+        let b = new_load_id(Some(&a));
+        assert!(b.parse::<f64>().unwrap() > a.parse::<f64>().unwrap());
+        assert!(load_id_time(&a).is_some());
+        assert_eq!(format_py_float(1.0), "1.0");
+    }
+}

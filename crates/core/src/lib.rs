@@ -1,0 +1,21 @@
+//! dlt-rs core: the schema model and naming, resource and source types, load packages,
+//! pipeline state, configuration and secrets, the destination traits, and the pipeline runner.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod destination;
+pub mod error;
+pub mod ids;
+pub mod naming;
+pub mod normalizer;
+pub mod package;
+pub mod pipeline;
+pub mod registry;
+pub mod resource;
+pub mod schema;
+pub mod state;
+
+pub use error::{Error, Result, Step};
+pub use pipeline::{LoadInfo, Pipeline, PipelineBuilder, Progress, Trace};
+pub use resource::{Item, Resource, ResourceHints, Source};
+pub use schema::{Column, DataType, Schema, Table, WriteDisposition};

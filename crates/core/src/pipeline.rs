@@ -1,0 +1,1158 @@
+//! The pipeline runner: extract → normalize → load through load packages on disk.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use chrono::{SecondsFormat, Utc};
+use indexmap::IndexMap;
+use parquet::arrow::ArrowWriter;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::destination::{Destination, DestinationClient, FileFormat, JobFile, PackageToLoad};
+use crate::error::{Error, IoContext, Result, Step};
+use crate::ids::{load_id_time, new_load_id, random_row_id};
+use crate::naming::NamingConvention;
+use crate::normalizer::{NormalizeRequest, Normalizer};
+use crate::package::{
+    FAILED_JOBS, NEW_JOBS, PackageStage, PackageState, PackageStorage, SCHEMA_FILE, list_jobs, read_package_state,
+    write_atomic, write_package_state,
+};
+use crate::resource::{IntoSource, Item, MergeStrategy, ResourceHints, Source, TableName};
+use crate::schema::{Column, STATE_TABLE, Schema, Table, WriteDisposition, state_table};
+use crate::state::{PipelineState, STATE_ENGINE_VERSION};
+
+/// Receives progress of long steps (the CLI draws bars with it).
+pub trait Progress: Send + Sync {
+    /// A step starts.
+    fn step_started(&self, step: Step, detail: &str);
+    /// Items processed in the current step so far.
+    fn items(&self, step: Step, count: u64);
+    /// The step ended.
+    fn step_finished(&self, step: Step);
+}
+
+/// dlt's default data dir: `$DLT_DATA_DIR`, `$XDG_DATA_HOME/dlt`, `/var/dlt` for root, `~/.dlt`, `/tmp/dlt`.
+pub fn default_data_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("DLT_DATA_DIR") {
+        if !d.is_empty() {
+            return PathBuf::from(d);
+        }
+    }
+    if let Ok(d) = std::env::var("XDG_DATA_HOME") {
+        if !d.is_empty() {
+            return PathBuf::from(d).join("dlt");
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
+            return PathBuf::from("/var/dlt");
+        }
+    }
+    match std::env::var("HOME") {
+        Ok(h) if !h.is_empty() => PathBuf::from(h).join(".dlt"),
+        _ => PathBuf::from("/tmp/dlt"),
+    }
+}
+
+/// Default pipelines dir: `<data_dir>/pipelines`.
+pub fn default_pipelines_dir() -> PathBuf {
+    default_data_dir().join("pipelines")
+}
+
+/// Builds a [`Pipeline`].
+pub struct PipelineBuilder {
+    name: String,
+    destination: Option<Arc<dyn Destination>>,
+    dataset_name: Option<String>,
+    pipelines_dir: Option<PathBuf>,
+    dev_mode: bool,
+    normalizer: Option<Arc<dyn Normalizer>>,
+    progress: Option<Arc<dyn Progress>>,
+    config: Option<Config>,
+}
+
+impl PipelineBuilder {
+    /// Start building a pipeline named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        PipelineBuilder {
+            name: name.into(),
+            destination: None,
+            dataset_name: None,
+            pipelines_dir: None,
+            dev_mode: false,
+            normalizer: None,
+            progress: None,
+            config: None,
+        }
+    }
+    /// The destination.
+    pub fn destination(mut self, d: Arc<dyn Destination>) -> Self {
+        self.destination = Some(d);
+        self
+    }
+    /// Dataset name (default `<name>_dataset`).
+    pub fn dataset_name(mut self, d: impl Into<String>) -> Self {
+        self.dataset_name = Some(d.into());
+        self
+    }
+    /// Folder holding pipeline working dirs (default `$DLT_DATA_DIR/pipelines`).
+    pub fn pipelines_dir(mut self, d: impl Into<PathBuf>) -> Self {
+        self.pipelines_dir = Some(d.into());
+        self
+    }
+    /// A fresh, time-suffixed dataset and a reset working dir.
+    pub fn dev_mode(mut self, on: bool) -> Self {
+        self.dev_mode = on;
+        self
+    }
+    /// The normalizer (the facade sets the relational one).
+    pub fn normalizer(mut self, n: Arc<dyn Normalizer>) -> Self {
+        self.normalizer = Some(n);
+        self
+    }
+    /// Progress reporting.
+    pub fn progress(mut self, p: Arc<dyn Progress>) -> Self {
+        self.progress = Some(p);
+        self
+    }
+    /// Config providers (default: environment and `./.dlt`).
+    pub fn config(mut self, c: Config) -> Self {
+        self.config = Some(c);
+        self
+    }
+
+    /// Open (or create) the pipeline's working directory.
+    pub fn build(self) -> Result<Pipeline> {
+        if self.name.trim().is_empty() {
+            return Err(Error::Config("pipeline name must not be empty".into()));
+        }
+        if self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
+            return Err(Error::Config(format!("pipeline name `{}` may not contain path separators", self.name)));
+        }
+        let destination = self
+            .destination
+            .ok_or_else(|| Error::Config(format!("pipeline `{}` has no destination", self.name)))?;
+        let normalizer = self
+            .normalizer
+            .ok_or_else(|| Error::Config("no normalizer configured (use dlt::pipeline() from the facade)".into()))?;
+        let pipelines_dir = self.pipelines_dir.unwrap_or_else(default_pipelines_dir);
+        let working_dir = pipelines_dir.join(&self.name);
+        if self.dev_mode && working_dir.exists() {
+            fs::remove_dir_all(&working_dir).at(&working_dir)?;
+        }
+        fs::create_dir_all(working_dir.join("schemas")).at(&working_dir)?;
+        let storage = PackageStorage::open(&working_dir)?;
+        storage.cleanup_partial()?;
+        let naming = destination.capabilities().naming();
+        let mut state = match fs::read_to_string(working_dir.join("state.json")) {
+            Ok(s) => PipelineState::from_json(&s)?,
+            Err(_) => PipelineState::new(&self.name),
+        };
+        let dataset_raw = match (&self.dataset_name, state.get("dataset_name").and_then(Value::as_str)) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) if !self.dev_mode => d.to_string(),
+            (None, _) => format!("{}_dataset", self.name),
+        };
+        let mut dataset_name = naming.normalize_identifier(&dataset_raw);
+        if self.dev_mode {
+            let suffix = chrono::Local::now().format("%Y%m%d%I%M%S").to_string();
+            if dataset_name.ends_with('_') {
+                dataset_name = format!("{dataset_name}{suffix}");
+            } else {
+                dataset_name = format!("{dataset_name}_{suffix}");
+            }
+            state.local_mut().insert("_dev_mode".into(), json!(true));
+        }
+        let config = match self.config {
+            Some(c) => c,
+            None => Config::load(&std::env::current_dir().unwrap_or_default(), None)?,
+        }
+        .with_pipeline(&self.name);
+        Ok(Pipeline {
+            name: self.name,
+            destination,
+            dataset_name,
+            working_dir,
+            pipelines_dir,
+            normalizer,
+            progress: self.progress,
+            storage,
+            state,
+            naming,
+            config,
+            dev_mode: self.dev_mode,
+        })
+    }
+}
+
+/// Row counts and jobs of a completed run.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LoadInfo {
+    /// Pipeline name.
+    pub pipeline_name: String,
+    /// Destination name (`duckdb`).
+    pub destination_name: String,
+    /// Destination type (`dlt.destinations.duckdb`).
+    pub destination_type: String,
+    /// Where the data went, without secrets.
+    pub destination_location: String,
+    /// Dataset.
+    pub dataset_name: String,
+    /// Packages loaded in this run, oldest first.
+    pub load_ids: Vec<String>,
+    /// Rows normalized per table in this run.
+    pub row_counts: IndexMap<String, u64>,
+    /// Jobs loaded.
+    pub jobs: Vec<JobInfo>,
+    /// Jobs that failed.
+    pub failed_jobs: Vec<JobInfo>,
+    /// Seconds per step.
+    pub timings: IndexMap<String, f64>,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub finished_at: String,
+    /// Whether this was the pipeline's first run.
+    pub first_run: bool,
+}
+
+/// One job of a load.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    /// Load id.
+    pub load_id: String,
+    /// Table.
+    pub table: String,
+    /// Job file name.
+    pub file: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Error text for failed jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LoadInfo {
+    /// Whether any job failed.
+    pub fn has_failed_jobs(&self) -> bool {
+        !self.failed_jobs.is_empty()
+    }
+}
+
+impl std::fmt::Display for LoadInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "Pipeline {} load step finished in {:.2} seconds",
+            self.pipeline_name,
+            self.timings.get("load").copied().unwrap_or(0.0)
+        )?;
+        writeln!(
+            f,
+            "{} load package(s) were loaded to destination {} and into dataset {}",
+            self.load_ids.len(),
+            self.destination_name,
+            self.dataset_name
+        )?;
+        writeln!(
+            f,
+            "The {} destination used {} location to store data",
+            self.destination_name, self.destination_location
+        )?;
+        for id in &self.load_ids {
+            let failed = self.failed_jobs.iter().filter(|j| &j.load_id == id).count();
+            if failed == 0 {
+                writeln!(f, "Load package {id} is LOADED and contains no failed jobs")?;
+            } else {
+                writeln!(f, "Load package {id} is LOADED and contains {failed} FAILED job(s)!")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One step in a trace.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TraceStep {
+    /// Step name.
+    pub step: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// Seconds.
+    pub duration_s: f64,
+    /// COMPLETED or FAILED.
+    pub status: String,
+    /// Error text (never contains secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Rows per table (normalize) or load ids (load).
+    #[serde(default)]
+    pub details: Value,
+}
+
+/// The trace of the last run, persisted as `trace.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct Trace {
+    /// Pipeline name.
+    pub pipeline_name: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub finished_at: String,
+    /// Steps run.
+    pub steps: Vec<TraceStep>,
+    /// The load info, when the run got that far.
+    #[serde(default)]
+    pub load_info: Value,
+}
+
+/// A pipeline: a working directory, a destination and a dataset.
+pub struct Pipeline {
+    name: String,
+    destination: Arc<dyn Destination>,
+    dataset_name: String,
+    working_dir: PathBuf,
+    pipelines_dir: PathBuf,
+    normalizer: Arc<dyn Normalizer>,
+    progress: Option<Arc<dyn Progress>>,
+    storage: PackageStorage,
+    state: PipelineState,
+    naming: Arc<dyn NamingConvention>,
+    config: Config,
+    dev_mode: bool,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.name)
+            .field("destination", &self.destination.display_location())
+            .field("dataset_name", &self.dataset_name)
+            .field("working_dir", &self.working_dir)
+            .finish()
+    }
+}
+
+struct StepClock {
+    started: Instant,
+    started_at: String,
+}
+
+impl StepClock {
+    fn start() -> Self {
+        StepClock { started: Instant::now(), started_at: Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true) }
+    }
+    fn finish(&self, step: &str, result: &std::result::Result<Value, String>) -> TraceStep {
+        TraceStep {
+            step: step.to_string(),
+            started_at: self.started_at.clone(),
+            duration_s: self.started.elapsed().as_secs_f64(),
+            status: if result.is_ok() { "COMPLETED".into() } else { "FAILED".into() },
+            error: result.as_ref().err().cloned(),
+            details: result.as_ref().ok().cloned().unwrap_or(Value::Null),
+        }
+    }
+}
+
+fn step_err(step: Step, load_id: Option<&str>, e: Error) -> Error {
+    match e {
+        e @ Error::StepFailed { .. } => e,
+        e => Error::StepFailed { step, load_id: load_id.map(str::to_string), source: Box::new(e) },
+    }
+}
+
+impl Pipeline {
+    /// Pipeline name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Dataset name (normalized).
+    pub fn dataset_name(&self) -> &str {
+        &self.dataset_name
+    }
+    /// The working directory (`<pipelines_dir>/<name>`).
+    pub fn working_dir(&self) -> &Path {
+        &self.working_dir
+    }
+    /// The pipelines directory.
+    pub fn pipelines_dir(&self) -> &Path {
+        &self.pipelines_dir
+    }
+    /// The destination.
+    pub fn destination(&self) -> &Arc<dyn Destination> {
+        &self.destination
+    }
+    /// The committed local state.
+    pub fn state(&self) -> &PipelineState {
+        &self.state
+    }
+    /// The resolved configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// Whether dev mode is on.
+    pub fn dev_mode(&self) -> bool {
+        self.dev_mode
+    }
+    /// Package storage.
+    pub fn packages(&self) -> &PackageStorage {
+        &self.storage
+    }
+
+    fn schema_path(&self, name: &str) -> PathBuf {
+        self.working_dir.join("schemas").join(format!("{name}.schema.json"))
+    }
+
+    /// The stored schema of `name`, if any.
+    pub fn schema(&self, name: &str) -> Result<Option<Schema>> {
+        let p = self.schema_path(name);
+        match fs::read_to_string(&p) {
+            Ok(s) => Ok(Some(Schema::from_str_any(&s)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+
+    /// The default schema (the first one the pipeline loaded).
+    pub fn default_schema(&self) -> Result<Option<Schema>> {
+        match self.state.get("default_schema_name").and_then(Value::as_str) {
+            Some(n) => self.schema(n),
+            None => Ok(None),
+        }
+    }
+
+    fn save_schema(&self, schema: &Schema) -> Result<()> {
+        write_atomic(&self.schema_path(&schema.name), schema.to_pretty_json().as_bytes())
+    }
+
+    fn save_state(&self) -> Result<()> {
+        write_atomic(&self.working_dir.join("state.json"), self.state.to_json().as_bytes())
+    }
+
+    /// A client for the destination dataset, to run SQL (as users' tests do with dlt).
+    pub fn sql_client(&self) -> Result<Box<dyn DestinationClient>> {
+        self.destination.client(&self.dataset_name)
+    }
+
+    /// Read a whole table of the dataset as Arrow batches.
+    pub fn read_table(&self, table: &str) -> Result<Vec<RecordBatch>> {
+        let mut c = self.sql_client()?;
+        c.query(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))
+    }
+
+    /// The last run's trace.
+    pub fn last_trace(&self) -> Result<Option<Trace>> {
+        let p = self.working_dir.join("trace.json");
+        match fs::read_to_string(&p) {
+            Ok(s) => Ok(Some(serde_json::from_str(&s)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn report(&self, f: impl FnOnce(&dyn Progress)) {
+        if let Some(p) = &self.progress {
+            f(p.as_ref())
+        }
+    }
+
+    /// Delete packages that are extracted or normalized but not loaded.
+    pub fn drop_pending_packages(&self) -> Result<Vec<String>> {
+        self.storage.drop_pending()
+    }
+
+    /// Whether packages wait to be normalized or loaded.
+    pub fn has_pending_packages(&self) -> Result<bool> {
+        Ok(!self.storage.list(PackageStage::Extracted)?.is_empty()
+            || !self.storage.list(PackageStage::Normalized)?.is_empty())
+    }
+
+    /// Restore state and schemas from the destination when the local state is missing.
+    pub fn sync_destination(&mut self) -> Result<bool> {
+        if self.working_dir.join("state.json").exists() {
+            return Ok(false);
+        }
+        let mut client = self.destination.client(&self.dataset_name)?;
+        let Some(stored) = client.stored_state(&self.name)? else {
+            return Ok(false);
+        };
+        let mut restored = PipelineState::decode_from_destination(&stored.state)?;
+        restored.local_mut().insert("first_run".into(), json!(false));
+        let names: Vec<String> = restored
+            .get("schema_names")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        for n in names {
+            if let Some(doc) = client.stored_schema(&n)? {
+                let schema = Schema::from_str_any(&doc)?;
+                self.save_schema(&schema)?;
+            }
+        }
+        self.state = restored;
+        self.save_state()?;
+        Ok(true)
+    }
+
+    /// Run a source: finish pending packages, then extract, normalize and load.
+    pub fn run(&mut self, data: impl IntoSource) -> Result<LoadInfo> {
+        let started_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut trace = Trace { pipeline_name: self.name.clone(), started_at: started_at.clone(), ..Default::default() };
+        let first_run = self.state.local_mut().get("first_run").and_then(Value::as_bool).unwrap_or(true);
+        let result = self.run_inner(data.into_source(&self.name), &mut trace);
+        trace.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let result = result.map(|mut info| {
+            info.started_at = started_at;
+            info.finished_at = trace.finished_at.clone();
+            info.first_run = first_run;
+            trace.load_info = serde_json::to_value(&info).unwrap_or(Value::Null);
+            info
+        });
+        // the trace is best effort: a run must not fail because its trace could not be written
+        let _ = write_atomic(&self.working_dir.join("trace.json"), serde_json::to_string_pretty(&trace)?.as_bytes());
+        result
+    }
+
+    fn run_inner(&mut self, source: Source, trace: &mut Trace) -> Result<LoadInfo> {
+        if !self.dev_mode {
+            let clock = StepClock::start();
+            let r = self.sync_destination();
+            if let Err(e) = r {
+                // an unreachable destination is reported by the load step; sync is advisory here
+                trace.steps.push(clock.finish("sync", &Err(e.to_string())));
+            }
+        }
+        let mut info = self.empty_info();
+        // 1. packages left by an earlier run go first
+        let clock = StepClock::start();
+        let pending = self.normalize_inner(&mut info);
+        trace.steps.push(clock.finish("normalize", &pending.as_ref().map(|_| json!("pending")).map_err(|e| e.to_string())));
+        pending?;
+        if !self.storage.list(PackageStage::Normalized)?.is_empty() {
+            let clock = StepClock::start();
+            let r = self.load_inner(&mut info);
+            trace.steps.push(clock.finish("load", &r.as_ref().map(|_| json!(info.load_ids)).map_err(|e| e.to_string())));
+            r?;
+        }
+        // 2. the new data
+        let clock = StepClock::start();
+        let r = self.extract_inner(source);
+        let t = clock.started.elapsed().as_secs_f64();
+        trace.steps.push(clock.finish("extract", &r.as_ref().map(|id| json!(id)).map_err(|e| e.to_string())));
+        r?;
+        info.timings.insert("extract".into(), t);
+        let clock = StepClock::start();
+        let r = self.normalize_inner(&mut info);
+        info.timings.insert("normalize".into(), clock.started.elapsed().as_secs_f64());
+        trace.steps.push(clock.finish("normalize", &r.as_ref().map(|_| json!(info.row_counts)).map_err(|e| e.to_string())));
+        r?;
+        let clock = StepClock::start();
+        let r = self.load_inner(&mut info);
+        info.timings.insert("load".into(), clock.started.elapsed().as_secs_f64());
+        trace.steps.push(clock.finish("load", &r.as_ref().map(|_| json!(info.load_ids)).map_err(|e| e.to_string())));
+        r?;
+        Ok(info)
+    }
+
+    fn empty_info(&self) -> LoadInfo {
+        LoadInfo {
+            pipeline_name: self.name.clone(),
+            destination_name: self.destination.name().to_string(),
+            destination_type: self.destination.destination_type(),
+            destination_location: self.destination.display_location(),
+            dataset_name: self.dataset_name.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Extract a source into a new package; returns its load id.
+    pub fn extract(&mut self, data: impl IntoSource) -> Result<String> {
+        self.extract_inner(data.into_source(&self.name))
+    }
+
+    /// Normalize every extracted package.
+    pub fn normalize(&mut self) -> Result<IndexMap<String, u64>> {
+        let mut info = self.empty_info();
+        self.normalize_inner(&mut info)?;
+        Ok(info.row_counts)
+    }
+
+    /// Load every normalized package.
+    pub fn load(&mut self) -> Result<LoadInfo> {
+        let mut info = self.empty_info();
+        let t = Instant::now();
+        self.load_inner(&mut info)?;
+        info.timings.insert("load".into(), t.elapsed().as_secs_f64());
+        Ok(info)
+    }
+
+    fn last_load_id(&self) -> Result<Option<String>> {
+        let mut all = vec![];
+        for st in [PackageStage::Extracted, PackageStage::Normalized, PackageStage::Loaded] {
+            all.extend(self.storage.list(st)?);
+        }
+        all.sort_by(|a, b| crate::package::cmp_load_ids(a, b));
+        Ok(all.pop())
+    }
+
+    fn extract_inner(&mut self, source: Source) -> Result<String> {
+        let load_id = new_load_id(self.last_load_id()?.as_deref());
+        let r = self.extract_package(source, &load_id);
+        if r.is_err() {
+            let tmp = self.working_dir.join("normalize").join("new").join(&load_id);
+            let _ = fs::remove_dir_all(tmp);
+        }
+        r.map_err(|e| step_err(Step::Extract, Some(&load_id), e))?;
+        Ok(load_id)
+    }
+
+    fn extract_package(&mut self, source: Source, load_id: &str) -> Result<()> {
+        let dir = self.storage.new_extract(load_id)?;
+        let jobs_dir = dir.join(NEW_JOBS);
+        let mut schema = match self.schema(&source.name)? {
+            Some(s) => s,
+            None => source.schema.clone().unwrap_or_else(|| Schema::new(&source.name)),
+        };
+        if let Some(c) = &source.schema_contract {
+            schema.settings.schema_contract = Some(c.clone());
+        }
+        let mut pstate = PackageState {
+            load_id: load_id.to_string(),
+            schema_name: schema.name.clone(),
+            created_at: load_id_time(load_id).unwrap_or_else(Utc::now).to_rfc3339_opts(SecondsFormat::Micros, true),
+            ..Default::default()
+        };
+        self.report(|p| p.step_started(Step::Extract, &source.name));
+        let mut writers = ExtractWriters::new(jobs_dir);
+        let mut total: u64 = 0;
+        for resource in source.resources {
+            let (name, hints, items) = resource.into_parts();
+            let mut tables_seen: Vec<String> = vec![];
+            if let Some(TableName::Static(t)) = &hints.table_name {
+                let t = self.naming.normalize_table_identifier(t);
+                apply_hints(&mut schema, &t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
+                tables_seen.push(t);
+            } else if hints.table_name.is_none() {
+                let t = self.naming.normalize_table_identifier(&name);
+                apply_hints(&mut schema, &t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
+                tables_seen.push(t);
+            }
+            let mut table_cache: HashMap<String, String> = HashMap::new();
+            for (idx, item) in items.enumerate() {
+                let item = item.map_err(|e| match e {
+                    e @ (Error::BadInput { .. } | Error::Source { .. }) => e,
+                    e => Error::Source { resource: name.clone(), message: format!("item #{idx}: {e}"), transient: e.is_transient() },
+                })?;
+                let table = match &hints.table_name {
+                    Some(TableName::Static(_)) | None => tables_seen[0].clone(),
+                    Some(TableName::Dynamic(f)) => {
+                        let raw = match &item {
+                            Item::Json(v) => f(v),
+                            Item::Arrow(_) => None,
+                        }
+                        .unwrap_or_else(|| name.clone());
+                        if let Some(t) = table_cache.get(&raw) {
+                            t.clone()
+                        } else {
+                            let t = self.naming.normalize_table_identifier(&raw);
+                            apply_hints(&mut schema, &t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
+                            if !tables_seen.contains(&t) {
+                                tables_seen.push(t.clone());
+                            }
+                            table_cache.insert(raw, t.clone());
+                            t
+                        }
+                    }
+                };
+                let n = writers.write(&table, item)?;
+                *pstate.extracted_items.entry(table).or_default() += n;
+                total += n;
+                if total % 10_000 == 0 {
+                    self.report(|p| p.items(Step::Extract, total));
+                }
+            }
+            pstate.resources.insert(name, tables_seen);
+        }
+        writers.finish()?;
+        self.report(|p| p.items(Step::Extract, total));
+        self.report(|p| p.step_finished(Step::Extract));
+
+        // the state this package commits, if it changed
+        let mut new_state = self.state.clone();
+        new_state.set("pipeline_name", json!(self.name));
+        new_state.set("dataset_name", json!(self.dataset_name));
+        if new_state.get("default_schema_name").and_then(Value::as_str).is_none() {
+            new_state.set("default_schema_name", json!(schema.name));
+        }
+        let mut names: Vec<Value> = new_state.get("schema_names").and_then(Value::as_array).cloned().unwrap_or_default();
+        if !names.iter().any(|n| n.as_str() == Some(&schema.name)) {
+            names.push(json!(schema.name));
+        }
+        new_state.set("schema_names", Value::Array(names));
+        new_state.set("destination_type", json!(self.destination.destination_type()));
+        new_state.set("destination_name", json!(self.destination.name()));
+        {
+            let local = new_state.local_mut();
+            local.insert("_last_extracted_at".into(), json!(pstate.created_at));
+        }
+        if new_state.bump_version() {
+            pstate.pipeline_state = Some(new_state.0.clone());
+        }
+        schema.bump_version();
+        write_atomic(&dir.join(SCHEMA_FILE), schema.to_json().as_bytes())?;
+        write_package_state(&dir, &pstate)?;
+        self.save_schema(&schema)?;
+        self.storage.commit_extract(load_id)?;
+        Ok(())
+    }
+
+    fn normalize_inner(&mut self, info: &mut LoadInfo) -> Result<()> {
+        for load_id in self.storage.list(PackageStage::Extracted)? {
+            self.normalize_package(&load_id, info).map_err(|e| step_err(Step::Normalize, Some(&load_id), e))?;
+        }
+        Ok(())
+    }
+
+    fn normalize_package(&mut self, load_id: &str, info: &mut LoadInfo) -> Result<()> {
+        let ex_dir = self.storage.extracted_dir().join(load_id);
+        let mut pstate = read_package_state(&ex_dir)?;
+        let schema_doc = fs::read_to_string(ex_dir.join(SCHEMA_FILE)).at(ex_dir.join(SCHEMA_FILE))?;
+        let mut schema = Schema::from_str_any(&schema_doc)?;
+        // the local schema may have evolved since (another package); start from the newest
+        if let Some(local) = self.schema(&schema.name)? {
+            if local.version >= schema.version {
+                schema = local;
+            }
+        }
+        let out_dir = self.storage.new_normalize(load_id)?;
+        let jobs_dir = out_dir.join(NEW_JOBS);
+        let files = list_jobs(&ex_dir, NEW_JOBS)?;
+        self.report(|p| p.step_started(Step::Normalize, load_id));
+        let progress = self.progress.clone();
+        let on_progress = move |n: u64| {
+            if let Some(p) = &progress {
+                p.items(Step::Normalize, n)
+            }
+        };
+        let caps = self.destination.capabilities().clone();
+        let result = self.normalizer.normalize(NormalizeRequest {
+            load_id,
+            files: &files,
+            output_dir: &jobs_dir,
+            schema: &mut schema,
+            capabilities: &caps,
+            on_progress: &on_progress,
+        });
+        self.report(|p| p.step_finished(Step::Normalize));
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&out_dir);
+                return Err(e);
+            }
+        };
+        let mut row_counts = result.row_counts;
+        if let Some(st) = &pstate.pipeline_state {
+            let st = PipelineState(st.clone());
+            write_state_job(&jobs_dir, &st, &self.name, load_id, &pstate.created_at)?;
+            if !schema.tables.contains_key(STATE_TABLE) {
+                schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            }
+            if let Some(t) = schema.tables.get_mut(STATE_TABLE) {
+                t.set_seen_data();
+            }
+            *row_counts.entry(STATE_TABLE.to_string()).or_default() += 1;
+        }
+        // replace: every table of the chain of each replaced root table is emptied first
+        let mut truncate = vec![];
+        for tables in pstate.resources.values() {
+            for t in tables {
+                if schema.tables.get(t).and_then(|t| t.write_disposition) == Some(WriteDisposition::Replace) {
+                    let mut chain = schema.table_chain(t);
+                    chain.reverse();
+                    for c in chain {
+                        if !truncate.contains(&c) {
+                            truncate.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        pstate.truncate_tables = truncate;
+        let mut with_jobs: Vec<String> = vec![];
+        for j in list_jobs(&out_dir, NEW_JOBS)? {
+            if !with_jobs.contains(&j.table) {
+                with_jobs.push(j.table);
+            }
+        }
+        pstate.tables_with_jobs = with_jobs;
+        pstate.row_counts = row_counts.clone();
+        schema.bump_version();
+        write_atomic(&out_dir.join(SCHEMA_FILE), schema.to_json().as_bytes())?;
+        write_atomic(&out_dir.join("schema_updates.json"), b"[]")?;
+        write_package_state(&out_dir, &pstate)?;
+        self.save_schema(&schema)?;
+        self.storage.commit_normalize(load_id)?;
+        for (t, n) in row_counts {
+            *info.row_counts.entry(t).or_default() += n;
+        }
+        Ok(())
+    }
+
+    fn load_inner(&mut self, info: &mut LoadInfo) -> Result<()> {
+        for load_id in self.storage.list(PackageStage::Normalized)? {
+            self.report(|p| p.step_started(Step::Load, &load_id));
+            let r = self.load_package(&load_id, info);
+            self.report(|p| p.step_finished(Step::Load));
+            r.map_err(|e| step_err(Step::Load, Some(&load_id), e))?;
+        }
+        Ok(())
+    }
+
+    fn load_package(&mut self, load_id: &str, info: &mut LoadInfo) -> Result<()> {
+        let dir = self.storage.normalized_dir().join(load_id);
+        let pstate = read_package_state(&dir)?;
+        let schema = Schema::from_str_any(&fs::read_to_string(dir.join(SCHEMA_FILE)).at(dir.join(SCHEMA_FILE))?)?;
+        let jobs = list_jobs(&dir, NEW_JOBS)?;
+        let mut client = self.destination.client(&self.dataset_name)?;
+        let mut attempt = 0u32;
+        loop {
+            let r = self.try_commit(client.as_mut(), load_id, &schema, &jobs, &pstate);
+            match r {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && attempt < 4 => {
+                    attempt += 1;
+                    tracing::warn!("load of package {load_id} failed with a transient error, retry {attempt}: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(250 * (1 << attempt)));
+                    client = self.destination.client(&self.dataset_name)?;
+                }
+                Err(e) => {
+                    let failed = dir.join(FAILED_JOBS);
+                    let _ = fs::create_dir_all(&failed);
+                    let _ = fs::write(failed.join("package.exception"), format!("{e}\n"));
+                    return Err(e);
+                }
+            }
+        }
+        for j in &jobs {
+            info.jobs.push(JobInfo {
+                load_id: load_id.to_string(),
+                table: j.table.clone(),
+                file: j.path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
+                size: fs::metadata(&j.path).map(|m| m.len()).unwrap_or(0),
+                error: None,
+            });
+        }
+        let done = self.storage.complete_load(load_id)?;
+        let mut pstate = pstate;
+        pstate.loaded_at = Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true));
+        write_package_state(&done, &pstate)?;
+        // local state advances only after the destination committed
+        if let Some(st) = pstate.pipeline_state {
+            let mut st = PipelineState(st);
+            st.local_mut().insert("first_run".into(), json!(false));
+            self.state = st;
+        } else {
+            self.state.local_mut().insert("first_run".into(), json!(false));
+        }
+        self.save_state()?;
+        info.load_ids.push(load_id.to_string());
+        Ok(())
+    }
+
+    /// Drop the tables of `resources` in the destination, remove them from the schema, reset the
+    /// resources' state, and commit the new schema and state to the destination as a new load.
+    /// Returns the dropped tables and the load id.
+    pub fn drop_resources(&mut self, schema_name: &str, resources: &[String]) -> Result<(Vec<String>, String)> {
+        if self.has_pending_packages()? {
+            return Err(Error::Pipeline(format!(
+                "pipeline `{}` has pending load packages; run it (or drop them) before dropping resources",
+                self.name
+            )));
+        }
+        let mut schema = self
+            .schema(schema_name)?
+            .ok_or_else(|| Error::Pipeline(format!("schema `{schema_name}` not found")))?;
+        let mut tables = vec![];
+        for r in resources {
+            for t in schema.resource_tables(r) {
+                if !tables.contains(&t) {
+                    tables.push(t);
+                }
+            }
+        }
+        tables.reverse();
+        let mut client = self.destination.client(&self.dataset_name)?;
+        client.initialize_storage()?;
+        client.drop_tables(&tables)?;
+        for t in &tables {
+            schema.tables.shift_remove(t);
+        }
+        schema.bump_version();
+        let mut st = self.state.clone();
+        if let Some(res) = st.source_state_mut(schema_name).get_mut("resources").and_then(Value::as_object_mut) {
+            for r in resources {
+                res.shift_remove(r);
+            }
+        }
+        st.bump_version();
+        // a package holding only the new state row
+        let load_id = new_load_id(self.last_load_id()?.as_deref());
+        let dir = self.storage.new_normalize(&load_id)?;
+        let created_at = load_id_time(&load_id).unwrap_or_else(Utc::now).to_rfc3339_opts(SecondsFormat::Micros, true);
+        write_state_job(&dir.join(NEW_JOBS), &st, &self.name, &load_id, &created_at)?;
+        if !schema.tables.contains_key(STATE_TABLE) {
+            schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            schema.bump_version();
+        }
+        let pstate = PackageState {
+            load_id: load_id.clone(),
+            schema_name: schema.name.clone(),
+            created_at,
+            pipeline_state: Some(st.0.clone()),
+            tables_with_jobs: vec![STATE_TABLE.to_string()],
+            row_counts: [(STATE_TABLE.to_string(), 1u64)].into_iter().collect(),
+            ..Default::default()
+        };
+        write_atomic(&dir.join(SCHEMA_FILE), schema.to_json().as_bytes())?;
+        write_package_state(&dir, &pstate)?;
+        self.save_schema(&schema)?;
+        self.storage.commit_normalize(&load_id)?;
+        let mut info = self.empty_info();
+        self.load_inner(&mut info)?;
+        Ok((tables, load_id))
+    }
+
+    fn try_commit(
+        &self,
+        client: &mut dyn DestinationClient,
+        load_id: &str,
+        schema: &Schema,
+        jobs: &[JobFile],
+        pstate: &PackageState,
+    ) -> Result<()> {
+        client.initialize_storage()?;
+        if client.is_loaded(load_id)? {
+            return Ok(());
+        }
+        let mut ddl_tables: Vec<String> = vec![];
+        for t in pstate.tables_with_jobs.iter().chain(pstate.truncate_tables.iter()) {
+            let root_chain = {
+                let mut chain = vec![t.clone()];
+                let mut cur = t.as_str();
+                while let Some(p) = schema.tables.get(cur).and_then(|x| x.parent.as_deref()) {
+                    chain.push(p.to_string());
+                    cur = p;
+                }
+                chain
+            };
+            for c in root_chain.into_iter().rev() {
+                if !ddl_tables.contains(&c) {
+                    ddl_tables.push(c);
+                }
+            }
+        }
+        client.update_stored_schema(schema, &ddl_tables)?;
+        client.commit_package(&PackageToLoad { load_id, schema, jobs, truncate_tables: &pstate.truncate_tables })
+    }
+}
+
+/// Put a resource's hints on its table in the schema.
+fn apply_hints(
+    schema: &mut Schema,
+    table: &str,
+    resource: &str,
+    hints: &ResourceHints,
+    source_nesting: Option<u32>,
+    naming: &dyn NamingConvention,
+) {
+    let t = schema.tables.entry(table.to_string()).or_insert_with(|| Table::new(table));
+    t.resource = Some(resource.to_string());
+    if let Some(wd) = &hints.write_disposition {
+        t.write_disposition = Some(wd.disposition);
+        if wd.disposition == WriteDisposition::Merge {
+            let strategy = wd.strategy.unwrap_or(MergeStrategy::DeleteInsert);
+            t.extra.insert("x-merge-strategy".into(), json!(strategy.as_str()));
+        }
+        for (k, v) in &wd.options {
+            t.extra.insert(format!("x-{}", k.replace('_', "-")), v.clone());
+        }
+    } else if t.write_disposition.is_none() {
+        t.write_disposition = Some(WriteDisposition::Append);
+    }
+    if let Some(n) = hints.max_table_nesting.or(source_nesting) {
+        t.set_max_nesting(n);
+    }
+    if let Some(c) = &hints.schema_contract {
+        t.schema_contract = Some(c.clone());
+    }
+    if let Some(f) = &hints.file_format {
+        t.file_format = Some(f.clone());
+    }
+    // declared columns first, in order
+    let mut declared: Vec<(String, Column)> = vec![];
+    for (name, col) in &hints.columns {
+        let n = naming.normalize_path(name);
+        let mut c = t.columns.get(&n).cloned().unwrap_or_else(|| Column { name: n.clone(), ..Default::default() });
+        let mut h = col.clone();
+        h.name = n.clone();
+        c.merge_hints(&h);
+        if c.nullable.is_none() && c.data_type.is_some() {
+            c.nullable = Some(true);
+        }
+        declared.push((n, c));
+    }
+    for (keys, is_pk) in [(&hints.primary_key, true), (&hints.merge_key, false)] {
+        if let Some(keys) = keys {
+            for k in &keys.0 {
+                let n = naming.normalize_path(k);
+                let pos = declared.iter().position(|(d, _)| *d == n);
+                let mut c = match pos {
+                    Some(p) => declared.remove(p).1,
+                    None => t.columns.get(&n).cloned().unwrap_or_else(|| Column { name: n.clone(), ..Default::default() }),
+                };
+                if is_pk {
+                    c.primary_key = true;
+                } else {
+                    c.merge_key = true;
+                }
+                c.nullable = Some(false);
+                match pos {
+                    Some(p) => declared.insert(p, (n, c)),
+                    None => declared.push((n, c)),
+                }
+            }
+        }
+    }
+    if !declared.is_empty() {
+        let mut cols: IndexMap<String, Column> = IndexMap::new();
+        let existing_new_table = t.columns.is_empty();
+        if existing_new_table {
+            for (n, c) in declared {
+                cols.insert(n, c);
+            }
+        } else {
+            cols = t.columns.clone();
+            for (n, c) in declared {
+                cols.insert(n, c);
+            }
+        }
+        t.columns = cols;
+    }
+}
+
+struct ExtractWriters {
+    dir: PathBuf,
+    json: HashMap<String, (BufWriter<fs::File>, PathBuf)>,
+    arrow: HashMap<String, (ArrowWriter<fs::File>, arrow::datatypes::SchemaRef)>,
+    line: Vec<u8>,
+}
+
+fn new_file_id() -> String {
+    let b: [u8; 5] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl ExtractWriters {
+    fn new(dir: PathBuf) -> Self {
+        ExtractWriters { dir, json: HashMap::new(), arrow: HashMap::new(), line: Vec::with_capacity(4096) }
+    }
+
+    fn write(&mut self, table: &str, item: Item) -> Result<u64> {
+        match item {
+            Item::Json(Value::Array(values)) => {
+                let mut n = 0;
+                for v in values {
+                    n += self.write(table, Item::Json(v))?;
+                }
+                Ok(n)
+            }
+            Item::Json(v) => {
+                if !self.json.contains_key(table) {
+                    let p = self.dir.join(JobFile::file_name(table, &new_file_id(), 0, FileFormat::Jsonl));
+                    let f = fs::File::create(&p).at(&p)?;
+                    self.json.insert(table.to_string(), (BufWriter::with_capacity(1 << 20, f), p));
+                }
+                let (w, p) = self.json.get_mut(table).expect("inserted");
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, &v)?;
+                self.line.push(b'\n');
+                w.write_all(&self.line).at(p.clone())?;
+                Ok(1)
+            }
+            Item::Arrow(batch) => {
+                let rows = batch.num_rows() as u64;
+                let schema_changed = self.arrow.get(table).map(|(_, s)| s != &batch.schema()).unwrap_or(false);
+                if schema_changed {
+                    if let Some((w, _)) = self.arrow.remove(table) {
+                        w.close()?;
+                    }
+                }
+                if !self.arrow.contains_key(table) {
+                    let p = self.dir.join(JobFile::file_name(table, &new_file_id(), 0, FileFormat::Parquet));
+                    let f = fs::File::create(&p).at(&p)?;
+                    let w = ArrowWriter::try_new(f, batch.schema(), None)?;
+                    self.arrow.insert(table.to_string(), (w, batch.schema()));
+                }
+                let (w, _) = self.arrow.get_mut(table).expect("inserted");
+                w.write(&batch)?;
+                Ok(rows)
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        for (_, (mut w, p)) in self.json {
+            w.flush().at(&p)?;
+            w.get_ref().sync_all().at(&p)?;
+        }
+        for (_, (w, _)) in self.arrow {
+            w.close()?;
+        }
+        Ok(())
+    }
+}
+
+/// Write the `_dlt_pipeline_state` row of a package as a parquet job.
+fn write_state_job(dir: &Path, state: &PipelineState, pipeline: &str, load_id: &str, created_at: &str) -> Result<()> {
+    let created = chrono::DateTime::parse_from_rfc3339(created_at)
+        .map(|d| d.timestamp_micros())
+        .unwrap_or_else(|_| Utc::now().timestamp_micros());
+    let fields = vec![
+        Field::new("version", ArrowType::Int64, false),
+        Field::new("engine_version", ArrowType::Int64, false),
+        Field::new("pipeline_name", ArrowType::Utf8, false),
+        Field::new("state", ArrowType::Utf8, false),
+        Field::new("created_at", ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new("version_hash", ArrowType::Utf8, true),
+        Field::new("_dlt_load_id", ArrowType::Utf8, false),
+        Field::new("_dlt_id", ArrowType::Utf8, false),
+    ];
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![state.version()])),
+        Arc::new(Int64Array::from(vec![STATE_ENGINE_VERSION as i64])),
+        Arc::new(StringArray::from(vec![pipeline])),
+        Arc::new(StringArray::from(vec![state.encode_for_destination()])),
+        Arc::new(TimestampMicrosecondArray::from(vec![created]).with_timezone("UTC")),
+        Arc::new(StringArray::from(vec![state.version_hash()])),
+        Arc::new(StringArray::from(vec![load_id])),
+        Arc::new(StringArray::from(vec![random_row_id()])),
+    ];
+    let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), cols)?;
+    let p = dir.join(JobFile::file_name(STATE_TABLE, &new_file_id(), 0, FileFormat::Parquet));
+    let f = fs::File::create(&p).at(&p)?;
+    let mut w = ArrowWriter::try_new(f, batch.schema(), None)?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Registration of sources and destinations by name, so pipeline files (`dlt run`) can use them.
+//! Connector crates export a factory; the `dlt` facade registers the compiled-in ones.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::destination::Destination;
+use crate::error::{Error, Result};
+use crate::resource::Source;
+
+/// What a factory gets to build a destination.
+pub struct DestinationContext<'a> {
+    /// The pipeline name (default file names, config prefixes).
+    pub pipeline_name: &'a str,
+    /// Config and secrets providers.
+    pub config: &'a Config,
+    /// The run directory (relative paths resolve here).
+    pub run_dir: &'a Path,
+    /// Explicit settings (the `[destination]` table of a pipeline file), lowest precedence.
+    pub explicit: Option<&'a toml::Table>,
+}
+
+/// Builds a destination from configuration.
+pub trait DestinationFactory: Send + Sync {
+    /// Registered name (`duckdb`).
+    fn name(&self) -> &'static str;
+    /// Build it.
+    fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>>;
+}
+
+/// What a factory gets to build a source.
+pub struct SourceContext<'a> {
+    /// The pipeline name.
+    pub pipeline_name: &'a str,
+    /// Config and secrets providers.
+    pub config: &'a Config,
+    /// Folder relative paths in the source config resolve against.
+    pub base_dir: &'a Path,
+}
+
+/// Builds a source from its config (the `[source]` table of a pipeline file).
+pub trait SourceFactory: Send + Sync {
+    /// Registered name (`files`, `rest_api`, …).
+    fn name(&self) -> &'static str;
+    /// Build it.
+    fn build(&self, config: &toml::Table, ctx: &SourceContext<'_>) -> Result<Source>;
+}
+
+/// Sources and destinations by name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    sources: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
+    destinations: BTreeMap<&'static str, Arc<dyn DestinationFactory>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Register a source factory.
+    pub fn register_source(&mut self, f: Arc<dyn SourceFactory>) -> &mut Self {
+        self.sources.insert(f.name(), f);
+        self
+    }
+    /// Register a destination factory.
+    pub fn register_destination(&mut self, f: Arc<dyn DestinationFactory>) -> &mut Self {
+        self.destinations.insert(f.name(), f);
+        self
+    }
+    /// Look up a source factory.
+    pub fn source(&self, name: &str) -> Result<&Arc<dyn SourceFactory>> {
+        self.sources.get(name).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown source type `{name}`; compiled-in sources: {}",
+                self.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+    /// Look up a destination factory.
+    pub fn destination(&self, name: &str) -> Result<&Arc<dyn DestinationFactory>> {
+        self.destinations.get(name).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown destination `{name}`; compiled-in destinations: {}",
+                self.destinations.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+    /// Names of registered sources.
+    pub fn source_names(&self) -> Vec<&'static str> {
+        self.sources.keys().cloned().collect()
+    }
+    /// Names of registered destinations.
+    pub fn destination_names(&self) -> Vec<&'static str> {
+        self.destinations.keys().cloned().collect()
+    }
+}

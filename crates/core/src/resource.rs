@@ -1,0 +1,335 @@
+//! Sources and resources: named streams of items with table hints.
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::schema::{Column, Schema, WriteDisposition};
+
+/// One item yielded by a resource.
+#[derive(Debug, Clone)]
+pub enum Item {
+    /// A JSON value (objects become rows; other values are wrapped as `{"value": …}`).
+    Json(Value),
+    /// An Arrow batch, passed through without per-row work.
+    Arrow(RecordBatch),
+}
+
+impl From<Value> for Item {
+    fn from(v: Value) -> Self {
+        Item::Json(v)
+    }
+}
+
+impl From<RecordBatch> for Item {
+    fn from(b: RecordBatch) -> Self {
+        Item::Arrow(b)
+    }
+}
+
+/// Computes a table name from a JSON item.
+pub type TableNameFn = Arc<dyn Fn(&Value) -> Option<String> + Send + Sync>;
+
+/// The table an item goes to.
+#[derive(Clone)]
+pub enum TableName {
+    /// Fixed name (before normalization).
+    Static(String),
+    /// Computed from each item; `None` falls back to the resource name.
+    Dynamic(TableNameFn),
+}
+
+impl std::fmt::Debug for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableName::Static(s) => write!(f, "Static({s:?})"),
+            TableName::Dynamic(_) => f.write_str("Dynamic(..)"),
+        }
+    }
+}
+
+impl TableName {
+    /// Take the table name from a top-level field of each item.
+    pub fn from_field(field: impl Into<String>) -> Self {
+        let field = field.into();
+        TableName::Dynamic(Arc::new(move |v: &Value| match v.get(&field) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        }))
+    }
+}
+
+/// Merge strategies of the `merge` disposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeStrategy {
+    /// Delete rows with matching keys, insert the new ones (default).
+    DeleteInsert,
+    /// MERGE by primary key.
+    Upsert,
+    /// Slowly changing dimension type 2.
+    Scd2,
+    /// Insert rows whose key is not present.
+    InsertOnly,
+}
+
+impl MergeStrategy {
+    /// dlt's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MergeStrategy::DeleteInsert => "delete-insert",
+            MergeStrategy::Upsert => "upsert",
+            MergeStrategy::Scd2 => "scd2",
+            MergeStrategy::InsertOnly => "insert-only",
+        }
+    }
+}
+
+/// A write disposition with its strategy and options, as dlt's dict form
+/// `{"disposition": "merge", "strategy": "scd2", …}` or the plain string.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct WriteDispositionConfig {
+    /// append / replace / merge / skip.
+    pub disposition: WriteDisposition,
+    /// Merge strategy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<MergeStrategy>,
+    /// Strategy options (`deduplicated`, `validity_column_names`, …).
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for WriteDispositionConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Plain(WriteDisposition),
+            Full {
+                disposition: WriteDisposition,
+                #[serde(default)]
+                strategy: Option<MergeStrategy>,
+                #[serde(flatten)]
+                options: serde_json::Map<String, Value>,
+            },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Plain(disposition) => WriteDispositionConfig { disposition, ..Default::default() },
+            Raw::Full { disposition, strategy, options } => WriteDispositionConfig { disposition, strategy, options },
+        })
+    }
+}
+
+impl From<WriteDisposition> for WriteDispositionConfig {
+    fn from(disposition: WriteDisposition) -> Self {
+        WriteDispositionConfig { disposition, ..Default::default() }
+    }
+}
+
+/// A key hint: one column or several.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(transparent)]
+pub struct KeyHint(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for KeyHint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(KeyHint(match Raw::deserialize(d)? {
+            Raw::One(s) => vec![s],
+            Raw::Many(v) => v,
+        }))
+    }
+}
+
+/// Table hints of a resource (dlt's `@dlt.resource(...)` arguments).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceHints {
+    /// Table name (default: the resource name).
+    #[serde(default, deserialize_with = "de_table_name")]
+    pub table_name: Option<TableName>,
+    /// Take the table name from this top-level field of each item.
+    #[serde(default, skip)]
+    pub table_name_from: Option<String>,
+    /// Write disposition.
+    #[serde(default)]
+    pub write_disposition: Option<WriteDispositionConfig>,
+    /// Primary key columns.
+    #[serde(default)]
+    pub primary_key: Option<KeyHint>,
+    /// Merge key columns.
+    #[serde(default)]
+    pub merge_key: Option<KeyHint>,
+    /// Declared columns (dlt column schemas), in order.
+    #[serde(default)]
+    pub columns: IndexMap<String, Column>,
+    /// Maximum nesting of child tables.
+    #[serde(default)]
+    pub max_table_nesting: Option<u32>,
+    /// Schema contract (`"evolve"`, … or a dict per entity).
+    #[serde(default)]
+    pub schema_contract: Option<Value>,
+    /// Preferred job file format.
+    #[serde(default)]
+    pub file_format: Option<String>,
+}
+
+fn de_table_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<TableName>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(TableName::Static))
+}
+
+impl ResourceHints {
+    /// Parse hints from a JSON object in dlt's `dlt.resource(**hints)` shape
+    /// (also accepts `table_name_from`).
+    pub fn from_json(v: &Value) -> Result<ResourceHints> {
+        let mut v = v.clone();
+        let from = v.as_object_mut().and_then(|m| m.remove("table_name_from"));
+        let mut hints: ResourceHints =
+            serde_json::from_value(v).map_err(|e| Error::Config(format!("invalid resource hints: {e}")))?;
+        if let Some(Value::String(f)) = from {
+            hints.table_name = Some(TableName::from_field(f));
+        }
+        Ok(hints)
+    }
+
+    /// Effective write disposition.
+    pub fn disposition(&self) -> WriteDisposition {
+        self.write_disposition.as_ref().map(|w| w.disposition).unwrap_or_default()
+    }
+}
+
+/// The iterator type of a resource.
+pub type ItemIter = Box<dyn Iterator<Item = Result<Item>> + Send>;
+
+/// A named stream of items with hints.
+pub struct Resource {
+    /// Resource name.
+    pub name: String,
+    /// Table hints.
+    pub hints: ResourceHints,
+    items: ItemIter,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource").field("name", &self.name).field("hints", &self.hints).finish()
+    }
+}
+
+impl Resource {
+    /// A resource over any iterator of items.
+    pub fn new<I, T>(name: impl Into<String>, items: I) -> Self
+    where
+        I: IntoIterator<Item = Result<T>>,
+        I::IntoIter: Send + 'static,
+        T: Into<Item>,
+    {
+        Resource { name: name.into(), hints: ResourceHints::default(), items: Box::new(items.into_iter().map(|r| r.map(Into::into))) }
+    }
+
+    /// A resource over infallible JSON values.
+    pub fn from_values<I>(name: impl Into<String>, values: I) -> Self
+    where
+        I: IntoIterator<Item = Value>,
+        I::IntoIter: Send + 'static,
+    {
+        Resource::new(name, values.into_iter().map(Ok::<Value, Error>))
+    }
+
+    /// Replace the hints.
+    pub fn with_hints(mut self, hints: ResourceHints) -> Self {
+        self.hints = hints;
+        self
+    }
+
+    /// Set a static table name.
+    pub fn table_name(mut self, name: impl Into<String>) -> Self {
+        self.hints.table_name = Some(TableName::Static(name.into()));
+        self
+    }
+
+    /// Set the write disposition.
+    pub fn write_disposition(mut self, wd: impl Into<WriteDispositionConfig>) -> Self {
+        self.hints.write_disposition = Some(wd.into());
+        self
+    }
+
+    /// Set the primary key.
+    pub fn primary_key<S: Into<String>>(mut self, cols: impl IntoIterator<Item = S>) -> Self {
+        self.hints.primary_key = Some(KeyHint(cols.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Declare a column.
+    pub fn column(mut self, col: Column) -> Self {
+        self.hints.columns.insert(col.name.clone(), col);
+        self
+    }
+
+    /// Set `max_table_nesting`.
+    pub fn max_table_nesting(mut self, n: u32) -> Self {
+        self.hints.max_table_nesting = Some(n);
+        self
+    }
+
+    /// Take the item iterator out (used by extract).
+    pub fn into_parts(self) -> (String, ResourceHints, ItemIter) {
+        (self.name, self.hints, self.items)
+    }
+}
+
+/// A named group of resources; owns the schema its tables go to.
+#[derive(Debug)]
+pub struct Source {
+    /// Source (and schema) name.
+    pub name: String,
+    /// Resources, extracted in order.
+    pub resources: Vec<Resource>,
+    /// A schema to start from (e.g. imported from YAML); otherwise the pipeline's.
+    pub schema: Option<Schema>,
+    /// Source-level `max_table_nesting`.
+    pub max_table_nesting: Option<u32>,
+    /// Source-level schema contract.
+    pub schema_contract: Option<Value>,
+}
+
+impl Source {
+    /// A source from resources.
+    pub fn new(name: impl Into<String>, resources: Vec<Resource>) -> Self {
+        Source { name: name.into(), resources, schema: None, max_table_nesting: None, schema_contract: None }
+    }
+}
+
+/// Anything a pipeline can run: a source, one resource, or several resources.
+pub trait IntoSource {
+    /// Convert, naming the source after the pipeline when it has no name of its own.
+    fn into_source(self, pipeline_name: &str) -> Source;
+}
+
+impl IntoSource for Source {
+    fn into_source(self, _: &str) -> Source {
+        self
+    }
+}
+
+impl IntoSource for Resource {
+    fn into_source(self, pipeline_name: &str) -> Source {
+        Source::new(pipeline_name, vec![self])
+    }
+}
+
+impl IntoSource for Vec<Resource> {
+    fn into_source(self, pipeline_name: &str) -> Source {
+        Source::new(pipeline_name, self)
+    }
+}

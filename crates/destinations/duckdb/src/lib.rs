@@ -1,0 +1,515 @@
+//! The DuckDB destination: an embedded database file; a dataset is a DuckDB schema.
+//! Job files are parquet, inserted with DuckDB's own reader; a package's data, its state row and
+//! its `_dlt_loads` row commit in one transaction.
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use dlt_core::config::ConfigValue;
+use dlt_core::destination::{
+    Capabilities, Destination, DestinationClient, FileFormat, PackageToLoad, ReplaceStrategy, SqlClient, StoredState,
+};
+use dlt_core::error::{Error, Result};
+use dlt_core::registry::{DestinationContext, DestinationFactory};
+use dlt_core::schema::{Column, DataType, LOADS_TABLE, Schema, VERSION_TABLE};
+
+const NAME: &str = "duckdb";
+
+/// DuckDB's capabilities.
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        preferred_file_format: FileFormat::Parquet,
+        supported_file_formats: vec![FileFormat::Parquet],
+        max_identifier_length: 65536,
+        max_column_identifier_length: 65536,
+        supports_transactions: true,
+        merge_strategies: vec![],
+        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
+        timestamp_precision: 6,
+        decimal_precision: (38, 9),
+        type_map: vec![
+            (DataType::Text, "VARCHAR"),
+            (DataType::Double, "DOUBLE"),
+            (DataType::Bool, "BOOLEAN"),
+            (DataType::Timestamp, "TIMESTAMP WITH TIME ZONE"),
+            (DataType::Bigint, "BIGINT"),
+            (DataType::Binary, "BLOB"),
+            (DataType::Json, "JSON"),
+            (DataType::Decimal, "DECIMAL(38,9)"),
+            (DataType::Wei, "DECIMAL(38,0)"),
+            (DataType::Date, "DATE"),
+            (DataType::Time, "TIME"),
+        ],
+    }
+}
+
+/// The DuckDB type of a dlt column (dlt's mapping, with precision and timezone hints).
+pub fn column_type(c: &Column) -> String {
+    match c.data_type.unwrap_or(DataType::Text) {
+        DataType::Text => "VARCHAR".into(),
+        DataType::Double => "DOUBLE".into(),
+        DataType::Bool => "BOOLEAN".into(),
+        DataType::Bigint => match c.precision {
+            Some(p) if p <= 8 => "TINYINT".into(),
+            Some(p) if p <= 16 => "SMALLINT".into(),
+            Some(p) if p <= 32 => "INTEGER".into(),
+            Some(p) if p > 64 => "HUGEINT".into(),
+            _ => "BIGINT".into(),
+        },
+        DataType::Timestamp => {
+            if c.timezone.unwrap_or(true) {
+                "TIMESTAMP WITH TIME ZONE".into()
+            } else {
+                match c.precision {
+                    Some(0) => "TIMESTAMP_S".into(),
+                    Some(p) if p <= 3 => "TIMESTAMP_MS".into(),
+                    Some(p) if p > 6 => "TIMESTAMP_NS".into(),
+                    _ => "TIMESTAMP".into(),
+                }
+            }
+        }
+        DataType::Date => "DATE".into(),
+        DataType::Time => "TIME".into(),
+        DataType::Binary => "BLOB".into(),
+        DataType::Json => "JSON".into(),
+        DataType::Decimal => format!("DECIMAL({},{})", c.precision.unwrap_or(38), c.scale.unwrap_or(9)),
+        DataType::Wei => "DECIMAL(38,0)".into(),
+    }
+}
+
+/// Quote an identifier.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A DuckDB database file.
+#[derive(Debug, Clone)]
+pub struct DuckDb {
+    path: PathBuf,
+    caps: Capabilities,
+}
+
+impl DuckDb {
+    /// A destination writing to the database file at `path` (created if missing).
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        let p = path.as_ref();
+        let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
+        DuckDb { path: abs, caps: capabilities() }
+    }
+
+    /// Parse dlt's credentials: `duckdb:///abs/path.duckdb`, `duckdb:///rel.duckdb` or a bare path.
+    pub fn from_credentials(credentials: &str, base: &Path) -> Result<Self> {
+        let c = credentials.trim();
+        if c.is_empty() {
+            return Err(Error::Config("duckdb credentials are empty".into()));
+        }
+        if c == ":memory:" || c == "duckdb:///:memory:" {
+            return Err(Error::Config(
+                "duckdb :memory: databases are not supported by dlt-rs: each load opens the database again, use a file path".into(),
+            ));
+        }
+        let path = if let Some(rest) = c.strip_prefix("duckdb:///") {
+            rest.to_string()
+        } else if let Some(rest) = c.strip_prefix("duckdb://") {
+            rest.to_string()
+        } else if c.contains("://") {
+            return Err(Error::Config(format!(
+                "duckdb credentials must be a path or duckdb:///path, got a URL with another scheme: {}",
+                dlt_core::config::mask_url(c)
+            )));
+        } else {
+            c.to_string()
+        };
+        let p = PathBuf::from(&path);
+        let p = if p.is_absolute() { p } else { base.join(p) };
+        Ok(DuckDb { path: p, caps: capabilities() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn classify(e: duckdb::Error, what: &str) -> Error {
+    let msg = e.to_string();
+    let transient = msg.contains("Could not set lock") || msg.contains("Conflicting lock") || msg.contains("database is locked");
+    Error::Destination { destination: NAME.into(), message: format!("{what}: {msg}"), transient }
+}
+
+impl Destination for DuckDb {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+    fn display_location(&self) -> String {
+        format!("duckdb:///{}", self.path.display())
+    }
+    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
+        if let Some(parent) = self.path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                return Err(Error::Destination {
+                    destination: NAME.into(),
+                    message: format!(
+                        "cannot open DuckDB database {}: the folder {} does not exist",
+                        self.path.display(),
+                        parent.display()
+                    ),
+                    transient: false,
+                });
+            }
+        }
+        let conn = duckdb::Connection::open(&self.path)
+            .map_err(|e| classify(e, &format!("cannot open DuckDB database {}", self.path.display())))?;
+        Ok(Box::new(DuckDbClient { conn, dataset: dataset_name.to_string(), search_path_set: false }))
+    }
+}
+
+/// A connection to one dataset of a DuckDB file.
+pub struct DuckDbClient {
+    conn: duckdb::Connection,
+    dataset: String,
+    search_path_set: bool,
+}
+
+impl DuckDbClient {
+    fn q(&self, table: &str) -> String {
+        format!("{}.{}", quote(&self.dataset), quote(table))
+    }
+
+    fn exec(&self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(sql))))
+    }
+
+    fn dataset_exists(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", [&self.dataset], |r| {
+                r.get(0)
+            })
+            .map_err(|e| classify(e, "reading information_schema"))?;
+        Ok(n > 0)
+    }
+
+    fn table_columns(&self) -> Result<std::collections::HashMap<String, Vec<String>>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+            )
+            .map_err(|e| classify(e, "reading information_schema"))?;
+        let rows = stmt
+            .query_map([&self.dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| classify(e, "reading information_schema"))?;
+        let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for r in rows {
+            let (t, c) = r.map_err(|e| classify(e, "reading information_schema"))?;
+            out.entry(t).or_default().push(c);
+        }
+        Ok(out)
+    }
+
+    fn in_transaction(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
+        self.exec("BEGIN TRANSACTION")?;
+        match f(self) {
+            Ok(()) => self.exec("COMMIT"),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn first_line(sql: &str) -> String {
+    let l = sql.trim().lines().next().unwrap_or_default();
+    if l.len() > 200 { format!("{}…", &l[..l.char_indices().nth(200).map(|(i, _)| i).unwrap_or(l.len())]) } else { l.to_string() }
+}
+
+fn column_def(c: &Column) -> String {
+    let mut s = format!("{} {}", quote(&c.name), column_type(c));
+    if !c.is_nullable() {
+        s.push_str(" NOT NULL");
+    }
+    s
+}
+
+impl SqlClient for DuckDbClient {
+    fn execute(&mut self, sql: &str) -> Result<()> {
+        self.set_search_path();
+        self.exec(sql)
+    }
+
+    fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.set_search_path();
+        let mut stmt = self.conn.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
+        let batches: Vec<RecordBatch> =
+            stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?.collect();
+        Ok(batches)
+    }
+}
+
+impl DuckDbClient {
+    fn set_search_path(&mut self) {
+        if !self.search_path_set && self.dataset_exists().unwrap_or(false) {
+            let _ = self.conn.execute_batch(&format!("SET schema = {}", lit(&self.dataset)));
+            self.search_path_set = true;
+        }
+    }
+}
+
+impl DestinationClient for DuckDbClient {
+    fn initialize_storage(&mut self) -> Result<()> {
+        let ds = quote(&self.dataset);
+        let loads = self.q(LOADS_TABLE);
+        let version = self.q(VERSION_TABLE);
+        self.exec(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {ds};\n\
+             CREATE TABLE IF NOT EXISTS {loads} (\"load_id\" VARCHAR NOT NULL, \"schema_name\" VARCHAR, \"status\" BIGINT NOT NULL, \"inserted_at\" TIMESTAMP WITH TIME ZONE NOT NULL, \"schema_version_hash\" VARCHAR);\n\
+             CREATE TABLE IF NOT EXISTS {version} (\"version\" BIGINT NOT NULL, \"engine_version\" BIGINT NOT NULL, \"inserted_at\" TIMESTAMP WITH TIME ZONE NOT NULL, \"schema_name\" VARCHAR NOT NULL, \"version_hash\" VARCHAR NOT NULL, \"schema\" VARCHAR NOT NULL);"
+        ))
+    }
+
+    fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()> {
+        let existing = self.table_columns()?;
+        let mut stmts: Vec<String> = vec![];
+        for name in tables {
+            let Some(t) = schema.tables.get(name) else { continue };
+            if name == VERSION_TABLE || name == LOADS_TABLE || !t.has_complete_columns() {
+                continue;
+            }
+            match existing.get(name) {
+                None => {
+                    let cols: Vec<String> = t.complete_columns().map(column_def).collect();
+                    stmts.push(format!("CREATE TABLE {} (\n{}\n);", self.q(name), cols.join(",\n")));
+                }
+                Some(have) => {
+                    for c in t.complete_columns() {
+                        if !have.contains(&c.name) {
+                            stmts.push(format!("ALTER TABLE {} ADD COLUMN {};", self.q(name), column_def(c)));
+                        }
+                    }
+                }
+            }
+        }
+        let known: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM {} WHERE version_hash = ?", self.q(VERSION_TABLE)),
+                [&schema.version_hash],
+                |r| r.get(0),
+            )
+            .map_err(|e| classify(e, "reading _dlt_version"))?;
+        if stmts.is_empty() && known > 0 {
+            return Ok(());
+        }
+        self.in_transaction(|c| {
+            for s in &stmts {
+                c.exec(s)?;
+            }
+            if known == 0 {
+                c.conn
+                    .execute(
+                        &format!(
+                            "INSERT INTO {} (version, engine_version, inserted_at, schema_name, version_hash, schema) VALUES (?, ?, now(), ?, ?, ?)",
+                            c.q(VERSION_TABLE)
+                        ),
+                        duckdb::params![
+                            schema.version as i64,
+                            schema.engine_version as i64,
+                            schema.name,
+                            schema.version_hash,
+                            schema.to_json()
+                        ],
+                    )
+                    .map_err(|e| classify(e, "writing _dlt_version"))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn is_loaded(&mut self, load_id: &str) -> Result<bool> {
+        if !self.dataset_exists()? {
+            return Ok(false);
+        }
+        let n: i64 = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {} WHERE load_id = ?", self.q(LOADS_TABLE)), [load_id], |r| {
+                r.get(0)
+            })
+            .map_err(|e| classify(e, "reading _dlt_loads"))?;
+        Ok(n > 0)
+    }
+
+    fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        let existing = self.table_columns()?;
+        self.in_transaction(|c| {
+            for t in package.truncate_tables {
+                if existing.contains_key(t) {
+                    c.exec(&format!("DELETE FROM {} WHERE 1=1;", c.q(t)))?;
+                }
+            }
+            for job in package.jobs {
+                if job.format != FileFormat::Parquet {
+                    return Err(Error::Destination {
+                        destination: NAME.into(),
+                        message: format!("job {} has an unsupported format", job.path.display()),
+                        transient: false,
+                    });
+                }
+                let sql = format!(
+                    "INSERT INTO {} BY NAME SELECT * FROM read_parquet({});",
+                    c.q(&job.table),
+                    lit(&job.path.to_string_lossy())
+                );
+                c.conn
+                    .execute_batch(&sql)
+                    .map_err(|e| classify(e, &format!("loading job {} into table {}", job.path.display(), job.table)))?;
+            }
+            c.conn
+                .execute(
+                    &format!(
+                        "INSERT INTO {} (load_id, schema_name, status, inserted_at, schema_version_hash) VALUES (?, ?, 0, now(), ?)",
+                        c.q(LOADS_TABLE)
+                    ),
+                    duckdb::params![package.load_id, package.schema.name, package.schema.version_hash],
+                )
+                .map_err(|e| classify(e, "writing _dlt_loads"))?;
+            Ok(())
+        })
+    }
+
+    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {
+        if !self.dataset_exists()? || !self.table_columns()?.contains_key(dlt_core::schema::STATE_TABLE) {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT s.version, s.engine_version, s.pipeline_name, s.state, s._dlt_load_id FROM {} AS s JOIN {} AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
+            self.q(dlt_core::schema::STATE_TABLE),
+            self.q(LOADS_TABLE)
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| classify(e, "reading stored state"))?;
+        let mut rows = stmt.query([pipeline_name]).map_err(|e| classify(e, "reading stored state"))?;
+        match rows.next().map_err(|e| classify(e, "reading stored state"))? {
+            Some(r) => Ok(Some(StoredState {
+                version: r.get(0).map_err(|e| classify(e, "reading stored state"))?,
+                engine_version: r.get(1).map_err(|e| classify(e, "reading stored state"))?,
+                pipeline_name: r.get(2).map_err(|e| classify(e, "reading stored state"))?,
+                state: r.get(3).map_err(|e| classify(e, "reading stored state"))?,
+                load_id: r.get(4).map_err(|e| classify(e, "reading stored state"))?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>> {
+        if !self.dataset_exists()? {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT schema FROM {} WHERE schema_name = ? ORDER BY inserted_at DESC LIMIT 1",
+            self.q(VERSION_TABLE)
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| classify(e, "reading stored schema"))?;
+        let mut rows = stmt.query([schema_name]).map_err(|e| classify(e, "reading stored schema"))?;
+        match rows.next().map_err(|e| classify(e, "reading stored schema"))? {
+            Some(r) => Ok(Some(r.get(0).map_err(|e| classify(e, "reading stored schema"))?)),
+            None => Ok(None),
+        }
+    }
+
+    fn drop_tables(&mut self, tables: &[String]) -> Result<()> {
+        let existing = self.table_columns()?;
+        self.in_transaction(|c| {
+            for t in tables {
+                if existing.contains_key(t) {
+                    c.exec(&format!("DROP TABLE {};", c.q(t)))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn existing_tables(&mut self) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self.table_columns()?.into_keys().collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+/// Builds DuckDB destinations from configuration: `DESTINATION__DUCKDB__CREDENTIALS`
+/// (or `[destination.duckdb] credentials` in the toml files, or the pipeline file's
+/// `[destination] credentials`), defaulting to `<pipeline_name>.duckdb` in the run directory.
+#[derive(Debug, Default)]
+pub struct DuckDbFactory;
+
+impl DestinationFactory for DuckDbFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
+        let from_config = ctx
+            .config
+            .resolve(&["destination", NAME], &["credentials"])
+            .map(|(v, _)| v)
+            .map(|v| match v {
+                ConfigValue::Toml(toml::Value::Table(t)) => {
+                    t.get("database").and_then(|d| d.as_str()).map(str::to_string).unwrap_or_default()
+                }
+                v => v.as_string(),
+            });
+        let explicit = ctx
+            .explicit
+            .and_then(|t| t.get("credentials"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let d = match from_config.or(explicit) {
+            Some(c) => DuckDb::from_credentials(&c, ctx.run_dir)?,
+            None => DuckDb::new(ctx.run_dir.join(format!("{}.duckdb", ctx.pipeline_name))),
+        };
+        Ok(Arc::new(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_version_matches_crate() {
+        let c = duckdb::Connection::open_in_memory().unwrap();
+        let v: String = c.query_row("SELECT library_version FROM pragma_version()", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, "v1.5.6");
+    }
+
+    #[test]
+    fn credentials() {
+        let base = Path::new("/base");
+        assert_eq!(DuckDb::from_credentials("duckdb:///x/y.duckdb", base).unwrap().path(), Path::new("/base/x/y.duckdb"));
+        assert_eq!(DuckDb::from_credentials("duckdb:////abs/y.duckdb", base).unwrap().path(), Path::new("/abs/y.duckdb"));
+        assert_eq!(DuckDb::from_credentials("/abs/z.duckdb", base).unwrap().path(), Path::new("/abs/z.duckdb"));
+        assert!(DuckDb::from_credentials("postgresql://u:secret@h/db", base).unwrap_err().to_string().contains("***"));
+    }
+
+    #[test]
+    fn types() {
+        let mut c = Column::new("a", DataType::Timestamp);
+        assert_eq!(column_type(&c), "TIMESTAMP WITH TIME ZONE");
+        c.timezone = Some(false);
+        c.precision = Some(3);
+        assert_eq!(column_type(&c), "TIMESTAMP_MS");
+        let mut d = Column::new("d", DataType::Decimal);
+        assert_eq!(column_type(&d), "DECIMAL(38,9)");
+        d.precision = Some(10);
+        d.scale = Some(2);
+        assert_eq!(column_type(&d), "DECIMAL(10,2)");
+    }
+}

@@ -1,0 +1,300 @@
+//! Type inference, coercion into existing columns, and variant columns (dlt's matrix).
+
+use base64::Engine;
+use dlt_core::error::{Error, Result};
+use dlt_core::naming::NamingConvention;
+use dlt_core::schema::{Column, DataType, Schema};
+use serde_json::{Number, Value};
+
+use crate::buffers::{Cell, decimal_precision};
+use crate::values::{
+    parse_float_text, parse_int_text, parse_iso_date, parse_iso_time, parse_iso_timestamp, py_float_repr, str2bool,
+};
+
+/// The dlt type of a JSON value as Python would type it (no detections).
+pub fn py_type(v: &Value) -> DataType {
+    match v {
+        Value::Bool(_) => DataType::Bool,
+        Value::Number(n) if is_integer(n) => DataType::Bigint,
+        Value::Number(_) => DataType::Double,
+        Value::String(_) => DataType::Text,
+        _ => DataType::Json,
+    }
+}
+
+/// A JSON number written without `.` or exponent is an integer.
+pub fn is_integer(n: &Number) -> bool {
+    let s = n.as_str();
+    !s.contains(['.', 'e', 'E'])
+}
+
+/// The type a new column gets from a value, with the schema's detections.
+fn infer_type(schema: &Schema, v: &Value) -> DataType {
+    if let Value::String(s) = v {
+        if schema.settings.detections.iter().any(|d| d == "iso_timestamp") && parse_iso_timestamp(s).is_some() {
+            return DataType::Timestamp;
+        }
+        if schema.settings.detections.iter().any(|d| d == "iso_date") && parse_iso_date(s).is_some() {
+            return DataType::Date;
+        }
+    }
+    py_type(v)
+}
+
+fn number_text(n: &Number) -> String {
+    if is_integer(n) {
+        n.as_str().to_string()
+    } else {
+        py_float_repr(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+fn parse_decimal(text: &str, scale: u32) -> Option<i128> {
+    let t = text.trim();
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (mant, exp) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], body[i + 1..].parse::<i32>().ok()?),
+        None => (body, 0),
+    };
+    let (int_part, frac_part) = mant.split_once('.').unwrap_or((mant, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.bytes().chain(frac_part.bytes()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let digits = format!("{int_part}{frac_part}");
+    // value = digits * 10^(exp - frac_len); want value * 10^scale
+    let shift = exp - frac_part.len() as i32 + scale as i32;
+    let mut v: i128 = 0;
+    let digits = digits.trim_start_matches('0');
+    let (keep, round_digit) = if shift >= 0 {
+        (digits.to_string(), None)
+    } else {
+        let cut = digits.len() as i32 + shift;
+        if cut <= 0 {
+            let rd = if cut == 0 { digits.chars().next() } else { None };
+            (String::new(), rd)
+        } else {
+            (digits[..cut as usize].to_string(), digits.chars().nth(cut as usize))
+        }
+    };
+    for c in keep.bytes() {
+        v = v.checked_mul(10)?.checked_add((c - b'0') as i128)?;
+    }
+    if shift > 0 {
+        v = v.checked_mul(10i128.checked_pow(shift as u32)?)?;
+    }
+    if let Some(r) = round_digit {
+        if r >= '5' {
+            v += 1;
+        }
+    }
+    if v.unsigned_abs() >= 10u128.pow(38) {
+        return None;
+    }
+    Some(if neg { -v } else { v })
+}
+
+fn decode_binary(s: &str) -> Option<Vec<u8>> {
+    if let Some(h) = s.strip_prefix("0x") {
+        if h.len() % 2 != 0 {
+            return None;
+        }
+        return (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect();
+    }
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// Coerce `v` (of Python type `from`) into a column of type `col`; `None` when dlt would raise.
+fn coerce(col: &Column, v: &Value) -> Option<Cell> {
+    let to = col.data_type?;
+    let from = py_type(v);
+    Some(match (to, v) {
+        (DataType::Text, Value::String(s)) => Cell::Str(s.clone()),
+        (DataType::Text, Value::Number(n)) => Cell::Str(number_text(n)),
+        (DataType::Text, Value::Bool(b)) => Cell::Str(if *b { "True".into() } else { "False".into() }),
+        (DataType::Text, other) => Cell::Str(serde_json::to_string(other).ok()?),
+        (DataType::Json, Value::String(s)) if from == DataType::Text => {
+            let parsed: Value = serde_json::from_str(s).ok()?;
+            Cell::Str(serde_json::to_string(&parsed).ok()?)
+        }
+        (DataType::Json, Value::Object(_) | Value::Array(_)) => Cell::Str(serde_json::to_string(v).ok()?),
+        (DataType::Bigint, Value::Number(n)) => {
+            if is_integer(n) {
+                Cell::Int(n.as_i64()?)
+            } else {
+                let f = n.as_f64()?;
+                if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.2e18 {
+                    return None;
+                }
+                Cell::Int(f as i64)
+            }
+        }
+        (DataType::Bigint, Value::String(s)) => Cell::Int(parse_int_text(s)?),
+        (DataType::Double, Value::Number(n)) => Cell::Float(n.as_f64()?),
+        (DataType::Double, Value::String(s)) => Cell::Float(parse_float_text(s)?),
+        (DataType::Bool, Value::Bool(b)) => Cell::Bool(*b),
+        (DataType::Bool, Value::String(s)) => Cell::Bool(str2bool(s)?),
+        (DataType::Bool, Value::Number(n)) => Cell::Bool(n.as_f64()? != 0.0),
+        (DataType::Timestamp, Value::String(s)) => match parse_iso_timestamp(s) {
+            Some(t) => Cell::Micros(t.micros),
+            None => Cell::Micros(parse_iso_date(s)? as i64 * 86_400_000_000),
+        },
+        (DataType::Timestamp, Value::Number(n)) => {
+            if is_integer(n) {
+                Cell::Micros(n.as_i64()?.checked_mul(1_000_000)?)
+            } else {
+                Cell::Micros((n.as_f64()? * 1_000_000.0).round() as i64)
+            }
+        }
+        (DataType::Date, Value::String(s)) => match parse_iso_date(s) {
+            Some(d) => Cell::Days(d),
+            None => Cell::Days(parse_iso_timestamp(s)?.micros.div_euclid(86_400_000_000) as i32),
+        },
+        (DataType::Date, Value::Number(n)) => Cell::Days((n.as_f64()? / 86_400.0).floor() as i32),
+        (DataType::Time, Value::String(s)) => Cell::TimeMicros(parse_iso_time(s)?),
+        (DataType::Decimal | DataType::Wei, Value::Number(n)) => {
+            Cell::Decimal(parse_decimal(n.as_str(), decimal_precision(col).1)?)
+        }
+        (DataType::Decimal | DataType::Wei, Value::String(s)) => Cell::Decimal(parse_decimal(s, decimal_precision(col).1)?),
+        (DataType::Binary, Value::String(s)) => Cell::Bytes(decode_binary(s)?),
+        _ => return None,
+    })
+}
+
+/// Coerce a non-null value of column `name` in `table`, evolving the schema as dlt does:
+/// a new column is inferred, an incomplete (declared) column is completed, and a value that
+/// cannot be coerced goes to the variant column `<name>__v_<type>`.
+pub fn coerce_value(
+    schema: &mut Schema,
+    naming: &dyn NamingConvention,
+    table: &str,
+    name: &str,
+    v: &Value,
+) -> Result<(Column, Cell)> {
+    coerce_inner(schema, naming, table, name, v, false)
+}
+
+fn coerce_inner(
+    schema: &mut Schema,
+    naming: &dyn NamingConvention,
+    table: &str,
+    name: &str,
+    v: &Value,
+    is_variant: bool,
+) -> Result<(Column, Cell)> {
+    if let Value::Number(n) = v {
+        if is_integer(n) && n.as_i64().is_none() {
+            return Err(Error::Schema(format!(
+                "table `{table}`, column `{name}`: integer {} does not fit in 64 bits",
+                n.as_str()
+            )));
+        }
+    }
+    let existing = schema.tables.get(table).and_then(|t| t.columns.get(name)).cloned();
+    if let Some(col) = existing.as_ref().filter(|c| c.is_complete()) {
+        if let Some(cell) = coerce(col, v) {
+            return Ok((col.clone(), cell));
+        }
+        if is_variant {
+            return Err(Error::Schema(format!(
+                "table `{table}`, column `{name}`: cannot coerce value {} into type {}",
+                truncate(v),
+                col.data_type.map(|d| d.as_str()).unwrap_or("?")
+            )));
+        }
+        let vname = naming.make_path(&[name, &format!("v_{}", py_type(v).as_str())]);
+        return coerce_inner(schema, naming, table, &vname, v, true);
+    }
+    // new column, or a declared column without a type
+    let dt = infer_type(schema, v);
+    let mut col = existing.unwrap_or_else(|| Column { name: name.to_string(), ..Default::default() });
+    col.data_type = Some(dt);
+    if col.nullable.is_none() {
+        col.nullable = Some(true);
+    }
+    if is_variant {
+        col.variant = true;
+        col.description = Some(format!("Variant of column {name} generated by dlt"));
+    }
+    let cell = coerce(&col, v).ok_or_else(|| {
+        Error::Schema(format!("table `{table}`, column `{name}`: cannot store value {} as {dt}", truncate(v)))
+    })?;
+    let t = schema.tables.get_mut(table).expect("table exists");
+    t.columns.insert(name.to_string(), col.clone());
+    Ok((col, cell))
+}
+
+fn truncate(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 { format!("{}…", &s[..s.char_indices().nth(80).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dlt_core::naming::SnakeCase;
+    use dlt_core::schema::Table;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        let mut s = Schema::new("t");
+        s.tables.insert("t".into(), Table::new("t"));
+        s
+    }
+
+    #[test]
+    fn inference_and_variants() {
+        let mut s = schema();
+        let n = SnakeCase::default();
+        let (c, cell) = coerce_value(&mut s, &n, "t", "a", &json!(1)).unwrap();
+        assert_eq!(c.data_type, Some(DataType::Bigint));
+        assert_eq!(cell, Cell::Int(1));
+        // integral float into bigint
+        let (_, cell) = coerce_value(&mut s, &n, "t", "a", &json!(3.0)).unwrap();
+        assert_eq!(cell, Cell::Int(3));
+        // non-integral float -> variant
+        let (c, cell) = coerce_value(&mut s, &n, "t", "a", &json!(2.5)).unwrap();
+        assert_eq!(c.name, "a__v_double");
+        assert!(c.variant);
+        assert_eq!(c.description.as_deref(), Some("Variant of column a__v_double generated by dlt"));
+        assert_eq!(cell, Cell::Float(2.5));
+        // "5" into bigint
+        let (_, cell) = coerce_value(&mut s, &n, "t", "a", &json!("5")).unwrap();
+        assert_eq!(cell, Cell::Int(5));
+        // bool into bigint -> variant
+        let (c, _) = coerce_value(&mut s, &n, "t", "a", &json!(true)).unwrap();
+        assert_eq!(c.name, "a__v_bool");
+        // text column takes numbers
+        coerce_value(&mut s, &n, "t", "s", &json!("x")).unwrap();
+        let (_, cell) = coerce_value(&mut s, &n, "t", "s", &json!(1.25)).unwrap();
+        assert_eq!(cell, Cell::Str("1.25".into()));
+        // iso timestamp detection
+        let (c, cell) = coerce_value(&mut s, &n, "t", "ts", &json!("2024-01-01T01:02:03+02:00")).unwrap();
+        assert_eq!(c.data_type, Some(DataType::Timestamp));
+        assert_eq!(cell, Cell::Micros(1704063723000000));
+        let (c, _) = coerce_value(&mut s, &n, "t", "d", &json!("2024-01-01")).unwrap();
+        assert_eq!(c.data_type, Some(DataType::Text));
+        // int 5 into a timestamp column = epoch seconds
+        let (_, cell) = coerce_value(&mut s, &n, "t", "ts", &json!(5)).unwrap();
+        assert_eq!(cell, Cell::Micros(5_000_000));
+        // bool column takes "yes" and 0
+        coerce_value(&mut s, &n, "t", "b", &json!(true)).unwrap();
+        assert_eq!(coerce_value(&mut s, &n, "t", "b", &json!("yes")).unwrap().1, Cell::Bool(true));
+        assert_eq!(coerce_value(&mut s, &n, "t", "b", &json!(0)).unwrap().1, Cell::Bool(false));
+        assert_eq!(coerce_value(&mut s, &n, "t", "b", &json!("notbool")).unwrap().0.name, "b__v_text");
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(parse_decimal("1.23456789012", 9), Some(1234567890));
+        assert_eq!(parse_decimal("10.25", 9), Some(10250000000));
+        assert_eq!(parse_decimal("-1.5", 0), Some(-2));
+        assert_eq!(parse_decimal("1e3", 2), Some(100000));
+        assert_eq!(parse_decimal("abc", 2), None);
+    }
+}

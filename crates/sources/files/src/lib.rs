@@ -1,0 +1,310 @@
+//! The `files` source: local JSONL, JSON, CSV and Parquet files by path or glob.
+//! JSON formats yield JSON items; CSV and Parquet yield Arrow batches.
+#![warn(missing_docs)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::csv::ReaderBuilder;
+use arrow::csv::reader::Format;
+use dlt_core::error::{Error, IoContext, Result};
+use dlt_core::registry::{SourceContext, SourceFactory};
+use dlt_core::resource::{Item, Resource, ResourceHints, Source};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+/// File formats the source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// One JSON document per line.
+    Jsonl,
+    /// A JSON array of items (or one object).
+    Json,
+    /// CSV with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl FileKind {
+    /// Guess from a file name (`.gz` is looked through).
+    pub fn from_path(p: &Path) -> Option<FileKind> {
+        let name = p.file_name()?.to_str()?.to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let ext = name.rsplit('.').next()?;
+        Self::parse(ext)
+    }
+
+    /// Parse a format name.
+    pub fn parse(s: &str) -> Option<FileKind> {
+        Some(match s {
+            "jsonl" | "ndjson" => FileKind::Jsonl,
+            "json" => FileKind::Json,
+            "csv" => FileKind::Csv,
+            "parquet" => FileKind::Parquet,
+            _ => return None,
+        })
+    }
+}
+
+/// Expand a path or glob into sorted files; an empty match is an error naming the pattern.
+pub fn expand(pattern: &str, base: &Path) -> Result<Vec<PathBuf>> {
+    let full = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { base.join(pattern) };
+    let s = full.to_string_lossy().to_string();
+    let mut out = vec![];
+    if s.contains(['*', '?', '[']) {
+        for e in glob::glob(&s).map_err(|e| Error::Config(format!("bad glob `{pattern}`: {e}")))? {
+            let p = e.map_err(|e| Error::Config(format!("cannot read a match of `{pattern}`: {e}")))?;
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+        out.sort();
+    } else if full.is_file() {
+        out.push(full);
+    }
+    if out.is_empty() {
+        return Err(Error::Config(format!("no files match `{}`", s)));
+    }
+    Ok(out)
+}
+
+fn open(p: &Path) -> Result<Box<dyn Read + Send>> {
+    let f = File::open(p).at(p)?;
+    if p.extension().and_then(|e| e.to_str()) == Some("gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
+    } else {
+        Ok(Box::new(f))
+    }
+}
+
+/// Items of a list of files, read lazily, one file after the other.
+pub struct FileItems {
+    files: std::vec::IntoIter<PathBuf>,
+    kind: Option<FileKind>,
+    current: Option<Box<dyn Iterator<Item = Result<Item>> + Send>>,
+    batch_size: usize,
+}
+
+impl FileItems {
+    /// Read `files`; `kind` forces the format (otherwise taken from each file name).
+    pub fn new(files: Vec<PathBuf>, kind: Option<FileKind>) -> Self {
+        FileItems { files: files.into_iter(), kind, current: None, batch_size: 50_000 }
+    }
+
+    fn open_next(&mut self) -> Option<Result<Box<dyn Iterator<Item = Result<Item>> + Send>>> {
+        let p = self.files.next()?;
+        let kind = match self.kind.or_else(|| FileKind::from_path(&p)) {
+            Some(k) => k,
+            None => {
+                return Some(Err(Error::Config(format!(
+                    "cannot tell the format of {}: set `format` to jsonl, json, csv or parquet",
+                    p.display()
+                ))));
+            }
+        };
+        Some(read_file(&p, kind, self.batch_size))
+    }
+}
+
+impl Iterator for FileItems {
+    type Item = Result<Item>;
+    fn next(&mut self) -> Option<Result<Item>> {
+        loop {
+            if let Some(cur) = &mut self.current {
+                match cur.next() {
+                    Some(item) => return Some(item),
+                    None => self.current = None,
+                }
+            }
+            match self.open_next()? {
+                Ok(it) => self.current = Some(it),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Read one file as items.
+pub fn read_file(p: &Path, kind: FileKind, batch_size: usize) -> Result<Box<dyn Iterator<Item = Result<Item>> + Send>> {
+    let path = p.to_path_buf();
+    match kind {
+        FileKind::Jsonl => {
+            let reader = BufReader::with_capacity(1 << 20, open(p)?);
+            let mut lineno = 0u64;
+            Ok(Box::new(reader.lines().filter_map(move |line| {
+                lineno += 1;
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => return Some(Err(Error::io(&path, e))),
+                };
+                if line.trim().is_empty() {
+                    return None;
+                }
+                Some(serde_json::from_str::<Value>(&line).map(Item::Json).map_err(|e| Error::BadInput {
+                    location: format!("{}:{lineno}", path.display()),
+                    message: format!("malformed JSON: {e}"),
+                }))
+            })))
+        }
+        FileKind::Json => {
+            let mut s = String::new();
+            open(p)?.read_to_string(&mut s).at(p)?;
+            let v: Value = serde_json::from_str(&s).map_err(|e| Error::BadInput {
+                location: format!("{}:{}", path.display(), e.line()),
+                message: format!("malformed JSON: {e}"),
+            })?;
+            let items: Vec<Value> = match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            };
+            Ok(Box::new(items.into_iter().map(|v| Ok(Item::Json(v)))))
+        }
+        FileKind::Csv => {
+            let mut sample = open(p)?;
+            let (schema, _) = Format::default()
+                .with_header(true)
+                .infer_schema(&mut sample, Some(10_000))
+                .map_err(|e| Error::BadInput { location: path.display().to_string(), message: format!("cannot read CSV header: {e}") })?;
+            // timestamps in CSV are read as UTC instants (dlt's default: naive values are UTC)
+            let fields: Vec<arrow::datatypes::Field> = schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    arrow::datatypes::DataType::Timestamp(_, None) => f.as_ref().clone().with_data_type(
+                        arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("+00:00".into())),
+                    ),
+                    _ => f.as_ref().clone(),
+                })
+                .collect();
+            let schema = arrow::datatypes::Schema::new(fields);
+            let reader = ReaderBuilder::new(Arc::new(schema))
+                .with_header(true)
+                .with_batch_size(batch_size)
+                .build(open(p)?)
+                .map_err(|e| Error::BadInput { location: path.display().to_string(), message: e.to_string() })?;
+            let mut batch_no = 0usize;
+            Ok(Box::new(reader.map(move |b| {
+                batch_no += 1;
+                b.map(Item::Arrow).map_err(|e| Error::BadInput {
+                    location: format!("{} (rows {}..)", path.display(), (batch_no - 1) * batch_size + 1),
+                    message: e.to_string(),
+                })
+            })))
+        }
+        FileKind::Parquet => {
+            let f = File::open(p).at(p)?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                .map_err(|e| Error::BadInput { location: path.display().to_string(), message: e.to_string() })?
+                .with_batch_size(batch_size)
+                .build()
+                .map_err(|e| Error::BadInput { location: path.display().to_string(), message: e.to_string() })?;
+            Ok(Box::new(reader.map(move |b| {
+                b.map(Item::Arrow)
+                    .map_err(|e| Error::BadInput { location: path.display().to_string(), message: e.to_string() })
+            })))
+        }
+    }
+}
+
+/// A resource over files matching `pattern` (relative to `base`).
+pub fn resource(name: &str, pattern: &str, base: &Path, kind: Option<FileKind>) -> Result<Resource> {
+    let files = expand(pattern, base)?;
+    Ok(Resource::new(name, FileItems::new(files, kind)))
+}
+
+/// Builds a `files` source from a pipeline file's `[source]` table:
+/// `[[source.resources]]` with `name`, `path` (path or glob), optional `format`, and dlt's
+/// resource hints (`write_disposition`, `primary_key`, `table_name`, `columns`, …).
+#[derive(Debug, Default)]
+pub struct FilesFactory;
+
+impl SourceFactory for FilesFactory {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn build(&self, config: &toml::Table, ctx: &SourceContext<'_>) -> Result<Source> {
+        let name = config.get("name").and_then(|v| v.as_str()).unwrap_or(ctx.pipeline_name).to_string();
+        for k in config.keys() {
+            if !matches!(k.as_str(), "type" | "name" | "resources" | "max_table_nesting" | "schema_contract") {
+                return Err(Error::Config(format!("[source]: unknown key `{k}` for the files source")));
+            }
+        }
+        let list = config
+            .get("resources")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| Error::Config("[source]: the files source needs [[source.resources]] entries".into()))?;
+        let mut resources = vec![];
+        for (i, r) in list.iter().enumerate() {
+            let t = r
+                .as_table()
+                .ok_or_else(|| Error::Config(format!("[[source.resources]] #{}: must be a table", i + 1)))?;
+            let rname = t
+                .get("name")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| Error::Config(format!("[[source.resources]] #{}: missing `name`", i + 1)))?;
+            let path = t
+                .get("path")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| Error::Config(format!("resource `{rname}`: missing `path`")))?;
+            let kind = match t.get("format").and_then(|v| v.as_str()) {
+                Some(f) => Some(FileKind::parse(f).ok_or_else(|| {
+                    Error::Config(format!("resource `{rname}`: unknown format `{f}` (jsonl, json, csv, parquet)"))
+                })?),
+                None => None,
+            };
+            let mut hints = toml::Table::new();
+            for (k, v) in t {
+                if !matches!(k.as_str(), "name" | "path" | "format") {
+                    hints.insert(k.clone(), v.clone());
+                }
+            }
+            let hints_json = serde_json::to_value(&hints)?;
+            let hints = ResourceHints::from_json(&hints_json)
+                .map_err(|e| Error::Config(format!("resource `{rname}`: {e}")))?;
+            resources.push(resource(rname, path, ctx.base_dir, kind)?.with_hints(hints));
+        }
+        let mut source = Source::new(name, resources);
+        source.max_table_nesting = config.get("max_table_nesting").and_then(|v| v.as_integer()).map(|v| v as u32);
+        source.schema_contract = config.get("schema_contract").map(|v| serde_json::to_value(v)).transpose()?;
+        Ok(source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn jsonl_error_names_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.jsonl");
+        let mut f = File::create(&p).unwrap();
+        writeln!(f, "{{\"a\": 1}}\n\n{{\"a\": 2}}\n{{\"a\": oops}}").unwrap();
+        let items: Vec<Result<Item>> = FileItems::new(vec![p.clone()], None).collect();
+        assert_eq!(items.len(), 3);
+        let err = items[2].as_ref().unwrap_err().to_string();
+        assert!(err.contains("a.jsonl:4"), "{err}");
+    }
+
+    #[test]
+    fn csv_and_glob() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("x1.csv"), "id,name\n1,a\n2,b\n").unwrap();
+        std::fs::write(d.path().join("x2.csv"), "id,name\n3,c\n").unwrap();
+        let r = resource("x", "x*.csv", d.path(), None).unwrap();
+        let (_, _, items) = r.into_parts();
+        let rows: usize = items
+            .map(|i| match i.unwrap() {
+                Item::Arrow(b) => b.num_rows(),
+                _ => panic!("csv gives arrow"),
+            })
+            .sum();
+        assert_eq!(rows, 3);
+        assert!(expand("nothing*.csv", d.path()).unwrap_err().to_string().contains("no files match"));
+    }
+}
