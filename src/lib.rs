@@ -114,9 +114,8 @@ impl PipelineFile {
     /// Read and validate a pipeline file.
     pub fn load(path: &Path) -> Result<PipelineFile> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let doc: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| Error::Config(format!("{}: {}", path.display(), e.message())))?;
+        let doc: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| Error::Config(format!("{}: {}", path.display(), e.message())))?;
         for k in doc.keys() {
             if !matches!(k.as_str(), "pipeline" | "destination" | "source") {
                 return Err(Error::Config(format!("{}: unknown section [{k}]", path.display())));

@@ -38,34 +38,16 @@ const WORKLOADS: [Workload; 2] = [
         id: "W1",
         records: 1_000_000,
         file: "issues_1m.jsonl",
-        expected: &[
-            ("issues", 1_000_000),
-            ("issues__labels", 2_497_298),
-            ("issues__assignees", 1_500_697),
-        ],
-        reference: Reference {
-            wall_s: 269.8,
-            cpu_s: 273.6,
-            rows_per_s: 3_706.0,
-            rss_mb: 919.0,
-        },
+        expected: &[("issues", 1_000_000), ("issues__labels", 2_497_298), ("issues__assignees", 1_500_697)],
+        reference: Reference { wall_s: 269.8, cpu_s: 273.6, rows_per_s: 3_706.0, rss_mb: 919.0 },
     },
     Workload {
         id: "W1s",
         records: 100_000,
         file: "issues_100k.jsonl",
         // Child-table counts follow from the checksummed data (array lengths).
-        expected: &[
-            ("issues", 100_000),
-            ("issues__labels", 250_110),
-            ("issues__assignees", 150_497),
-        ],
-        reference: Reference {
-            wall_s: 31.8,
-            cpu_s: 31.0,
-            rows_per_s: 3_142.0,
-            rss_mb: 408.0,
-        },
+        expected: &[("issues", 100_000), ("issues__labels", 250_110), ("issues__assignees", 150_497)],
+        reference: Reference { wall_s: 31.8, cpu_s: 31.0, rows_per_s: 3_142.0, rss_mb: 408.0 },
     },
 ];
 
@@ -95,17 +77,13 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--runs" => {
-                let v = it
-                    .next()
-                    .with_context(|| format!("--runs needs a value\n{usage}"))?;
+                let v = it.next().with_context(|| format!("--runs needs a value\n{usage}"))?;
                 runs = parse_runs(&v)?;
             }
             a if a.starts_with("--runs=") => runs = parse_runs(&a["--runs=".len()..])?,
             "--keep" => keep = true,
             "--bin" => {
-                let v = it
-                    .next()
-                    .with_context(|| format!("--bin needs a value\n{usage}"))?;
+                let v = it.next().with_context(|| format!("--bin needs a value\n{usage}"))?;
                 bin = Some(std::path::absolute(&v).context("cannot make --bin absolute")?);
             }
             "--no-record" => record = false,
@@ -128,10 +106,7 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
         // An existing binary (e.g. an older build to compare against).
         Some(bin) => bin,
         None => {
-            run(
-                ctx.cargo().args(["build", "--release", "-p", "dlt-cli"]),
-                "",
-            )?;
+            run(ctx.cargo().args(["build", "--release", "-p", "dlt-cli"]), "")?;
             ctx.release_bin("dlt")
         }
     };
@@ -175,15 +150,10 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     for &(table, want) in w.expected {
         match median.row_counts.iter().find(|(t, _)| t == table) {
             Some((_, got)) if *got == want => {}
-            Some((_, got)) => mismatches.push(format!(
-                "{table}: {} rows, expected {}",
-                thousands(*got),
-                thousands(want)
-            )),
-            None => mismatches.push(format!(
-                "{table}: missing from row_counts, expected {}",
-                thousands(want)
-            )),
+            Some((_, got)) => {
+                mismatches.push(format!("{table}: {} rows, expected {}", thousands(*got), thousands(want)))
+            }
+            None => mismatches.push(format!("{table}: missing from row_counts, expected {}", thousands(want))),
         }
     }
     for r in &results {
@@ -197,11 +167,7 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     print_table(w, &results, median);
 
     if !mismatches.is_empty() {
-        bail!(
-            "{} loaded wrong row counts (result not recorded):\n  {}",
-            w.id,
-            mismatches.join("\n  ")
-        );
+        bail!("{} loaded wrong row counts (result not recorded):\n  {}", w.id, mismatches.join("\n  "));
     }
 
     let line = results_line(ctx, w, runs, median, load);
@@ -232,25 +198,16 @@ fn ensure_data(ctx: &Ctx, w: &Workload) -> Result<PathBuf> {
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!(".{}.tmp-{}", w.file, std::process::id()));
     let script = ctx.repo.join("bench/gen_json.py");
-    eprintln!(
-        "xtask: generating {} ({} records; once, cached)",
-        path.display(),
-        thousands(w.records)
-    );
+    eprintln!("xtask: generating {} ({} records; once, cached)", path.display(), thousands(w.records));
     let result = (|| -> Result<()> {
         run(
-            Command::new("python3")
-                .arg(&script)
-                .arg("issues")
-                .arg(w.records.to_string())
-                .arg(&tmp),
+            Command::new("python3").arg(&script).arg("issues").arg(w.records.to_string()).arg(&tmp),
             "python3 (standard library only) is needed to generate the benchmark data: \
              install Python 3.",
         )
         .context("generating the benchmark data failed")?;
         verify_checksum(ctx, w, &tmp)?;
-        fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+        fs::rename(&tmp, &path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -262,16 +219,12 @@ fn ensure_data(ctx: &Ctx, w: &Workload) -> Result<PathBuf> {
 fn verify_checksum(ctx: &Ctx, w: &Workload, file: &Path) -> Result<()> {
     let sums = ctx.repo.join("bench/SHA256SUMS");
     let key = format!("data/{}", w.file);
-    let text =
-        fs::read_to_string(&sums).with_context(|| format!("cannot read {}", sums.display()))?;
+    let text = fs::read_to_string(&sums).with_context(|| format!("cannot read {}", sums.display()))?;
     let Some(want) = text.lines().find_map(|l| {
         let (sum, name) = l.split_once(char::is_whitespace)?;
         (name.trim_start().trim_start_matches('*') == key).then(|| sum.to_string())
     }) else {
-        eprintln!(
-            "xtask: no checksum for {key} in {}: not verified",
-            sums.display()
-        );
+        eprintln!("xtask: no checksum for {key} in {}: not verified", sums.display());
         return Ok(());
     };
     let mut cmd = Command::new("sha256sum");
@@ -334,12 +287,8 @@ fn run_once(ctx: &Ctx, dlt: &Path, data: &Path, dir: &Path) -> Result<(ExitStatu
         rss_mb(m.peak_rss_kb)
     );
     let row_counts = if st.success() {
-        parse_row_counts(&stdout).inspect_err(|_| {
-            eprintln!(
-                "xtask: `dlt run --json` printed:\n{}",
-                String::from_utf8_lossy(&stdout)
-            )
-        })?
+        parse_row_counts(&stdout)
+            .inspect_err(|_| eprintln!("xtask: `dlt run --json` printed:\n{}", String::from_utf8_lossy(&stdout)))?
     } else {
         Vec::new()
     };
@@ -382,18 +331,10 @@ fn measure(cmd: &mut Command) -> Result<(ExitStatus, Measurement, Vec<u8>)> {
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     // Linux reports ru_maxrss in KiB (macOS in bytes).
     let maxrss = ru.ru_maxrss as u64;
-    let peak_rss_kb = if cfg!(target_os = "macos") {
-        maxrss / 1024
-    } else {
-        maxrss
-    };
+    let peak_rss_kb = if cfg!(target_os = "macos") { maxrss / 1024 } else { maxrss };
     Ok((
         ExitStatus::from_raw(raw_status),
-        Measurement {
-            wall,
-            cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-            peak_rss_kb,
-        },
+        Measurement { wall, cpu: tv(ru.ru_utime) + tv(ru.ru_stime), peak_rss_kb },
         stdout,
     ))
 }
@@ -404,20 +345,14 @@ fn parse_row_counts(stdout: &[u8]) -> Result<Vec<(String, u64)>> {
     let text = String::from_utf8_lossy(stdout);
     let docs: Vec<Value> = match serde_json::from_str::<Value>(&text) {
         Ok(v) => vec![v],
-        Err(_) => text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-            .collect(),
+        Err(_) => text.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok()).collect(),
     };
     if docs.is_empty() {
         bail!("`dlt run --json` printed no JSON on stdout");
     }
     // The last document wins (a final summary after progress lines).
-    let counts = docs
-        .iter()
-        .rev()
-        .find_map(find_row_counts)
-        .context("the `--json` output has no `row_counts` object")?;
+    let counts =
+        docs.iter().rev().find_map(find_row_counts).context("the `--json` output has no `row_counts` object")?;
     let mut out = Vec::new();
     for (table, n) in counts {
         let n = n
@@ -524,24 +459,15 @@ fn results_line(ctx: &Ctx, w: &Workload, runs: usize, median: &Run, load: Option
 
 /// Insert `line` before the results end marker (or append if it is missing).
 fn append_result(docs: &Path, line: &str) -> Result<()> {
-    let text =
-        fs::read_to_string(docs).with_context(|| format!("cannot read {}", docs.display()))?;
+    let text = fs::read_to_string(docs).with_context(|| format!("cannot read {}", docs.display()))?;
     let new = match text.find(RESULTS_END_MARKER) {
         Some(pos) => {
             let (head, tail) = text.split_at(pos);
-            let sep = if head.is_empty() || head.ends_with('\n') {
-                ""
-            } else {
-                "\n"
-            };
+            let sep = if head.is_empty() || head.ends_with('\n') { "" } else { "\n" };
             format!("{head}{sep}{line}\n{tail}")
         }
         None => {
-            let sep = if text.is_empty() || text.ends_with('\n') {
-                ""
-            } else {
-                "\n"
-            };
+            let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
             format!("{text}{sep}{line}\n")
         }
     };
@@ -561,8 +487,7 @@ fn git_commit(ctx: &Ctx) -> String {
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
         Some(c) if !c.is_empty() => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
             if dirty { format!("{c}+dirty") } else { c }
         }
         _ => "-".to_string(),
@@ -570,12 +495,7 @@ fn git_commit(ctx: &Ctx) -> String {
 }
 
 fn load_average() -> Option<f64> {
-    fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 fn thousands(n: u64) -> String {
@@ -605,15 +525,9 @@ mod tests {
     #[test]
     fn finds_row_counts() {
         let out = br#"{"pipeline":"bench","load":{"row_counts":{"bench_data.issues":3,"issues__labels":"7"}}}"#;
-        assert_eq!(
-            parse_row_counts(out).unwrap(),
-            vec![("issues".to_string(), 3), ("issues__labels".to_string(), 7)]
-        );
+        assert_eq!(parse_row_counts(out).unwrap(), vec![("issues".to_string(), 3), ("issues__labels".to_string(), 7)]);
         let lines = b"{\"progress\":1}\n{\"row_counts\":{\"issues\":5}}\n";
-        assert_eq!(
-            parse_row_counts(lines).unwrap(),
-            vec![("issues".to_string(), 5)]
-        );
+        assert_eq!(parse_row_counts(lines).unwrap(), vec![("issues".to_string(), 5)]);
         assert!(parse_row_counts(b"not json").is_err());
         assert!(parse_row_counts(b"{\"x\":1}").is_err());
     }

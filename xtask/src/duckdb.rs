@@ -36,18 +36,11 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
     let usable = match library_version(&lib) {
         Ok(v) if v == expected_version() => true,
         Ok(v) => {
-            eprintln!(
-                "xtask: {} is DuckDB {v}, expected {}: replacing it",
-                lib.display(),
-                expected_version()
-            );
+            eprintln!("xtask: {} is DuckDB {v}, expected {}: replacing it", lib.display(), expected_version());
             false
         }
         Err(e) if lib.exists() => {
-            eprintln!(
-                "xtask: {} is not usable ({e:#}): replacing it",
-                lib.display()
-            );
+            eprintln!("xtask: {} is not usable ({e:#}): replacing it", lib.display());
             false
         }
         Err(_) => false,
@@ -55,11 +48,7 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
     if !usable {
         let cached = cached_library(ctx)?;
         install_file(&cached, &lib)?;
-        eprintln!(
-            "xtask: installed {} from {}",
-            lib.display(),
-            cached.display()
-        );
+        eprintln!("xtask: installed {} from {}", lib.display(), cached.display());
     }
     // `cargo run` / `cargo test` put target/<profile>/deps on the library
     // path, so a copy there lets them find the library without any env.
@@ -67,10 +56,7 @@ pub fn setup(ctx: &Ctx) -> Result<()> {
         let dst = ctx.target_dir.join(profile).join("deps").join(LIB_NAME);
         if !same_file(&lib, &dst) {
             install_file(&lib, &dst)?;
-            eprintln!(
-                "xtask: copied {LIB_NAME} to {}",
-                dst.parent().unwrap().display()
-            );
+            eprintln!("xtask: copied {LIB_NAME} to {}", dst.parent().unwrap().display());
         }
     }
     Ok(())
@@ -82,21 +68,12 @@ fn expected_version() -> String {
 
 /// The DuckDB library in the cache dir, downloading it with npm if needed.
 fn cached_library(ctx: &Ctx) -> Result<PathBuf> {
-    let cached = ctx
-        .cache_dir
-        .join(format!("duckdb-{DUCKDB_VERSION}"))
-        .join(LIB_NAME);
+    let cached = ctx.cache_dir.join(format!("duckdb-{DUCKDB_VERSION}")).join(LIB_NAME);
     match library_version(&cached) {
         Ok(v) if v == expected_version() => return Ok(cached),
-        Ok(v) => eprintln!(
-            "xtask: cached {} is DuckDB {v}: fetching it again",
-            cached.display()
-        ),
+        Ok(v) => eprintln!("xtask: cached {} is DuckDB {v}: fetching it again", cached.display()),
         Err(e) if cached.exists() => {
-            eprintln!(
-                "xtask: cached {} is not usable ({e:#}): fetching it again",
-                cached.display()
-            )
+            eprintln!("xtask: cached {} is not usable ({e:#}): fetching it again", cached.display())
         }
         Err(_) => {}
     }
@@ -109,8 +86,8 @@ fn cached_library(ctx: &Ctx) -> Result<PathBuf> {
             extract(&tarball, tmp.path())?
         }
     };
-    let version = library_version(&extracted)
-        .with_context(|| format!("the library from {NPM_PACKAGE} cannot be loaded"))?;
+    let version =
+        library_version(&extracted).with_context(|| format!("the library from {NPM_PACKAGE} cannot be loaded"))?;
     if version != expected_version() {
         bail!(
             "{NPM_PACKAGE} contains DuckDB {version}, expected {}: the npm package and the \
@@ -132,10 +109,7 @@ fn extract_from_cached_tarball(ctx: &Ctx, into: &Path) -> Option<PathBuf> {
     match extract(&tarball, into) {
         Ok(path) => Some(path),
         Err(e) => {
-            eprintln!(
-                "xtask: cannot use {} ({e:#}); downloading with npm instead",
-                tarball.display()
-            );
+            eprintln!("xtask: cannot use {} ({e:#}); downloading with npm instead", tarball.display());
             None
         }
     }
@@ -145,10 +119,7 @@ fn extract_from_cached_tarball(ctx: &Ctx, into: &Path) -> Option<PathBuf> {
 fn npm_pack(dir: &Path) -> Result<PathBuf> {
     eprintln!("xtask: downloading DuckDB {DUCKDB_VERSION} ({NPM_PACKAGE}, ≈ 24 MB) with npm");
     run(
-        Command::new("npm")
-            .arg("pack")
-            .arg(NPM_PACKAGE)
-            .current_dir(dir),
+        Command::new("npm").arg("pack").arg(NPM_PACKAGE).current_dir(dir),
         "npm is needed once to download the prebuilt DuckDB library: install Node.js/npm \
          (e.g. `apt-get install npm`), or build with `--features duckdb-bundled`.",
     )
@@ -165,12 +136,7 @@ fn npm_pack(dir: &Path) -> Result<PathBuf> {
 fn extract(tarball: &Path, into: &Path) -> Result<PathBuf> {
     let member = format!("package/{LIB_NAME}");
     run(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(tarball)
-            .arg("-C")
-            .arg(into)
-            .arg(&member),
+        Command::new("tar").arg("-xzf").arg(tarball).arg("-C").arg(into).arg(&member),
         "tar (with gzip) is needed to unpack the DuckDB npm package.",
     )
     .with_context(|| format!("cannot extract {member} from {}", tarball.display()))?;
@@ -199,11 +165,7 @@ pub fn library_version(path: &Path) -> Result<String> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err.trim();
-        bail!(
-            "loading it failed ({}){}{err}",
-            describe_status(out.status),
-            if err.is_empty() { "" } else { ": " }
-        );
+        bail!("loading it failed ({}){}{err}", describe_status(out.status), if err.is_empty() { "" } else { ": " });
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -240,10 +202,6 @@ fn dlerror() -> String {
     // SAFETY: dlerror returns NULL or a thread-local NUL-terminated string.
     unsafe {
         let e = libc::dlerror();
-        if e.is_null() {
-            "unknown error".to_string()
-        } else {
-            CStr::from_ptr(e).to_string_lossy().into_owned()
-        }
+        if e.is_null() { "unknown error".to_string() } else { CStr::from_ptr(e).to_string_lossy().into_owned() }
     }
 }

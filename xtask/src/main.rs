@@ -73,11 +73,7 @@ fn real_main() -> Result<i32> {
         Some("setup") => {
             no_args("setup", &rest)?;
             duckdb::setup(&ctx)?;
-            eprintln!(
-                "xtask: DuckDB {} ready in {}",
-                duckdb::DUCKDB_VERSION,
-                ctx.duckdb_dir().display()
-            );
+            eprintln!("xtask: DuckDB {} ready in {}", duckdb::DUCKDB_VERSION, ctx.duckdb_dir().display());
             Ok(0)
         }
         Some("test") => test(&mut ctx, rest),
@@ -121,12 +117,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     services::ensure(ctx)?;
     ensure_nextest(ctx)?;
 
-    let st = status(
-        ctx.cargo()
-            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(&nextest_args),
-        "",
-    )?;
+    let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;
     let nextest_code = exit_code(st);
     let nextest_result = format!("nextest: {}", outcome(st));
 
@@ -160,19 +151,14 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
 
 /// The conformance cases with the must-pass list, as part of `cargo xtask
 /// test`. `Ok(Err(_))`: the cases or the list are missing (a failure too).
-fn conformance_after_tests(
-    ctx: &Ctx,
-) -> Result<std::result::Result<std::process::ExitStatus, String>> {
+fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process::ExitStatus, String>> {
     let cases = ctx.repo.join("tests/conformance/cases");
     let must_pass = ctx.repo.join("tests/conformance/must_pass.txt");
     if !cases.is_dir() {
         return Ok(Err(format!("cases dir {} is missing", cases.display())));
     }
     if !must_pass.is_file() {
-        return Ok(Err(format!(
-            "must-pass list {} is missing",
-            must_pass.display()
-        )));
+        return Ok(Err(format!("must-pass list {} is missing", must_pass.display())));
     }
     let mut keep = TempDir::new("dlt-conformance")?;
     let st = run_conformance(
@@ -194,11 +180,7 @@ fn conformance_after_tests(
 }
 
 fn outcome(st: std::process::ExitStatus) -> String {
-    if st.success() {
-        "ok".to_string()
-    } else {
-        format!("FAILED ({})", describe_status(st))
-    }
+    if st.success() { "ok".to_string() } else { format!("FAILED ({})", describe_status(st)) }
 }
 
 /// Install cargo-nextest if `cargo nextest` is not available.
@@ -212,32 +194,16 @@ fn ensure_nextest(ctx: &Ctx) -> Result<()> {
         .is_ok_and(|s| s.success());
     if !present {
         eprintln!("xtask: cargo-nextest is not installed; installing it (takes a few minutes)");
-        util::run(
-            ctx.cargo().args(["install", "cargo-nextest", "--locked"]),
-            "",
-        )
-        .context("installing cargo-nextest failed")?;
+        util::run(ctx.cargo().args(["install", "cargo-nextest", "--locked"]), "")
+            .context("installing cargo-nextest failed")?;
     }
     Ok(())
 }
 
 /// `cargo run --release -p dlt-conformance --bin dlt-conformance -- ARGS`.
-fn run_conformance(
-    ctx: &Ctx,
-    args: impl IntoIterator<Item = OsString>,
-) -> Result<std::process::ExitStatus> {
+fn run_conformance(ctx: &Ctx, args: impl IntoIterator<Item = OsString>) -> Result<std::process::ExitStatus> {
     status(
-        ctx.cargo()
-            .args([
-                "run",
-                "--release",
-                "-p",
-                "dlt-conformance",
-                "--bin",
-                "dlt-conformance",
-                "--",
-            ])
-            .args(args),
+        ctx.cargo().args(["run", "--release", "-p", "dlt-conformance", "--bin", "dlt-conformance", "--"]).args(args),
         "",
     )
 }
@@ -270,8 +236,7 @@ fn conformance(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
                     cases = true;
                 }
                 "--keep" => {
-                    std::fs::create_dir_all(&path)
-                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
                     keep = true;
                 }
                 _ => {
@@ -295,20 +260,13 @@ fn conformance(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
 }
 
 fn absolute_from(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
 /// `cargo xtask quickstart`: build the CLI and run the example pipeline.
 fn quickstart(ctx: &Ctx) -> Result<i32> {
     duckdb::setup(ctx)?;
-    util::run(
-        ctx.cargo().args(["build", "--release", "-p", "dlt-cli"]),
-        "",
-    )?;
+    util::run(ctx.cargo().args(["build", "--release", "-p", "dlt-cli"]), "")?;
     let dlt = ctx.release_bin("dlt");
     if !dlt.is_file() {
         bail!("the build did not produce {}", dlt.display());
@@ -319,23 +277,10 @@ fn quickstart(ctx: &Ctx) -> Result<i32> {
         None => dir.join(".dlt-data"),
     };
     eprintln!("xtask: DLT_DATA_DIR={}", data_dir.display());
-    for args in [
-        &["run", "pipeline.toml"][..],
-        &["pipeline", "quickstart", "info"][..],
-    ] {
-        let st = status(
-            ctx.command(&dlt)
-                .current_dir(&dir)
-                .env("DLT_DATA_DIR", &data_dir)
-                .args(args),
-            "",
-        )?;
+    for args in [&["run", "pipeline.toml"][..], &["pipeline", "quickstart", "info"][..]] {
+        let st = status(ctx.command(&dlt).current_dir(&dir).env("DLT_DATA_DIR", &data_dir).args(args), "")?;
         if !st.success() {
-            eprintln!(
-                "xtask: `dlt {}` failed ({})",
-                args.join(" "),
-                describe_status(st)
-            );
+            eprintln!("xtask: `dlt {}` failed ({})", args.join(" "), describe_status(st));
             return Ok(exit_code(st));
         }
     }

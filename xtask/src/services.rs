@@ -62,14 +62,10 @@ pub fn ensure(ctx: &mut Ctx) -> Result<()> {
             Ok(u) if !u.trim().is_empty() => (u, true),
             _ => (svc.default_url.to_string(), false),
         };
-        ctx.extra_env
-            .push((svc.env.to_string(), url.clone().into()));
+        ctx.extra_env.push((svc.env.to_string(), url.clone().into()));
         let shown = redact(&url);
         let Some((host, port)) = host_port(&url, svc.default_port) else {
-            eprintln!(
-                "xtask: {} at {shown}: no TCP host in the URL (socket?), not checked",
-                svc.name
-            );
+            eprintln!("xtask: {} at {shown}: no TCP host in the URL (socket?), not checked", svc.name);
             continue;
         };
         if reachable(&host, port, svc.protocol) {
@@ -81,14 +77,7 @@ pub fn ensure(ctx: &mut Ctx) -> Result<()> {
             eprintln!("xtask: {} is down on {host}:{port}; starting it", svc.name);
             (svc.start)();
         }
-        down.push(Down {
-            svc,
-            host,
-            port,
-            shown,
-            local,
-            from_env,
-        });
+        down.push(Down { svc, host, port, shown, local, from_env });
     }
 
     let mut failures = Vec::new();
@@ -110,19 +99,9 @@ pub fn ensure(ctx: &mut Ctx) -> Result<()> {
             std::thread::sleep(Duration::from_millis(500));
         }
         for d in down {
-            let Down {
-                svc,
-                host,
-                port,
-                shown,
-                local,
-                from_env,
-            } = d;
+            let Down { svc, host, port, shown, local, from_env } = d;
             let how = if local {
-                format!(
-                    " (still down {}s after starting it)",
-                    START_TIMEOUT.as_secs()
-                )
+                format!(" (still down {}s after starting it)", START_TIMEOUT.as_secs())
             } else {
                 String::new()
             };
@@ -131,10 +110,7 @@ pub fn ensure(ctx: &mut Ctx) -> Result<()> {
             } else {
                 format!("start it, or set {} to a reachable server", svc.env)
             };
-            failures.push(format!(
-                "{} is not reachable at {host}:{port} ({shown}){how}: {hint}",
-                svc.name
-            ));
+            failures.push(format!("{} is not reachable at {host}:{port} ({shown}){how}: {hint}", svc.name));
         }
     }
 
@@ -142,10 +118,7 @@ pub fn ensure(ctx: &mut Ctx) -> Result<()> {
         return Ok(());
     }
     if is_ci() {
-        bail!(
-            "test services are down (CI is set, so this is an error):\n  {}",
-            failures.join("\n  ")
-        );
+        bail!("test services are down (CI is set, so this is an error):\n  {}", failures.join("\n  "));
     }
     for f in &failures {
         eprintln!("xtask: warning: {f}; tests that need it will fail");
@@ -214,13 +187,7 @@ fn start_postgres() {
         }
     };
     for v in versions {
-        try_start(
-            Command::new("pg_ctlcluster")
-                .arg("--skip-systemctl-redirect")
-                .arg(&v)
-                .arg("main")
-                .arg("start"),
-        );
+        try_start(Command::new("pg_ctlcluster").arg("--skip-systemctl-redirect").arg(&v).arg("main").arg("start"));
     }
 }
 
@@ -231,11 +198,7 @@ fn start_mariadb() {
         eprintln!("xtask: no {daemon} here: don't know how to start MariaDB");
         return;
     }
-    try_start(
-        Command::new("start-stop-daemon")
-            .args(["--start", "--oknodo", "--background", "--exec"])
-            .arg(daemon),
-    );
+    try_start(Command::new("start-stop-daemon").args(["--start", "--oknodo", "--background", "--exec"]).arg(daemon));
 }
 
 fn try_start(cmd: &mut Command) {
@@ -295,18 +258,9 @@ mod tests {
     #[test]
     fn parses_hosts_and_ports() {
         let hp = |u: &str, d| host_port(u, d);
-        assert_eq!(
-            hp("postgresql://postgres@127.0.0.1:5432/test", 1),
-            Some(("127.0.0.1".into(), 5432))
-        );
-        assert_eq!(
-            hp("mysql://root:pw@db.example:3307/test?ssl=1", 1),
-            Some(("db.example".into(), 3307))
-        );
-        assert_eq!(
-            hp("postgres://u@localhost/x", 5432),
-            Some(("localhost".into(), 5432))
-        );
+        assert_eq!(hp("postgresql://postgres@127.0.0.1:5432/test", 1), Some(("127.0.0.1".into(), 5432)));
+        assert_eq!(hp("mysql://root:pw@db.example:3307/test?ssl=1", 1), Some(("db.example".into(), 3307)));
+        assert_eq!(hp("postgres://u@localhost/x", 5432), Some(("localhost".into(), 5432)));
         assert_eq!(hp("postgres://[::1]:6543/x", 1), Some(("::1".into(), 6543)));
         assert_eq!(hp("postgres:///test?host=/var/run/postgresql", 5432), None);
         assert_eq!(hp("postgres://h:notaport/x", 1), None);
@@ -314,10 +268,7 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact("mysql://root:secret@h:1/db"),
-            "mysql://root:***@h:1/db"
-        );
+        assert_eq!(redact("mysql://root:secret@h:1/db"), "mysql://root:***@h:1/db");
         assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
     }
 }

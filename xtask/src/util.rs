@@ -27,18 +27,13 @@ impl Ctx {
             .map(PathBuf::from)
             .filter(|p| p.join("Cargo.toml").is_file())
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-        let repo = manifest_dir
-            .parent()
-            .context("xtask's manifest directory has no parent")?
-            .to_path_buf();
+        let repo = manifest_dir.parent().context("xtask's manifest directory has no parent")?.to_path_buf();
         let target_dir = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
-            Some(dir) => std::path::absolute(PathBuf::from(dir))
-                .context("cannot make CARGO_TARGET_DIR absolute")?,
+            Some(dir) => std::path::absolute(PathBuf::from(dir)).context("cannot make CARGO_TARGET_DIR absolute")?,
             None => repo.join("target"),
         };
         let cache_dir = match std::env::var_os("DLT_RS_CACHE").filter(|v| !v.is_empty()) {
-            Some(dir) => std::path::absolute(PathBuf::from(dir))
-                .context("cannot make DLT_RS_CACHE absolute")?,
+            Some(dir) => std::path::absolute(PathBuf::from(dir)).context("cannot make DLT_RS_CACHE absolute")?,
             None => {
                 let home = std::env::var_os("HOME")
                     .filter(|v| !v.is_empty())
@@ -46,12 +41,7 @@ impl Ctx {
                 PathBuf::from(home).join(".cache").join("dlt-rs")
             }
         };
-        Ok(Ctx {
-            repo,
-            target_dir,
-            cache_dir,
-            extra_env: Vec::new(),
-        })
+        Ok(Ctx { repo, target_dir, cache_dir, extra_env: Vec::new() })
     }
 
     /// `<repo>/.duckdb`: where the prebuilt libduckdb.so lives (DUCKDB_LIB_DIR).
@@ -72,8 +62,7 @@ impl Ctx {
     /// A child process with the common environment, run from the repo root.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.current_dir(&self.repo)
-            .env("LD_LIBRARY_PATH", self.ld_library_path());
+        cmd.current_dir(&self.repo).env("LD_LIBRARY_PATH", self.ld_library_path());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -150,10 +139,7 @@ pub fn exit_code(st: ExitStatus) -> i32 {
 /// Is this a CI run (`CI` set to anything but empty/`0`/`false`)?
 pub fn is_ci() -> bool {
     match std::env::var("CI") {
-        Ok(v) => !matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "" | "0" | "false" | "no"
-        ),
+        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no"),
         Err(_) => false,
     }
 }
@@ -168,21 +154,14 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(prefix: &str) -> Result<Self> {
         let base = std::env::temp_dir();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         for attempt in 0..100u32 {
-            let path = base.join(format!(
-                "{prefix}-{}-{nanos:x}-{attempt}",
-                std::process::id()
-            ));
+            let path = base.join(format!("{prefix}-{}-{nanos:x}-{attempt}", std::process::id()));
             match fs::create_dir(&path) {
                 Ok(()) => return Ok(TempDir { path, keep: false }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot create temp dir {}", path.display()));
+                    return Err(e).with_context(|| format!("cannot create temp dir {}", path.display()));
                 }
             }
         }
@@ -213,27 +192,18 @@ impl Drop for TempDir {
 /// half-written file. The copy gets `src`'s modification time, which
 /// [`same_file`] uses as a cheap up-to-date check.
 pub fn install_file(src: &Path, dst: &Path) -> Result<()> {
-    let dir = dst
-        .parent()
-        .with_context(|| format!("{} has no parent dir", dst.display()))?;
+    let dir = dst.parent().with_context(|| format!("{} has no parent dir", dst.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file_name = dst.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
-        fs::copy(src, &tmp)
-            .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
-        let mtime = fs::metadata(src)
-            .and_then(|m| m.modified())
-            .with_context(|| format!("cannot stat {}", src.display()))?;
-        let f = fs::File::options()
-            .write(true)
-            .open(&tmp)
-            .with_context(|| format!("cannot open {}", tmp.display()))?;
-        f.set_modified(mtime)
-            .with_context(|| format!("cannot set mtime of {}", tmp.display()))?;
+        fs::copy(src, &tmp).with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))?;
+        let mtime =
+            fs::metadata(src).and_then(|m| m.modified()).with_context(|| format!("cannot stat {}", src.display()))?;
+        let f = fs::File::options().write(true).open(&tmp).with_context(|| format!("cannot open {}", tmp.display()))?;
+        f.set_modified(mtime).with_context(|| format!("cannot set mtime of {}", tmp.display()))?;
         drop(f);
-        fs::rename(&tmp, dst)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), dst.display()))?;
+        fs::rename(&tmp, dst).with_context(|| format!("cannot move {} to {}", tmp.display(), dst.display()))?;
         Ok(())
     })();
     if result.is_err() {
@@ -245,20 +215,14 @@ pub fn install_file(src: &Path, dst: &Path) -> Result<()> {
 /// Same size and modification time (what [`install_file`] preserves).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(ma), Ok(mb)) => {
-            ma.len() == mb.len()
-                && matches!((ma.modified(), mb.modified()), (Ok(x), Ok(y)) if x == y)
-        }
+        (Ok(ma), Ok(mb)) => ma.len() == mb.len() && matches!((ma.modified(), mb.modified()), (Ok(x), Ok(y)) if x == y),
         _ => false,
     }
 }
 
 /// Today's date in UTC as `YYYY-MM-DD` (no chrono: days → civil date).
 pub fn utc_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }

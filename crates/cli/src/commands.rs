@@ -161,7 +161,9 @@ fn stage_dir(wd: &Path, st: PackageStage) -> PathBuf {
 
 fn package_ids(wd: &Path, st: PackageStage) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(stage_dir(wd, st))
-        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|rd| {
+            rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().to_string()).collect()
+        })
         .unwrap_or_default();
     v.sort_by(|a, b| dlt::dlt_core::package::cmp_load_ids(a, b));
     v
@@ -266,7 +268,8 @@ fn schema(wd: &Path, format: &str) -> Result<()> {
 }
 
 fn trace(wd: &Path) -> Result<()> {
-    let t: dlt::Trace = serde_json::from_value(read_json(&wd.join("trace.json")).context("no trace: run the pipeline first")?)?;
+    let t: dlt::Trace =
+        serde_json::from_value(read_json(&wd.join("trace.json")).context("no trace: run the pipeline first")?)?;
     let failed = t.steps.iter().any(|s| s.status != "COMPLETED");
     let total: f64 = t.steps.iter().map(|s| s.duration_s).sum();
     println!(
@@ -306,7 +309,11 @@ fn load_package(wd: &Path, load_id: Option<String>) -> Result<()> {
             None => ids.into_iter().last(),
         };
         if let Some(id) = pick {
-            if found.as_ref().map(|(_, f, _): &(PackageStage, String, PathBuf)| dlt::dlt_core::package::cmp_load_ids(&id, f).is_gt()).unwrap_or(true) {
+            if found
+                .as_ref()
+                .map(|(_, f, _): &(PackageStage, String, PathBuf)| dlt::dlt_core::package::cmp_load_ids(&id, f).is_gt())
+                .unwrap_or(true)
+            {
                 found = Some((st, id.clone(), stage_dir(wd, st).join(&id)));
             }
             if load_id.is_some() {
@@ -438,7 +445,11 @@ fn drop(name: &str, dir: &Path, wd: &Path, resources: Vec<String>, drop_all: boo
         }
     }
     tables.reverse();
-    println!("About to drop the following data in dataset {} in destination {}:", p.dataset_name(), p.destination().display_location());
+    println!(
+        "About to drop the following data in dataset {} in destination {}:",
+        p.dataset_name(),
+        p.destination().display_location()
+    );
     println!("Selected schema:: {}", schema.name);
     println!("Selected resource(s):: {:?}", selected);
     println!("Table(s) to drop:: {:?}", tables);

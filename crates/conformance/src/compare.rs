@@ -6,8 +6,7 @@
 //! Python `==`. The difference lines are the ones compare.py prints, in the same order.
 
 use crate::pyfmt::{
-    DISPLAY, PyDecimal, dumps, integral_f64_text, is_int_text, normalize_int_text,
-    py_repr, py_str, shorten,
+    DISPLAY, PyDecimal, dumps, integral_f64_text, is_int_text, normalize_int_text, py_repr, py_str, shorten,
 };
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -54,34 +53,19 @@ pub fn compare(expected: &Value, actual: &Value, opts: &CompareOptions) -> Vec<S
 }
 
 /// Like [`compare`], but malformed input is an error (compare.py's exit status 2).
-pub fn try_compare(
-    expected: &Value,
-    actual: &Value,
-    opts: &CompareOptions,
-) -> anyhow::Result<Vec<String>> {
-    let mut ctx = Ctx {
-        opts,
-        diffs: Vec::new(),
-    };
+pub fn try_compare(expected: &Value, actual: &Value, opts: &CompareOptions) -> anyhow::Result<Vec<String>> {
+    let mut ctx = Ctx { opts, diffs: Vec::new() };
     let has = |v: &Value, k: &str| v.as_object().is_some_and(|o| o.contains_key(k));
     if has(expected, "runs") && has(actual, "runs") {
         let re = as_list(&expected["runs"], "runs")?;
         let ra = as_list(&actual["runs"], "runs")?;
         if re.len() != ra.len() {
-            ctx.add(
-                "runs",
-                format!("expected {} runs, got {}", re.len(), ra.len()),
-            );
+            ctx.add("runs", format!("expected {} runs, got {}", re.len(), ra.len()));
         }
         for (x, y) in re.iter().zip(ra.iter()) {
             let index = key(x, "index")?;
             let p = format!("run[{}]", py_int_fmt(index)?);
-            cmp_outcome(
-                &mut ctx,
-                &format!("{p}.outcome"),
-                key(x, "outcome")?,
-                key(y, "outcome")?,
-            )?;
+            cmp_outcome(&mut ctx, &format!("{p}.outcome"), key(x, "outcome")?, key(y, "outcome")?)?;
             cmp_dump(&mut ctx, &format!("{p}."), key(x, "dump")?, key(y, "dump")?)?;
         }
     } else if has(expected, "datasets") && has(actual, "datasets") {
@@ -123,21 +107,17 @@ impl Ctx<'_> {
 
 fn key<'v>(v: &'v Value, k: &str) -> anyhow::Result<&'v Value> {
     match v {
-        Value::Object(o) => o
-            .get(k)
-            .ok_or_else(|| anyhow::anyhow!("KeyError: {}", crate::pyfmt::repr_str(k))),
+        Value::Object(o) => o.get(k).ok_or_else(|| anyhow::anyhow!("KeyError: {}", crate::pyfmt::repr_str(k))),
         other => anyhow::bail!("expected an object with key {k:?}, got {}", short(other, 60)),
     }
 }
 
 fn obj<'v>(v: &'v Value, what: &str) -> anyhow::Result<&'v Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| anyhow::anyhow!("{what}: expected an object, got {}", short(v, 60)))
+    v.as_object().ok_or_else(|| anyhow::anyhow!("{what}: expected an object, got {}", short(v, 60)))
 }
 
 fn as_list<'v>(v: &'v Value, what: &str) -> anyhow::Result<&'v Vec<Value>> {
-    v.as_array()
-        .ok_or_else(|| anyhow::anyhow!("{what}: expected a list, got {}", short(v, 60)))
+    v.as_array().ok_or_else(|| anyhow::anyhow!("{what}: expected a list, got {}", short(v, 60)))
 }
 
 /// `d.get(k)` (None when absent).
@@ -231,20 +211,14 @@ pub fn py_eq(x: &Value, y: &Value) -> bool {
     match (x, y) {
         (Value::Null, Value::Null) => true,
         (Value::String(a), Value::String(b)) => a == b,
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(p, q)| py_eq(p, q))
-        }
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(p, q)| py_eq(p, q)),
         (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| py_eq(v, w)))
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| py_eq(v, w)))
         }
         (a, b) => match (numish(a), numish(b)) {
             (Some(Num::Int(p)), Some(Num::Int(q))) => p == q,
             (Some(Num::Float(p)), Some(Num::Float(q))) => p == q,
-            (Some(Num::Int(p)), Some(Num::Float(q))) | (Some(Num::Float(q)), Some(Num::Int(p))) => {
-                int_eq_float(&p, q)
-            }
+            (Some(Num::Int(p)), Some(Num::Float(q))) | (Some(Num::Float(q)), Some(Num::Int(p))) => int_eq_float(&p, q),
             _ => false,
         },
     }
@@ -334,9 +308,7 @@ fn val_eq(x: &Value, y: &Value, opts: &CompareOptions) -> bool {
             }
             a.iter().all(|(k, v)| val_eq(v, &b[k], opts))
         }
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(p, q)| val_eq(p, q, opts))
-        }
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(p, q)| val_eq(p, q, opts)),
         _ => py_eq(x, y),
     }
 }
@@ -353,11 +325,7 @@ fn col_str(c: &Value) -> anyhow::Result<String> {
         "{} {}{}",
         py_str(key(c, "name")?),
         py_str(key(c, "data_type")?),
-        if truthy(key(c, "nullable")?) {
-            ""
-        } else {
-            " NOT NULL"
-        }
+        if truthy(key(c, "nullable")?) { "" } else { " NOT NULL" }
     ))
 }
 
@@ -391,12 +359,7 @@ fn cmp_columns(ctx: &mut Ctx, path: &str, ce: &Value, ca: &Value) -> anyhow::Res
                 if !py_eq(e, a) {
                     ctx.add(
                         path,
-                        format!(
-                            "column {}: expected {}, got {}",
-                            crate::pyfmt::repr_str(n),
-                            col_str(e)?,
-                            col_str(a)?
-                        ),
+                        format!("column {}: expected {}, got {}", crate::pyfmt::repr_str(n), col_str(e)?, col_str(a)?),
                     );
                 }
             }
@@ -404,30 +367,15 @@ fn cmp_columns(ctx: &mut Ctx, path: &str, ce: &Value, ca: &Value) -> anyhow::Res
     }
     for n in &na {
         if !emap.contains_key(n.as_str()) {
-            ctx.add(
-                path,
-                format!("unexpected column {}", col_str(amap[n.as_str()])?),
-            );
+            ctx.add(path, format!("unexpected column {}", col_str(amap[n.as_str()])?));
         }
     }
-    let common_e: Vec<String> = ne
-        .iter()
-        .filter(|n| amap.contains_key(n.as_str()))
-        .cloned()
-        .collect();
-    let common_a: Vec<String> = na
-        .iter()
-        .filter(|n| emap.contains_key(n.as_str()))
-        .cloned()
-        .collect();
+    let common_e: Vec<String> = ne.iter().filter(|n| amap.contains_key(n.as_str())).cloned().collect();
+    let common_a: Vec<String> = na.iter().filter(|n| emap.contains_key(n.as_str())).cloned().collect();
     if common_e != common_a {
         ctx.add(
             path,
-            format!(
-                "column order differs: expected {}, got {}",
-                py_list_repr(&common_e),
-                py_list_repr(&common_a)
-            ),
+            format!("column order differs: expected {}, got {}", py_list_repr(&common_e), py_list_repr(&common_a)),
         );
     }
     Ok(())
@@ -443,34 +391,18 @@ fn row_as_dict(common: &[String], row: &[Value]) -> Value {
 
 fn cmp_rows(ctx: &mut Ctx, path: &str, te: &Value, ta: &Value) -> anyhow::Result<()> {
     let opts = ctx.opts;
-    let ne = as_list(key(te, "columns")?, "columns")?
-        .iter()
-        .map(name_of)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let na = as_list(key(ta, "columns")?, "columns")?
-        .iter()
-        .map(name_of)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ne = as_list(key(te, "columns")?, "columns")?.iter().map(name_of).collect::<anyhow::Result<Vec<_>>>()?;
+    let na = as_list(key(ta, "columns")?, "columns")?.iter().map(name_of).collect::<anyhow::Result<Vec<_>>>()?;
     let common: Vec<String> = ne.iter().filter(|n| na.contains(n)).cloned().collect();
-    let ie: Vec<usize> = common
-        .iter()
-        .map(|n| ne.iter().position(|x| x == n).unwrap())
-        .collect();
-    let ia: Vec<usize> = common
-        .iter()
-        .map(|n| na.iter().position(|x| x == n).unwrap())
-        .collect();
+    let ie: Vec<usize> = common.iter().map(|n| ne.iter().position(|x| x == n).unwrap()).collect();
+    let ia: Vec<usize> = common.iter().map(|n| na.iter().position(|x| x == n).unwrap()).collect();
     let project = |rows: &Value, idx: &[usize]| -> anyhow::Result<Vec<Vec<Value>>> {
         as_list(rows, "rows")?
             .iter()
             .map(|r| {
                 let r = as_list(r, "row")?;
                 idx.iter()
-                    .map(|&i| {
-                        r.get(i)
-                            .cloned()
-                            .ok_or_else(|| anyhow::anyhow!("IndexError: list index out of range"))
-                    })
+                    .map(|&i| r.get(i).cloned().ok_or_else(|| anyhow::anyhow!("IndexError: list index out of range")))
                     .collect()
             })
             .collect()
@@ -478,10 +410,7 @@ fn cmp_rows(ctx: &mut Ctx, path: &str, te: &Value, ta: &Value) -> anyhow::Result
     let re = project(key(te, "rows")?, &ie)?;
     let ra = project(key(ta, "rows")?, &ia)?;
     if re.len() != ra.len() {
-        ctx.add(
-            path,
-            format!("row count: expected {}, got {}", re.len(), ra.len()),
-        );
+        ctx.add(path, format!("row count: expected {}, got {}", re.len(), ra.len()));
     }
     // 1) positional equality
     if re.len() == ra.len() && re.iter().zip(&ra).all(|(x, y)| rows_eq(x, y, opts)) {
@@ -491,10 +420,7 @@ fn cmp_rows(ctx: &mut Ctx, path: &str, te: &Value, ta: &Value) -> anyhow::Result
     let mut unmatched_a: Vec<usize> = (0..ra.len()).collect();
     let mut missing = Vec::new();
     for (i, r) in re.iter().enumerate() {
-        match unmatched_a
-            .iter()
-            .position(|&j| rows_eq(r, &ra[j], opts))
-        {
+        match unmatched_a.iter().position(|&j| rows_eq(r, &ra[j], opts)) {
             Some(pos) => {
                 unmatched_a.remove(pos);
             }
@@ -502,32 +428,19 @@ fn cmp_rows(ctx: &mut Ctx, path: &str, te: &Value, ta: &Value) -> anyhow::Result
         }
     }
     if missing.is_empty() && unmatched_a.is_empty() {
-        ctx.add(
-            path,
-            "same rows, different canonical order (check sorting/id tokens)".to_string(),
-        );
+        ctx.add(path, "same rows, different canonical order (check sorting/id tokens)".to_string());
         return Ok(());
     }
     let max_rows = opts.max_rows;
     if missing.len() == unmatched_a.len() {
         for (k, (&i, &j)) in missing.iter().zip(&unmatched_a).enumerate() {
             if k >= max_rows {
-                ctx.add(
-                    path,
-                    format!("... {} more differing rows", missing.len() - k),
-                );
+                ctx.add(path, format!("... {} more differing rows", missing.len() - k));
                 break;
             }
             let cells: Vec<String> = (0..common.len())
                 .filter(|&c| !val_eq(&re[i][c], &ra[j][c], opts))
-                .map(|c| {
-                    format!(
-                        "{}: expected {}, got {}",
-                        common[c],
-                        short(&re[i][c], 60),
-                        short(&ra[j][c], 60)
-                    )
-                })
+                .map(|c| format!("{}: expected {}, got {}", common[c], short(&re[i][c], 60), short(&ra[j][c], 60)))
                 .collect();
             ctx.add(path, format!("row {i} differs: {}", cells.join("; ")));
         }
@@ -538,23 +451,14 @@ fn cmp_rows(ctx: &mut Ctx, path: &str, te: &Value, ta: &Value) -> anyhow::Result
             ctx.add(path, format!("... {} more missing rows", missing.len() - k));
             break;
         }
-        ctx.add(
-            path,
-            format!("missing row {}", short(&row_as_dict(&common, &re[i]), 300)),
-        );
+        ctx.add(path, format!("missing row {}", short(&row_as_dict(&common, &re[i]), 300)));
     }
     for (k, &j) in unmatched_a.iter().enumerate() {
         if k >= max_rows {
-            ctx.add(
-                path,
-                format!("... {} more unexpected rows", unmatched_a.len() - k),
-            );
+            ctx.add(path, format!("... {} more unexpected rows", unmatched_a.len() - k));
             break;
         }
-        ctx.add(
-            path,
-            format!("unexpected row {}", short(&row_as_dict(&common, &ra[j]), 300)),
-        );
+        ctx.add(path, format!("unexpected row {}", short(&row_as_dict(&common, &ra[j]), 300)));
     }
     Ok(())
 }
@@ -574,10 +478,7 @@ fn tables_by_name(ds: &Value) -> anyhow::Result<Map<String, Value>> {
     Ok(m)
 }
 
-fn sorted_union<'a>(
-    a: impl Iterator<Item = &'a String>,
-    b: impl Iterator<Item = &'a String>,
-) -> Vec<&'a String> {
+fn sorted_union<'a>(a: impl Iterator<Item = &'a String>, b: impl Iterator<Item = &'a String>) -> Vec<&'a String> {
     let set: BTreeSet<&String> = a.chain(b).collect();
     set.into_iter().collect()
 }
@@ -587,14 +488,7 @@ fn cmp_dataset(ctx: &mut Ctx, path: &str, de: &Value, da: &Value) -> anyhow::Res
     obj(da, "dataset")?;
     let (xe, xa) = (get(de, "exists"), get(da, "exists"));
     if !py_eq(xe, xa) {
-        ctx.add(
-            path,
-            format!(
-                "dataset exists: expected {}, got {}",
-                py_str(xe),
-                py_str(xa)
-            ),
-        );
+        ctx.add(path, format!("dataset exists: expected {}, got {}", py_str(xe), py_str(xa)));
         return Ok(());
     }
     if !truthy(xe) {
@@ -605,17 +499,10 @@ fn cmp_dataset(ctx: &mut Ctx, path: &str, de: &Value, da: &Value) -> anyhow::Res
     for n in sorted_union(te.keys(), ta.keys()) {
         let p = format!("{path}.{n}");
         match (te.get(n), ta.get(n)) {
-            (Some(e), None) => ctx.add(
-                &p,
-                format!(
-                    "missing table ({} rows expected)",
-                    py_int_fmt(key(e, "row_count")?)?
-                ),
-            ),
-            (None, Some(a)) => ctx.add(
-                &p,
-                format!("unexpected table ({} rows)", py_int_fmt(key(a, "row_count")?)?),
-            ),
+            (Some(e), None) => {
+                ctx.add(&p, format!("missing table ({} rows expected)", py_int_fmt(key(e, "row_count")?)?))
+            }
+            (None, Some(a)) => ctx.add(&p, format!("unexpected table ({} rows)", py_int_fmt(key(a, "row_count")?)?)),
             (Some(e), Some(a)) => {
                 cmp_columns(ctx, &p, key(e, "columns")?, key(a, "columns")?)?;
                 cmp_rows(ctx, &p, e, a)?;
@@ -639,14 +526,7 @@ fn cmp_dataset(ctx: &mut Ctx, path: &str, de: &Value, da: &Value) -> anyhow::Res
         let x = se_m.get(st).unwrap_or(&absent);
         let y = sa_m.get(st).unwrap_or(&absent);
         if !py_eq(get(x, "exists"), get(y, "exists")) {
-            ctx.add(
-                &p,
-                format!(
-                    "exists: expected {}, got {}",
-                    py_str(get(x, "exists")),
-                    py_str(get(y, "exists"))
-                ),
-            );
+            ctx.add(&p, format!("exists: expected {}, got {}", py_str(get(x, "exists")), py_str(get(y, "exists"))));
             continue;
         }
         if !ctx.opts.ignore_system_columns && !py_eq(get(x, "columns"), get(y, "columns")) {
@@ -657,14 +537,7 @@ fn cmp_dataset(ctx: &mut Ctx, path: &str, de: &Value, da: &Value) -> anyhow::Res
         }
         for k in ["count", "loads"] {
             if !py_eq(get(x, k), get(y, k)) {
-                ctx.add(
-                    &p,
-                    format!(
-                        "{k}: expected {}, got {}",
-                        short(get(x, k), 300),
-                        short(get(y, k), 300)
-                    ),
-                );
+                ctx.add(&p, format!("{k}: expected {}, got {}", short(get(x, k), 300), short(get(y, k), 300)));
             }
         }
     }
@@ -714,11 +587,7 @@ fn cmp_outcome(ctx: &mut Ctx, path: &str, oe: &Value, oa: &Value) -> anyhow::Res
         if !py_eq(get(oe, "stage"), get(oa, "stage")) {
             ctx.add(
                 path,
-                format!(
-                    "failing stage: expected {}, got {}",
-                    py_str(get(oe, "stage")),
-                    py_str(get(oa, "stage"))
-                ),
+                format!("failing stage: expected {}, got {}", py_str(get(oe, "stage")), py_str(get(oa, "stage"))),
             );
         }
         if ctx.opts.strict_errors && !py_eq(get(oe, "error_class"), get(oa, "error_class")) {
@@ -732,19 +601,9 @@ fn cmp_outcome(ctx: &mut Ctx, path: &str, oe: &Value, oa: &Value) -> anyhow::Res
             );
         }
     } else if !ctx.opts.ignore_row_counts {
-        if let (Some(ce), Some(ca)) = (
-            me.get("normalized_row_counts"),
-            ma.get("normalized_row_counts"),
-        ) {
+        if let (Some(ce), Some(ca)) = (me.get("normalized_row_counts"), ma.get("normalized_row_counts")) {
             if !py_eq(ce, ca) {
-                ctx.add(
-                    path,
-                    format!(
-                        "normalized_row_counts: expected {}, got {}",
-                        short(ce, 300),
-                        short(ca, 300)
-                    ),
-                );
+                ctx.add(path, format!("normalized_row_counts: expected {}, got {}", short(ce, 300), short(ca, 300)));
             }
         }
     }
@@ -778,16 +637,8 @@ mod tests {
             &v("340282366920938463463374607431768211454"),
             &o
         ));
-        assert!(val_eq(
-            &json!({"$decimal": "1.50"}),
-            &json!({"$decimal": "1.5"}),
-            &o
-        ));
-        assert!(!val_eq(
-            &json!({"$decimal": "1.51"}),
-            &json!({"$decimal": "1.5"}),
-            &o
-        ));
+        assert!(val_eq(&json!({"$decimal": "1.50"}), &json!({"$decimal": "1.5"}), &o));
+        assert!(!val_eq(&json!({"$decimal": "1.51"}), &json!({"$decimal": "1.5"}), &o));
         assert!(py_eq(&v("true"), &v("1.0")));
         assert!(!py_eq(&v("9007199254740993"), &v("9007199254740992.0")));
     }

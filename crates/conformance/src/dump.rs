@@ -9,9 +9,8 @@
 //! signatures are memoized.
 
 use crate::pyfmt::{
-    self, cmp_int_text, decimal_str, float_number, float_repr, is_int_text,
-    json_str, normalize_int_text, number_from_text, parse_py_float, parse_py_int, repr_bytes,
-    sk,
+    self, cmp_int_text, decimal_str, float_number, float_repr, is_int_text, json_str, normalize_int_text,
+    number_from_text, parse_py_float, parse_py_int, repr_bytes, sk,
 };
 use anyhow::Context as _;
 use duckdb::core::{LogicalTypeHandle, LogicalTypeId};
@@ -35,11 +34,7 @@ const MAX_SIGNATURE_DEPTH: usize = 64;
 
 /// Opens `db_path` read-only and dumps `datasets` (`time_token_columns`: `None` = the default
 /// `_dlt_valid_from`/`_dlt_valid_to`; `Some(&[])` disables time tokens).
-pub fn dump(
-    db_path: &Path,
-    datasets: &[String],
-    time_token_columns: Option<&[String]>,
-) -> anyhow::Result<Value> {
+pub fn dump(db_path: &Path, datasets: &[String], time_token_columns: Option<&[String]>) -> anyhow::Result<Value> {
     let config = Config::default().access_mode(AccessMode::ReadOnly)?;
     let conn = Connection::open_with_flags(db_path, config)
         .with_context(|| format!("cannot open DuckDB file {}", db_path.display()))?;
@@ -56,16 +51,9 @@ pub fn dump_connection(
     let _ = conn.execute_batch("SET TimeZone = 'UTC'");
     let time_cols: HashSet<String> = match time_token_columns {
         Some(cols) => cols.iter().cloned().collect(),
-        None => DEFAULT_TIME_TOKEN_COLUMNS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        None => DEFAULT_TIME_TOKEN_COLUMNS.iter().map(|s| s.to_string()).collect(),
     };
-    let mut d = Dumper {
-        conn,
-        time_cols,
-        load_tokens: HashMap::new(),
-    };
+    let mut d = Dumper { conn, time_cols, load_tokens: HashMap::new() };
     d.dump(datasets)
 }
 
@@ -80,7 +68,9 @@ enum Ty {
     Float,
     Double,
     Decimal,
-    Timestamp { ns: bool },
+    Timestamp {
+        ns: bool,
+    },
     TimestampTz,
     Date,
     Time,
@@ -122,29 +112,15 @@ impl Ty {
             L::Interval => Ty::Interval,
             L::Blob => Ty::Blob,
             L::List | L::Array => Ty::List(Box::new(Ty::of(&lt.child(0)))),
-            L::Struct => Ty::Struct(
-                (0..lt.num_children())
-                    .map(|i| (lt.child_name(i), Ty::of(&lt.child(i))))
-                    .collect(),
-            ),
-            L::Map => Ty::Map(
-                Box::new(Ty::of(&lt.child(0))),
-                Box::new(Ty::of(&lt.child(1))),
-            ),
-            L::Union => Ty::Union(
-                (0..lt.num_children())
-                    .map(|i| (lt.child_name(i), Ty::of(&lt.child(i))))
-                    .collect(),
-            ),
+            L::Struct => Ty::Struct((0..lt.num_children()).map(|i| (lt.child_name(i), Ty::of(&lt.child(i)))).collect()),
+            L::Map => Ty::Map(Box::new(Ty::of(&lt.child(0))), Box::new(Ty::of(&lt.child(1)))),
+            L::Union => Ty::Union((0..lt.num_children()).map(|i| (lt.child_name(i), Ty::of(&lt.child(i)))).collect()),
             _ => Ty::Str,
         }
     }
 
     fn is_nested(&self) -> bool {
-        matches!(
-            self,
-            Ty::List(_) | Ty::Struct(_) | Ty::Map(..) | Ty::Union(_)
-        )
+        matches!(self, Ty::List(_) | Ty::Struct(_) | Ty::Map(..) | Ty::Union(_))
     }
 
     /// SQL rendering `x` as VARCHAR (leaves) or as a nested value whose leaves are VARCHAR.
@@ -161,26 +137,17 @@ impl Ty {
             ),
             Ty::List(child) => {
                 let v = format!("__dltc_e{depth}");
-                format!(
-                    "list_transform({x}, lambda {v}: {})",
-                    child.sql(&v, depth + 1)
-                )
+                format!("list_transform({x}, lambda {v}: {})", child.sql(&v, depth + 1))
             }
             Ty::Struct(fields) => {
                 let parts: Vec<String> = fields
                     .iter()
                     .enumerate()
                     .map(|(i, (_, t))| {
-                        format!(
-                            "f{i} := {}",
-                            t.sql(&format!("struct_extract_at({x}, {})", i + 1), depth)
-                        )
+                        format!("f{i} := {}", t.sql(&format!("struct_extract_at({x}, {})", i + 1), depth))
                     })
                     .collect();
-                format!(
-                    "CASE WHEN ({x}) IS NULL THEN NULL ELSE struct_pack({}) END",
-                    parts.join(", ")
-                )
+                format!("CASE WHEN ({x}) IS NULL THEN NULL ELSE struct_pack({}) END", parts.join(", "))
             }
             Ty::Map(k, v) => {
                 let e = format!("__dltc_e{depth}");
@@ -202,10 +169,7 @@ impl Ty {
                         )
                     })
                     .collect();
-                format!(
-                    "(CASE CAST(union_tag({x}) AS VARCHAR) {} ELSE NULL END)",
-                    whens.join(" ")
-                )
+                format!("(CASE CAST(union_tag({x}) AS VARCHAR) {} ELSE NULL END)", whens.join(" "))
             }
             _ => format!("CAST({x} AS VARCHAR)"),
         }
@@ -213,11 +177,7 @@ impl Ty {
 
     /// Top-level SQL of a column: VARCHAR text (nested values as JSON text).
     fn top_sql(&self, ident: &str) -> String {
-        if self.is_nested() {
-            format!("CAST(to_json({}) AS VARCHAR)", self.sql(ident, 0))
-        } else {
-            self.sql(ident, 0)
-        }
+        if self.is_nested() { format!("CAST(to_json({}) AS VARCHAR)", self.sql(ident, 0)) } else { self.sql(ident, 0) }
     }
 }
 
@@ -249,39 +209,17 @@ struct Dt {
 }
 
 impl Dt {
-    const MAX: Dt = Dt {
-        y: 9999,
-        mo: 12,
-        d: 31,
-        h: 23,
-        mi: 59,
-        s: 59,
-        us: 999_999,
-    };
-    const MIN: Dt = Dt {
-        y: 1,
-        mo: 1,
-        d: 1,
-        h: 0,
-        mi: 0,
-        s: 0,
-        us: 0,
-    };
+    const MAX: Dt = Dt { y: 9999, mo: 12, d: 31, h: 23, mi: 59, s: 59, us: 999_999 };
+    const MIN: Dt = Dt { y: 1, mo: 1, d: 1, h: 0, mi: 0, s: 0, us: 0 };
 
     /// `strftime("%Y-%m-%dT%H:%M:%S.%f")` (the year zero-padded to 4 digits)
     fn iso_t(&self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
-            self.y, self.mo, self.d, self.h, self.mi, self.s, self.us
-        )
+        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}", self.y, self.mo, self.d, self.h, self.mi, self.s, self.us)
     }
 
     /// `str(datetime)`
     fn py_str(&self) -> String {
-        let mut s = format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            self.y, self.mo, self.d, self.h, self.mi, self.s
-        );
+        let mut s = format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", self.y, self.mo, self.d, self.h, self.mi, self.s);
         if self.us != 0 {
             s.push_str(&format!(".{:06}", self.us));
         }
@@ -298,15 +236,7 @@ impl Dt {
         if !(1..=9999).contains(&y) {
             return None;
         }
-        Some(Dt {
-            y,
-            mo: n.month(),
-            d: n.day(),
-            h: n.hour(),
-            mi: n.minute(),
-            s: n.second(),
-            us: n.nanosecond() / 1000,
-        })
+        Some(Dt { y, mo: n.month(), d: n.day(), h: n.hour(), mi: n.minute(), s: n.second(), us: n.nanosecond() / 1000 })
     }
 }
 
@@ -335,11 +265,7 @@ fn parse_time(text: &str) -> Option<(u32, u32, u32, u32)> {
     if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let ns: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
+    let ns: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
     Some((h, mi, s, ns))
 }
 
@@ -363,18 +289,9 @@ fn conv_timestamp(text: &str, ns: bool) -> TsConv {
         return TsConv::Raw;
     };
     if !ns {
-        return TsConv::Dt(Dt {
-            y,
-            mo,
-            d,
-            h,
-            mi,
-            s,
-            us: nanos / 1000,
-        });
+        return TsConv::Dt(Dt { y, mo, d, h, mi, s, us: nanos / 1000 });
     }
-    let naive = chrono::NaiveDate::from_ymd_opt(y, mo, d)
-        .and_then(|dd| dd.and_hms_nano_opt(h, mi, s, nanos));
+    let naive = chrono::NaiveDate::from_ymd_opt(y, mo, d).and_then(|dd| dd.and_hms_nano_opt(h, mi, s, nanos));
     let Some(naive) = naive else {
         return TsConv::Raw;
     };
@@ -409,18 +326,7 @@ fn conv_timestamptz(text: &str) -> (TsConv, bool) {
         return (TsConv::Raw, true);
     };
     if off_s == 0 {
-        return (
-            TsConv::Dt(Dt {
-                y,
-                mo,
-                d,
-                h,
-                mi,
-                s,
-                us: nanos / 1000,
-            }),
-            true,
-        );
+        return (TsConv::Dt(Dt { y, mo, d, h, mi, s, us: nanos / 1000 }), true);
     }
     let naive = chrono::NaiveDate::from_ymd_opt(y, mo, d)
         .and_then(|dd| dd.and_hms_nano_opt(h, mi, s, nanos))
@@ -465,9 +371,7 @@ fn hex_lower(text: &str) -> String {
 }
 
 fn hex_bytes(text: &str) -> Vec<u8> {
-    (0..text.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-        .collect()
+    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect()
 }
 
 /// INTERVAL text `months days micros` -> total microseconds (months count as 30 days, like
@@ -489,17 +393,9 @@ fn timedelta_str(us: i128) -> String {
     let micro = rem % 1_000_000;
     let mut s = String::new();
     if days != 0 {
-        s.push_str(&format!(
-            "{days} day{}, ",
-            if days.abs() != 1 { "s" } else { "" }
-        ));
+        s.push_str(&format!("{days} day{}, ", if days.abs() != 1 { "s" } else { "" }));
     }
-    s.push_str(&format!(
-        "{}:{:02}:{:02}",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    ));
+    s.push_str(&format!("{}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60));
     if micro != 0 {
         s.push_str(&format!(".{micro:06}"));
     }
@@ -530,9 +426,7 @@ fn float_value(text: &str) -> Value {
 fn conv_leaf(ty: &Ty, text: &str) -> Value {
     match ty {
         Ty::Bool => Value::Bool(text == "true"),
-        Ty::Int => number_from_text(text)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(text.to_string())),
+        Ty::Int => number_from_text(text).map(Value::Number).unwrap_or_else(|| Value::String(text.to_string())),
         Ty::Float | Ty::Double => float_value(text),
         Ty::Decimal => json!({"$decimal": decimal_str(text)}),
         Ty::Timestamp { ns } => match conv_timestamp(text, *ns) {
@@ -602,11 +496,7 @@ fn map_key_str(ty: &Ty, j: &Value) -> String {
             (TsConv::Raw, _) => text.to_string(),
         },
         Ty::Time | Ty::TimeTz => {
-            let (time, off) = if matches!(ty, Ty::TimeTz) {
-                split_timetz(text)
-            } else {
-                (text, "")
-            };
+            let (time, off) = if matches!(ty, Ty::TimeTz) { split_timetz(text) } else { (text, "") };
             match conv_time(time) {
                 Some((h, mi, s, us)) => {
                     let mut out = format!("{h:02}:{mi:02}:{s:02}");
@@ -699,12 +589,7 @@ fn python_json_value(v: Value) -> Option<Value> {
                 Value::Number(float_number(t.parse::<f64>().ok()?)?)
             }
         }
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(python_json_value)
-                .collect::<Option<Vec<_>>>()?,
-        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(python_json_value).collect::<Option<Vec<_>>>()?),
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, x) in m {
@@ -731,17 +616,14 @@ fn conv_top(ty: &Ty, json_column: bool, text: Option<String>) -> anyhow::Result<
         return Ok(Value::Null);
     };
     if json_column {
-        return Ok(match serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(python_json_value)
-        {
+        return Ok(match serde_json::from_str::<Value>(&text).ok().and_then(python_json_value) {
             Some(v) => json!({"$json": v}),
             None => json!({"$json_text": text}),
         });
     }
     if ty.is_nested() {
-        let j: Value = serde_json::from_str(&text)
-            .with_context(|| format!("cannot parse DuckDB to_json output {text:?}"))?;
+        let j: Value =
+            serde_json::from_str(&text).with_context(|| format!("cannot parse DuckDB to_json output {text:?}"))?;
         return Ok(conv_json(ty, &j));
     }
     Ok(conv_leaf(ty, &text))
@@ -782,9 +664,7 @@ impl PartialOrd for TokPart {
 
 impl Ord for TokKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.prefix
-            .cmp(&other.prefix)
-            .then_with(|| self.parts.cmp(&other.parts))
+        self.prefix.cmp(&other.prefix).then_with(|| self.parts.cmp(&other.parts))
     }
 }
 
@@ -795,11 +675,7 @@ impl PartialOrd for TokKey {
 }
 
 fn token_key(tok: &str) -> TokKey {
-    let split = tok
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_alphabetic())
-        .map(|(i, _)| i)
-        .unwrap_or(tok.len());
+    let split = tok.char_indices().find(|(_, c)| !c.is_ascii_alphabetic()).map(|(i, _)| i).unwrap_or(tok.len());
     let (prefix, rest) = tok.split_at(split);
     let parts = rest
         .split('.')
@@ -812,18 +688,12 @@ fn token_key(tok: &str) -> TokKey {
             }
         })
         .collect();
-    TokKey {
-        prefix: prefix.to_string(),
-        parts,
-    }
+    TokKey { prefix: prefix.to_string(), parts }
 }
 
 /// `("~", [])`, the key of a missing token.
 fn missing_token_key() -> TokKey {
-    TokKey {
-        prefix: "~".to_string(),
-        parts: Vec::new(),
-    }
+    TokKey { prefix: "~".to_string(), parts: Vec::new() }
 }
 
 /// `_num_key(load_id)`: numeric load ids first (by value), then the rest as strings.
@@ -842,11 +712,7 @@ fn num_key(v: &Value) -> NumKey {
         _ => None,
     };
     match f {
-        Some(num) => NumKey {
-            group: 0,
-            num,
-            tie: v.clone(),
-        },
+        Some(num) => NumKey { group: 0, num, tie: v.clone() },
         None => NumKey {
             group: 1,
             num: 0.0,
@@ -924,17 +790,12 @@ struct Dumper<'c> {
 impl Dumper<'_> {
     fn strings(&self, sql: &str, params: &[&str]) -> anyhow::Result<Vec<String>> {
         let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map(duckdb::params_from_iter(params.iter()), |r| {
-            r.get::<_, String>(0)
-        })?;
+        let rows = stmt.query_map(duckdb::params_from_iter(params.iter()), |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn existing_schemas(&self) -> anyhow::Result<HashSet<String>> {
-        Ok(self
-            .strings("SELECT schema_name FROM information_schema.schemata", &[])?
-            .into_iter()
-            .collect())
+        Ok(self.strings("SELECT schema_name FROM information_schema.schemata", &[])?.into_iter().collect())
     }
 
     fn tables(&self, schema: &str) -> anyhow::Result<Vec<String>> {
@@ -977,28 +838,12 @@ impl Dumper<'_> {
         let idents: Vec<String> = cols.iter().map(|(c, _)| ident(&c.name)).collect();
         let probe = format!("SELECT {} FROM {from}", idents.join(", "));
         let types: Vec<Ty> = {
-            let stmt = self
-                .conn
-                .prepare(&probe)
-                .with_context(|| format!("cannot read {from}"))?;
-            (0..cols.len())
-                .map(|i| Ty::of(&stmt.column_logical_type(i)))
-                .collect()
+            let stmt = self.conn.prepare(&probe).with_context(|| format!("cannot read {from}"))?;
+            (0..cols.len()).map(|i| Ty::of(&stmt.column_logical_type(i))).collect()
         };
-        let exprs: Vec<String> = types
-            .iter()
-            .zip(&idents)
-            .map(|(t, id)| t.top_sql(id))
-            .collect();
-        let sql = format!(
-            "SELECT {}{} FROM {from}",
-            if distinct { "DISTINCT " } else { "" },
-            exprs.join(", ")
-        );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .with_context(|| format!("cannot prepare {sql}"))?;
+        let exprs: Vec<String> = types.iter().zip(&idents).map(|(t, id)| t.top_sql(id)).collect();
+        let sql = format!("SELECT {}{} FROM {from}", if distinct { "DISTINCT " } else { "" }, exprs.join(", "));
+        let mut stmt = self.conn.prepare(&sql).with_context(|| format!("cannot prepare {sql}"))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -1014,11 +859,9 @@ impl Dumper<'_> {
     }
 
     fn count(&self, schema: &str, table: &str) -> anyhow::Result<i64> {
-        Ok(self.conn.query_row(
-            &format!("SELECT count(*) FROM {}", qualified(schema, table)),
-            [],
-            |r| r.get::<_, i64>(0),
-        )?)
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {}", qualified(schema, table)), [], |r| r.get::<_, i64>(0))?)
     }
 
     fn find_cols<'a>(
@@ -1054,16 +897,10 @@ impl Dumper<'_> {
             }
         }
         // sort by inserted_at (None last), then load id
-        let keyed: Vec<(bool, Value, NumKey, Value)> = loads
-            .into_iter()
-            .map(|(ins, lid)| (ins.is_null(), ins, num_key(&lid), lid))
-            .collect();
+        let keyed: Vec<(bool, Value, NumKey, Value)> =
+            loads.into_iter().map(|(ins, lid)| (ins.is_null(), ins, num_key(&lid), lid)).collect();
         let mut keyed = keyed;
-        keyed.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| py_cmp(&a.1, &b.1))
-                .then_with(|| cmp_num_key(&a.2, &b.2))
-        });
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| py_cmp(&a.1, &b.1)).then_with(|| cmp_num_key(&a.2, &b.2)));
         self.load_tokens.clear();
         for (_, _, _, lid) in keyed {
             let k = sk(&lid);
@@ -1102,8 +939,7 @@ impl Dumper<'_> {
                 }
             }
         }
-        let mut unknown: Vec<(NumKey, Value)> =
-            unknown.into_iter().map(|v| (num_key(&v), v)).collect();
+        let mut unknown: Vec<(NumKey, Value)> = unknown.into_iter().map(|v| (num_key(&v), v)).collect();
         unknown.sort_by(|a, b| cmp_num_key(&a.0, &b.0));
         for (i, (_, lid)) in unknown.iter().enumerate() {
             self.load_tokens.insert(sk(lid), format!("U{}", i + 1));
@@ -1111,11 +947,7 @@ impl Dumper<'_> {
         let mut out_ds = Map::new();
         let sorted: BTreeSet<&String> = datasets.iter().collect();
         for ds in sorted {
-            let v = if schemas.contains(ds) {
-                self.dump_dataset(ds)?
-            } else {
-                json!({"exists": false})
-            };
+            let v = if schemas.contains(ds) { self.dump_dataset(ds)? } else { json!({"exists": false}) };
             out_ds.insert(ds.clone(), v);
         }
         Ok(json!({"dump_format_version": DUMP_FORMAT_VERSION, "datasets": Value::Object(out_ds)}))
@@ -1123,10 +955,7 @@ impl Dumper<'_> {
 
     fn dump_dataset(&self, ds: &str) -> anyhow::Result<Value> {
         let tables = self.tables(ds)?;
-        let data_tables: Vec<&String> = tables
-            .iter()
-            .filter(|t| !SYSTEM_TABLES.contains(&t.as_str()))
-            .collect();
+        let data_tables: Vec<&String> = tables.iter().filter(|t| !SYSTEM_TABLES.contains(&t.as_str())).collect();
         // ---- system tables
         let mut system = Map::new();
         for st in SYSTEM_TABLES {
@@ -1147,18 +976,12 @@ impl Dumper<'_> {
                         let tok = self.load_tokens.get(&sk(&r[0])).cloned();
                         let key = tok.as_deref().map(token_key).unwrap_or_else(missing_token_key);
                         let load = tok.map(Value::String).unwrap_or(Value::Null);
-                        (
-                            key,
-                            json!({"load": load, "schema_name": r[1], "status": r[2]}),
-                        )
+                        (key, json!({"load": load, "schema_name": r[1], "status": r[2]}))
                     })
                     .collect();
                 loads.sort_by(|a, b| a.0.cmp(&b.0));
                 entry.insert("count".into(), json!(rows.len()));
-                entry.insert(
-                    "loads".into(),
-                    Value::Array(loads.into_iter().map(|(_, v)| v).collect()),
-                );
+                entry.insert("loads".into(), Value::Array(loads.into_iter().map(|(_, v)| v).collect()));
             } else {
                 entry.insert("count".into(), json!(self.count(ds, st)?));
             }
@@ -1188,12 +1011,8 @@ impl Dumper<'_> {
                 }
             }
             // time tokens
-            let tcols: Vec<usize> = names
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| self.time_cols.contains(*n))
-                .map(|(i, _)| i)
-                .collect();
+            let tcols: Vec<usize> =
+                names.iter().enumerate().filter(|(_, n)| self.time_cols.contains(*n)).map(|(i, _)| i).collect();
             if !tcols.is_empty() {
                 let mut vals: BTreeSet<String> = BTreeSet::new();
                 for row in &rows {
@@ -1205,11 +1024,8 @@ impl Dumper<'_> {
                         }
                     }
                 }
-                let tmap: HashMap<String, String> = vals
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| (v, format!("T{}", i + 1)))
-                    .collect();
+                let tmap: HashMap<String, String> =
+                    vals.into_iter().enumerate().map(|(i, v)| (v, format!("T{}", i + 1))).collect();
                 for row in rows.iter_mut() {
                     for &i in &tcols {
                         if let Value::String(s) = &row[i] {
@@ -1225,10 +1041,7 @@ impl Dumper<'_> {
         let order = assign_ids(&mut tinfo);
         let mut tables_out = Vec::new();
         for (tbl, ord) in tinfo.iter().zip(order) {
-            let rows: Vec<Value> = ord
-                .iter()
-                .map(|&r| Value::Array(tbl.rows[r].clone()))
-                .collect();
+            let rows: Vec<Value> = ord.iter().map(|&r| Value::Array(tbl.rows[r].clone())).collect();
             tables_out.push(json!({
                 "name": tbl.name,
                 "columns": columns_json(&tbl.columns),
@@ -1258,22 +1071,15 @@ struct Tbl {
 impl Tbl {
     fn new(name: String, columns: Vec<ColInfo>, names: Vec<String>, rows: Vec<Vec<Value>>) -> Tbl {
         let pos = |n: &str| names.iter().position(|x| x == n);
-        let mut content: Vec<(&String, usize)> = names
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !ID_COLUMNS.contains(&n.as_str()))
-            .map(|(i, n)| (n, i))
-            .collect();
+        let mut content: Vec<(&String, usize)> =
+            names.iter().enumerate().filter(|(_, n)| !ID_COLUMNS.contains(&n.as_str())).map(|(i, n)| (n, i)).collect();
         content.sort_by(|a, b| a.0.cmp(b.0));
         Tbl {
             id: pos("_dlt_id"),
             parent: pos("_dlt_parent_id"),
             root: pos("_dlt_root_id"),
             list_idx: pos("_dlt_list_idx"),
-            content: content
-                .into_iter()
-                .map(|(n, i)| (json_str(n, true), i))
-                .collect(),
+            content: content.into_iter().map(|(n, i)| (json_str(n, true), i)).collect(),
             name,
             columns,
             rows,
@@ -1326,12 +1132,7 @@ impl Assigner<'_> {
                 let csig = self.signature(ct, cr, depth + 1);
                 let ctbl = &self.tables[ct];
                 let idx = ctbl.cell(cr, ctbl.list_idx);
-                kids.push(format!(
-                    "[{},{},{}]",
-                    json_str(&ctbl.name, true),
-                    sk(idx),
-                    json_str(&csig, true)
-                ));
+                kids.push(format!("[{},{},{}]", json_str(&ctbl.name, true), sk(idx), json_str(&csig, true)));
             }
             kids.sort();
         }
@@ -1344,10 +1145,7 @@ impl Assigner<'_> {
 /// `isinstance(idx, int)` of a `_dlt_list_idx` value -> (sort key, token text).
 fn list_idx_int(v: &Value) -> Option<(String, String)> {
     match v {
-        Value::Bool(b) => Some((
-            if *b { "1" } else { "0" }.to_string(),
-            if *b { "True" } else { "False" }.to_string(),
-        )),
+        Value::Bool(b) => Some((if *b { "1" } else { "0" }.to_string(), if *b { "True" } else { "False" }.to_string())),
         Value::Number(n) => {
             let t = n.to_string();
             is_int_text(&t).then(|| {
@@ -1385,13 +1183,8 @@ fn assign_ids(tables: &mut [Tbl]) -> Vec<Vec<usize>> {
         }
     }
     let sig = tables.iter().map(|t| vec![None; t.rows.len()]).collect();
-    let mut tokens: Vec<Vec<Option<String>>> =
-        tables.iter().map(|t| vec![None; t.rows.len()]).collect();
-    let mut a = Assigner {
-        tables,
-        children,
-        sig,
-    };
+    let mut tokens: Vec<Vec<Option<String>>> = tables.iter().map(|t| vec![None; t.rows.len()]).collect();
+    let mut a = Assigner { tables, children, sig };
     let n_tables = a.tables.len();
     // tables are already sorted by name (tinfo order == sorted(tinfo))
 
@@ -1423,13 +1216,9 @@ fn assign_ids(tables: &mut [Tbl]) -> Vec<Vec<usize>> {
             .min_by(|x, y| token_key(x).cmp(&token_key(y)))
             .cloned()
     };
-    let child_tables: Vec<usize> = (0..n_tables)
-        .filter(|&t| a.tables[t].parent.is_some())
-        .collect();
-    let mut pending: HashMap<usize, Vec<usize>> = child_tables
-        .iter()
-        .map(|&t| (t, (0..a.tables[t].rows.len()).collect()))
-        .collect();
+    let child_tables: Vec<usize> = (0..n_tables).filter(|&t| a.tables[t].parent.is_some()).collect();
+    let mut pending: HashMap<usize, Vec<usize>> =
+        child_tables.iter().map(|&t| (t, (0..a.tables[t].rows.len()).collect())).collect();
     let mut progress = true;
     while progress && pending.values().any(|v| !v.is_empty()) {
         progress = false;
@@ -1446,26 +1235,20 @@ fn assign_ids(tables: &mut [Tbl]) -> Vec<Vec<usize>> {
             let mut keyed: Vec<(TokKey, String, Rc<str>)> = Vec::with_capacity(resolved.len());
             for (ptok, r) in &resolved {
                 let tbl = &a.tables[t];
-                let idx = list_idx_int(tbl.cell(*r, tbl.list_idx))
-                    .map(|(k, _)| k)
-                    .unwrap_or_else(|| "-1".to_string());
+                let idx = list_idx_int(tbl.cell(*r, tbl.list_idx)).map(|(k, _)| k).unwrap_or_else(|| "-1".to_string());
                 let sig = a.signature(t, *r, 0);
                 keyed.push((token_key(ptok), idx, sig));
             }
             let mut order: Vec<usize> = (0..resolved.len()).collect();
             order.sort_by(|x, y| {
                 let (kx, ky) = (&keyed[*x], &keyed[*y]);
-                kx.0.cmp(&ky.0)
-                    .then_with(|| cmp_int_text(&kx.1, &ky.1))
-                    .then_with(|| kx.2.cmp(&ky.2))
+                kx.0.cmp(&ky.0).then_with(|| cmp_int_text(&kx.1, &ky.1)).then_with(|| kx.2.cmp(&ky.2))
             });
             let mut used: HashSet<String> = HashSet::new();
             for i in order {
                 let (ptok, r) = &resolved[i];
                 let tbl = &a.tables[t];
-                let idx = list_idx_int(tbl.cell(*r, tbl.list_idx))
-                    .map(|(_, s)| s)
-                    .unwrap_or_else(|| "x".to_string());
+                let idx = list_idx_int(tbl.cell(*r, tbl.list_idx)).map(|(_, s)| s).unwrap_or_else(|| "x".to_string());
                 let base = format!("{ptok}.{idx}");
                 let mut tok = base.clone();
                 let mut k = 1;
@@ -1493,10 +1276,8 @@ fn assign_ids(tables: &mut [Tbl]) -> Vec<Vec<usize>> {
 
     let mut raw_to_token: HashMap<String, String> = HashMap::new();
     for (rid, list) in &by_id {
-        if let Some(tok) = list
-            .iter()
-            .filter_map(|&(t, r)| tokens[t][r].as_ref())
-            .min_by(|x, y| token_key(x).cmp(&token_key(y)))
+        if let Some(tok) =
+            list.iter().filter_map(|&(t, r)| tokens[t][r].as_ref()).min_by(|x, y| token_key(x).cmp(&token_key(y)))
         {
             raw_to_token.insert(rid.clone(), tok.clone());
         }
@@ -1517,27 +1298,18 @@ fn assign_ids(tables: &mut [Tbl]) -> Vec<Vec<usize>> {
             for col in [tbl.parent, tbl.root].into_iter().flatten() {
                 if !tbl.rows[r][col].is_null() {
                     let k = sk(&tbl.rows[r][col]);
-                    tbl.rows[r][col] =
-                        Value::String(raw_to_token.get(&k).cloned().unwrap_or_else(|| "?".into()));
+                    tbl.rows[r][col] = Value::String(raw_to_token.get(&k).cloned().unwrap_or_else(|| "?".into()));
                 }
             }
         }
         let keys: Vec<(TokKey, Rc<str>)> = (0..n)
             .map(|r| {
-                let tk = tokens[t][r]
-                    .as_deref()
-                    .map(token_key)
-                    .unwrap_or_else(missing_token_key);
+                let tk = tokens[t][r].as_deref().map(token_key).unwrap_or_else(missing_token_key);
                 (tk, a.signature(t, r, 0))
             })
             .collect();
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|x, y| {
-            keys[*x]
-                .0
-                .cmp(&keys[*y].0)
-                .then_with(|| keys[*x].1.cmp(&keys[*y].1))
-        });
+        order.sort_by(|x, y| keys[*x].0.cmp(&keys[*y].0).then_with(|| keys[*x].1.cmp(&keys[*y].1)));
         orders.push(order);
     }
     orders

@@ -31,21 +31,13 @@ pub fn pretty(v: &Value, indent: usize, width: usize) -> String {
         Value::Object(map) => {
             let items: Vec<String> = map
                 .iter()
-                .map(|(k, x)| {
-                    format!(
-                        "{pad} {}: {}",
-                        json_str(k, false),
-                        pretty(x, indent + 1, width).trim_start()
-                    )
-                })
+                .map(|(k, x)| format!("{pad} {}: {}", json_str(k, false), pretty(x, indent + 1, width).trim_start()))
                 .collect();
             format!("{{\n{}\n{pad}}}", items.join(",\n"))
         }
         Value::Array(arr) => {
-            let items: Vec<String> = arr
-                .iter()
-                .map(|x| format!("{pad} {}", pretty(x, indent + 1, width).trim_start()))
-                .collect();
+            let items: Vec<String> =
+                arr.iter().map(|x| format!("{pad} {}", pretty(x, indent + 1, width).trim_start())).collect();
             format!("[\n{}\n{pad}]", items.join(",\n"))
         }
         _ => flat,

@@ -38,12 +38,7 @@ fn run_dump(args: &[String]) -> ExitCode {
         match a.as_str() {
             "--out" => out = it.next().cloned(),
             "--time-token-columns" => {
-                time_cols = it.next().map(|s| {
-                    s.split(',')
-                        .filter(|x| !x.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
+                time_cols = it.next().map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
             }
             _ => positional.push(a.clone()),
         }
@@ -109,9 +104,8 @@ fn run_compare(args: &[String]) -> ExitCode {
     if positional.len() != 2 {
         return usage();
     }
-    let read = |p: &str| -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
-    };
+    let read =
+        |p: &str| -> anyhow::Result<serde_json::Value> { Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?) };
     let res = read(&positional[0])
         .and_then(|e| read(&positional[1]).map(|a| (e, a)))
         .and_then(|(e, a)| try_compare(&e, &a, &opts));
@@ -120,11 +114,7 @@ fn run_compare(args: &[String]) -> ExitCode {
             if !quiet {
                 print!("{}", format_report(&diffs));
             }
-            if diffs.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            if diffs.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
             eprintln!("compare: {e:#}");

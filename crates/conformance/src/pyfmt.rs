@@ -104,10 +104,7 @@ pub fn parse_py_float(s: &str) -> Option<f64> {
         return cleaned.parse::<f64>().ok();
     }
     // only plain decimal syntax from here on (Rust accepts the same grammar as Python)
-    if !body
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-'))
-    {
+    if !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-')) {
         return None;
     }
     cleaned.parse::<f64>().ok()
@@ -218,11 +215,7 @@ pub fn f64_exact_decimal(x: f64) -> (bool, String, i64) {
     let bits = x.abs().to_bits();
     let raw_exp = ((bits >> 52) & 0x7ff) as i64;
     let frac = bits & ((1u64 << 52) - 1);
-    let (mut mant, mut exp2) = if raw_exp == 0 {
-        (frac, -1074)
-    } else {
-        (frac | (1u64 << 52), raw_exp - 1075)
-    };
+    let (mut mant, mut exp2) = if raw_exp == 0 { (frac, -1074) } else { (frac | (1u64 << 52), raw_exp - 1075) };
     // reduce to the smallest exact representation (like `Decimal(float)`)
     while mant != 0 && mant % 2 == 0 && exp2 < 0 {
         mant /= 2;
@@ -322,10 +315,7 @@ impl PyDecimal {
         }
         for (prefix, val) in [("snan", PyDecimal::SNaN), ("nan", PyDecimal::NaN)] {
             if let Some(payload) = lower.strip_prefix(prefix) {
-                return payload
-                    .chars()
-                    .all(|c| c.is_ascii_digit())
-                    .then_some(val);
+                return payload.chars().all(|c| c.is_ascii_digit()).then_some(val);
             }
         }
         let (mantissa, exp_part) = match lower.find('e') {
@@ -339,9 +329,7 @@ impl PyDecimal {
         if int_part.is_empty() && frac_part.is_empty() {
             return None;
         }
-        if !int_part.chars().all(|c| c.is_ascii_digit())
-            || !frac_part.chars().all(|c| c.is_ascii_digit())
-        {
+        if !int_part.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
             return None;
         }
         let mut exp: i64 = 0;
@@ -356,11 +344,7 @@ impl PyDecimal {
         let all = format!("{int_part}{frac_part}");
         let coeff = all.trim_start_matches('0');
         let coeff = if coeff.is_empty() { "0" } else { coeff };
-        Some(PyDecimal::Finite {
-            neg,
-            coeff: coeff.to_string(),
-            exp,
-        })
+        Some(PyDecimal::Finite { neg, coeff: coeff.to_string(), exp })
     }
 
     /// `decimal.Decimal(int)`.
@@ -370,11 +354,7 @@ impl PyDecimal {
             Some(d) => (true, d.to_string()),
             None => (false, n),
         };
-        PyDecimal::Finite {
-            neg,
-            coeff: digits,
-            exp: 0,
-        }
+        PyDecimal::Finite { neg, coeff: digits, exp: 0 }
     }
 
     /// `decimal.Decimal(float)` (exact binary value).
@@ -387,11 +367,7 @@ impl PyDecimal {
         }
         let (neg, digits, exp) = f64_exact_decimal(x);
         let coeff = digits.trim_start_matches('0');
-        PyDecimal::Finite {
-            neg,
-            coeff: if coeff.is_empty() { "0".into() } else { coeff.into() },
-            exp,
-        }
+        PyDecimal::Finite { neg, coeff: if coeff.is_empty() { "0".into() } else { coeff.into() }, exp }
     }
 
     /// Python `Decimal.__eq__`; `None` where Python raises (signaling NaN).
@@ -402,18 +378,7 @@ impl PyDecimal {
             (NaN, _) | (_, NaN) => Some(false),
             (Infinite { neg: a }, Infinite { neg: b }) => Some(a == b),
             (Infinite { .. }, _) | (_, Infinite { .. }) => Some(false),
-            (
-                Finite {
-                    neg: na,
-                    coeff: ca,
-                    exp: ea,
-                },
-                Finite {
-                    neg: nb,
-                    coeff: cb,
-                    exp: eb,
-                },
-            ) => {
+            (Finite { neg: na, coeff: ca, exp: ea }, Finite { neg: nb, coeff: cb, exp: eb }) => {
                 let za = ca == "0";
                 let zb = cb == "0";
                 if za || zb {
@@ -436,26 +401,13 @@ impl PyDecimal {
             PyDecimal::Finite { neg, coeff, exp } => {
                 let len = coeff.len() as i64;
                 let leftdigits = exp + len;
-                let dotplace = if *exp <= 0 && leftdigits > -6 {
-                    leftdigits
-                } else {
-                    1
-                };
+                let dotplace = if *exp <= 0 && leftdigits > -6 { leftdigits } else { 1 };
                 let (intpart, fracpart) = if dotplace <= 0 {
-                    (
-                        "0".to_string(),
-                        format!(".{}{}", "0".repeat((-dotplace) as usize), coeff),
-                    )
+                    ("0".to_string(), format!(".{}{}", "0".repeat((-dotplace) as usize), coeff))
                 } else if dotplace >= len {
-                    (
-                        format!("{}{}", coeff, "0".repeat((dotplace - len) as usize)),
-                        String::new(),
-                    )
+                    (format!("{}{}", coeff, "0".repeat((dotplace - len) as usize)), String::new())
                 } else {
-                    (
-                        coeff[..dotplace as usize].to_string(),
-                        format!(".{}", &coeff[dotplace as usize..]),
-                    )
+                    (coeff[..dotplace as usize].to_string(), format!(".{}", &coeff[dotplace as usize..]))
                 };
                 let exp_s = if leftdigits == dotplace {
                     String::new()
@@ -496,20 +448,10 @@ pub struct DumpsOpts {
 }
 
 /// `json.dumps(o, sort_keys=True, ensure_ascii=True, separators=(",", ":"))`
-pub const CANONICAL: DumpsOpts = DumpsOpts {
-    sort_keys: true,
-    ensure_ascii: true,
-    item_sep: ",",
-    key_sep: ":",
-};
+pub const CANONICAL: DumpsOpts = DumpsOpts { sort_keys: true, ensure_ascii: true, item_sep: ",", key_sep: ":" };
 
 /// `json.dumps(o, ensure_ascii=False)` (default separators `", "` and `": "`)
-pub const DISPLAY: DumpsOpts = DumpsOpts {
-    sort_keys: false,
-    ensure_ascii: false,
-    item_sep: ", ",
-    key_sep: ": ",
-};
+pub const DISPLAY: DumpsOpts = DumpsOpts { sort_keys: false, ensure_ascii: false, item_sep: ", ", key_sep: ": " };
 
 /// Python's `json.dumps` of a JSON-loaded value.
 pub fn dumps(v: &Value, opts: DumpsOpts) -> String {
@@ -634,10 +576,7 @@ pub fn py_repr(v: &Value) -> String {
             format!("[{}]", parts.join(", "))
         }
         Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, x)| format!("{}: {}", repr_str(k), py_repr(x)))
-                .collect();
+            let parts: Vec<String> = map.iter().map(|(k, x)| format!("{}: {}", repr_str(k), py_repr(x))).collect();
             format!("{{{}}}", parts.join(", "))
         }
     }
@@ -645,11 +584,7 @@ pub fn py_repr(v: &Value) -> String {
 
 /// Python `repr(str)`.
 pub fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
     let mut out = String::new();
     out.push(quote);
     for c in s.chars() {
@@ -710,11 +645,7 @@ fn is_printable(c: char) -> bool {
 
 /// Python `bytes.__repr__`.
 pub fn repr_bytes(b: &[u8]) -> String {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { '"' } else { '\'' };
     let mut out = String::from("b");
     out.push(quote);
     for &x in b {
@@ -795,26 +726,15 @@ mod tests {
         let a = PyDecimal::parse("1.50").unwrap();
         let b = PyDecimal::parse("1.5").unwrap();
         assert_eq!(a.py_eq(&b), Some(true));
-        assert_eq!(
-            PyDecimal::parse("0E-9")
-                .unwrap()
-                .py_eq(&PyDecimal::parse("-0").unwrap()),
-            Some(true)
-        );
+        assert_eq!(PyDecimal::parse("0E-9").unwrap().py_eq(&PyDecimal::parse("-0").unwrap()), Some(true));
         assert_eq!(PyDecimal::from_f64(0.5), PyDecimal::parse("0.5").unwrap());
     }
 
     #[test]
     fn json_escapes() {
         let v: Value = serde_json::from_str(r#"{"b":"é😀\u007f\u0001","a":[1,1.0,1E5,-0]}"#).unwrap();
-        assert_eq!(
-            sk(&v),
-            r#"{"a":[1,1.0,100000.0,0],"b":"\u00e9\ud83d\ude00\u007f\u0001"}"#
-        );
-        assert_eq!(
-            dumps(&v, DISPLAY),
-            "{\"b\": \"é😀\u{7f}\\u0001\", \"a\": [1, 1.0, 100000.0, 0]}"
-        );
+        assert_eq!(sk(&v), r#"{"a":[1,1.0,100000.0,0],"b":"\u00e9\ud83d\ude00\u007f\u0001"}"#);
+        assert_eq!(dumps(&v, DISPLAY), "{\"b\": \"é😀\u{7f}\\u0001\", \"a\": [1, 1.0, 100000.0, 0]}");
     }
 
     #[test]

@@ -247,7 +247,8 @@ mod tests {
     #[test]
     fn order_env_then_secrets_then_config() {
         let secrets: toml::Table = "[destination.postgres.credentials]\npassword = \"from-secrets\"\n".parse().unwrap();
-        let config: toml::Table = "[destination.postgres.credentials]\npassword = \"from-config\"\nhost = \"h\"\n".parse().unwrap();
+        let config: toml::Table =
+            "[destination.postgres.credentials]\npassword = \"from-config\"\nhost = \"h\"\n".parse().unwrap();
         let cfg = Config::from_parts(vec![], Some(secrets.clone()), Some(config.clone()));
         let v = cfg.resolve(&["destination", "postgres"], &["credentials", "password"]).unwrap();
         assert_eq!(v.0.as_string(), "from-secrets");

@@ -30,10 +30,8 @@ pub fn child_row_id(parent_id: &str, table: &str, idx: usize) -> String {
 /// A new load id: Unix seconds as Python's float repr (e.g. `1795630746.7238905`),
 /// strictly greater than `after` when given.
 pub fn new_load_id(after: Option<&str>) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let mut t = now;
     if let Some(prev) = after.and_then(|p| p.parse::<f64>().ok()) {
         if t <= prev {

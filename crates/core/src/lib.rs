@@ -5,6 +5,7 @@
 pub mod config;
 pub mod destination;
 pub mod error;
+pub mod fault;
 pub mod ids;
 pub mod naming;
 pub mod normalizer;

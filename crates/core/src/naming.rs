@@ -114,10 +114,7 @@ fn split_camel(s: &str) -> String {
     let mut i = 0;
     while i < out1.len() {
         let c = out1[i];
-        if (c.is_ascii_lowercase() || c.is_ascii_digit())
-            && i + 1 < out1.len()
-            && out1[i + 1].is_ascii_uppercase()
-        {
+        if (c.is_ascii_lowercase() || c.is_ascii_digit()) && i + 1 < out1.len() && out1[i + 1].is_ascii_uppercase() {
             out2.push(c);
             out2.push('_');
             out2.push(out1[i + 1]);
@@ -211,10 +208,7 @@ impl NamingConvention for DuckCase {
         self.max_length
     }
     fn normalize_raw(&self, ident: &str) -> String {
-        let s: String = ident
-            .chars()
-            .map(|c| if matches!(c, '\n' | '\r' | '"') { '_' } else { c })
-            .collect();
+        let s: String = ident.chars().map(|c| if matches!(c, '\n' | '\r' | '"') { '_' } else { c }).collect();
         collapse_underscores(&s)
     }
 }
@@ -255,10 +249,7 @@ impl NamingConvention for SqlV1 {
         self.max_length
     }
     fn normalize_raw(&self, ident: &str) -> String {
-        let mut s: String = ident
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let mut s: String = ident.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         if s.starts_with(|c: char| c.is_ascii_digit()) {
             s.insert(0, '_');
         }
@@ -378,10 +369,7 @@ mod tests {
     fn shortening_postgres() {
         let n = SnakeCase::with_max_length(Some(63));
         let long = "very_long_column_name_that_exceeds_the_postgres_limit_of_sixty_three_chars";
-        assert_eq!(
-            n.normalize_identifier(long),
-            "very_long_column_name_that_exaqjxiqs_limit_of_sixty_three_chars"
-        );
+        assert_eq!(n.normalize_identifier(long), "very_long_column_name_that_exaqjxiqs_limit_of_sixty_three_chars");
     }
 
     #[test]

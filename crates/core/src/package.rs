@@ -292,10 +292,7 @@ pub fn write_package_state(package_dir: &Path, state: &PackageState) -> Result<(
 
 /// Write a file through a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
     {
         use std::io::Write;
         let mut f = fs::File::create(&tmp).at(&tmp)?;

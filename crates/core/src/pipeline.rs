@@ -140,9 +140,8 @@ impl PipelineBuilder {
         if self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
             return Err(Error::Config(format!("pipeline name `{}` may not contain path separators", self.name)));
         }
-        let destination = self
-            .destination
-            .ok_or_else(|| Error::Config(format!("pipeline `{}` has no destination", self.name)))?;
+        let destination =
+            self.destination.ok_or_else(|| Error::Config(format!("pipeline `{}` has no destination", self.name)))?;
         let normalizer = self
             .normalizer
             .ok_or_else(|| Error::Config("no normalizer configured (use dlt::pipeline() from the facade)".into()))?;
@@ -507,7 +506,8 @@ impl Pipeline {
     /// Run a source: finish pending packages, then extract, normalize and load.
     pub fn run(&mut self, data: impl IntoSource) -> Result<LoadInfo> {
         let started_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut trace = Trace { pipeline_name: self.name.clone(), started_at: started_at.clone(), ..Default::default() };
+        let mut trace =
+            Trace { pipeline_name: self.name.clone(), started_at: started_at.clone(), ..Default::default() };
         let first_run = self.state.local_mut().get("first_run").and_then(Value::as_bool).unwrap_or(true);
         let result = self.run_inner(data.into_source(&self.name), &mut trace);
         trace.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -536,12 +536,16 @@ impl Pipeline {
         // 1. packages left by an earlier run go first
         let clock = StepClock::start();
         let pending = self.normalize_inner(&mut info);
-        trace.steps.push(clock.finish("normalize", &pending.as_ref().map(|_| json!("pending")).map_err(|e| e.to_string())));
+        trace
+            .steps
+            .push(clock.finish("normalize", &pending.as_ref().map(|_| json!("pending")).map_err(|e| e.to_string())));
         pending?;
         if !self.storage.list(PackageStage::Normalized)?.is_empty() {
             let clock = StepClock::start();
             let r = self.load_inner(&mut info);
-            trace.steps.push(clock.finish("load", &r.as_ref().map(|_| json!(info.load_ids)).map_err(|e| e.to_string())));
+            trace
+                .steps
+                .push(clock.finish("load", &r.as_ref().map(|_| json!(info.load_ids)).map_err(|e| e.to_string())));
             r?;
         }
         // 2. the new data
@@ -554,7 +558,9 @@ impl Pipeline {
         let clock = StepClock::start();
         let r = self.normalize_inner(&mut info);
         info.timings.insert("normalize".into(), clock.started.elapsed().as_secs_f64());
-        trace.steps.push(clock.finish("normalize", &r.as_ref().map(|_| json!(info.row_counts)).map_err(|e| e.to_string())));
+        trace
+            .steps
+            .push(clock.finish("normalize", &r.as_ref().map(|_| json!(info.row_counts)).map_err(|e| e.to_string())));
         r?;
         let clock = StepClock::start();
         let r = self.load_inner(&mut info);
@@ -651,7 +657,11 @@ impl Pipeline {
             for (idx, item) in items.enumerate() {
                 let item = item.map_err(|e| match e {
                     e @ (Error::BadInput { .. } | Error::Source { .. }) => e,
-                    e => Error::Source { resource: name.clone(), message: format!("item #{idx}: {e}"), transient: e.is_transient() },
+                    e => Error::Source {
+                        resource: name.clone(),
+                        message: format!("item #{idx}: {e}"),
+                        transient: e.is_transient(),
+                    },
                 })?;
                 let table = match &hints.table_name {
                     Some(TableName::Static(_)) | None => tables_seen[0].clone(),
@@ -684,6 +694,7 @@ impl Pipeline {
             pstate.resources.insert(name, tables_seen);
         }
         writers.finish()?;
+        crate::fault::hit("extract.items_written");
         self.report(|p| p.items(Step::Extract, total));
         self.report(|p| p.step_finished(Step::Extract));
 
@@ -694,7 +705,8 @@ impl Pipeline {
         if new_state.get("default_schema_name").and_then(Value::as_str).is_none() {
             new_state.set("default_schema_name", json!(schema.name));
         }
-        let mut names: Vec<Value> = new_state.get("schema_names").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut names: Vec<Value> =
+            new_state.get("schema_names").and_then(Value::as_array).cloned().unwrap_or_default();
         if !names.iter().any(|n| n.as_str() == Some(&schema.name)) {
             names.push(json!(schema.name));
         }
@@ -802,6 +814,7 @@ impl Pipeline {
         write_atomic(&out_dir.join("schema_updates.json"), b"[]")?;
         write_package_state(&out_dir, &pstate)?;
         self.save_schema(&schema)?;
+        crate::fault::hit("normalize.before_publish");
         self.storage.commit_normalize(load_id)?;
         for (t, n) in row_counts {
             *info.row_counts.entry(t).or_default() += n;
@@ -844,6 +857,7 @@ impl Pipeline {
                 }
             }
         }
+        crate::fault::hit("load.after_commit");
         for j in &jobs {
             info.jobs.push(JobInfo {
                 load_id: load_id.to_string(),
@@ -880,9 +894,8 @@ impl Pipeline {
                 self.name
             )));
         }
-        let mut schema = self
-            .schema(schema_name)?
-            .ok_or_else(|| Error::Pipeline(format!("schema `{schema_name}` not found")))?;
+        let mut schema =
+            self.schema(schema_name)?.ok_or_else(|| Error::Pipeline(format!("schema `{schema_name}` not found")))?;
         let mut tables = vec![];
         for r in resources {
             for t in schema.resource_tables(r) {
@@ -1019,7 +1032,9 @@ fn apply_hints(
                 let pos = declared.iter().position(|(d, _)| *d == n);
                 let mut c = match pos {
                     Some(p) => declared.remove(p).1,
-                    None => t.columns.get(&n).cloned().unwrap_or_else(|| Column { name: n.clone(), ..Default::default() }),
+                    None => {
+                        t.columns.get(&n).cloned().unwrap_or_else(|| Column { name: n.clone(), ..Default::default() })
+                    }
                 };
                 if is_pk {
                     c.primary_key = true;

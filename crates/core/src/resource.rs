@@ -234,7 +234,11 @@ impl Resource {
         I::IntoIter: Send + 'static,
         T: Into<Item>,
     {
-        Resource { name: name.into(), hints: ResourceHints::default(), items: Box::new(items.into_iter().map(|r| r.map(Into::into))) }
+        Resource {
+            name: name.into(),
+            hints: ResourceHints::default(),
+            items: Box::new(items.into_iter().map(|r| r.map(Into::into))),
+        }
     }
 
     /// A resource over infallible JSON values.

@@ -326,11 +326,7 @@ impl Table {
 
     /// Whether the table has received data (`x-normalizer.seen-data`).
     pub fn seen_data(&self) -> bool {
-        self.extra
-            .get("x-normalizer")
-            .and_then(|v| v.get("seen-data"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.extra.get("x-normalizer").and_then(|v| v.get("seen-data")).and_then(Value::as_bool).unwrap_or(false)
     }
 
     /// Mark the table as having received data.
@@ -343,11 +339,7 @@ impl Table {
 
     /// `x-normalizer.max_nesting`, if set.
     pub fn max_nesting(&self) -> Option<u32> {
-        self.extra
-            .get("x-normalizer")
-            .and_then(|v| v.get("max_nesting"))
-            .and_then(Value::as_u64)
-            .map(|v| v as u32)
+        self.extra.get("x-normalizer").and_then(|v| v.get("max_nesting")).and_then(Value::as_u64).map(|v| v as u32)
     }
 
     /// Set `x-normalizer.max_nesting`.
@@ -396,7 +388,10 @@ impl Default for Settings {
         let mut default_hints = IndexMap::new();
         default_hints.insert(
             "not_null".to_string(),
-            [C_DLT_ID, C_DLT_ROOT_ID, C_DLT_PARENT_ID, C_DLT_LIST_IDX, C_DLT_LOAD_ID].iter().map(|s| s.to_string()).collect(),
+            [C_DLT_ID, C_DLT_ROOT_ID, C_DLT_PARENT_ID, C_DLT_LIST_IDX, C_DLT_LOAD_ID]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         );
         default_hints.insert("parent_key".to_string(), vec![C_DLT_PARENT_ID.to_string()]);
         default_hints.insert("root_key".to_string(), vec![C_DLT_ROOT_ID.to_string()]);
@@ -519,6 +514,32 @@ pub fn state_table() -> Table {
     t
 }
 
+/// Convert JSON to YAML values (numbers keep their exact value).
+pub fn json_to_yaml(v: &Value) -> serde_yaml::Value {
+    match v {
+        Value::Null => serde_yaml::Value::Null,
+        Value::Bool(b) => serde_yaml::Value::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                serde_yaml::Value::Number(i.into())
+            } else if let Some(u) = n.as_u64() {
+                serde_yaml::Value::Number(u.into())
+            } else {
+                serde_yaml::Value::Number(n.as_f64().unwrap_or(f64::NAN).into())
+            }
+        }
+        Value::String(s) => serde_yaml::Value::String(s.clone()),
+        Value::Array(a) => serde_yaml::Value::Sequence(a.iter().map(json_to_yaml).collect()),
+        Value::Object(m) => {
+            let mut out = serde_yaml::Mapping::new();
+            for (k, v) in m {
+                out.insert(serde_yaml::Value::String(k.clone()), json_to_yaml(v));
+            }
+            serde_yaml::Value::Mapping(out)
+        }
+    }
+}
+
 /// Write `v` as compact JSON with object keys sorted (recursively).
 pub fn to_sorted_json(v: &Value) -> String {
     fn sort(v: &Value) -> Value {
@@ -630,7 +651,7 @@ impl Schema {
                 }
             }
         }
-        serde_yaml::to_string(&v).unwrap_or_default()
+        serde_yaml::to_string(&json_to_yaml(&v)).unwrap_or_default()
     }
 
     /// Parse a stored schema document (JSON or YAML).

@@ -118,7 +118,7 @@ impl PipelineState {
     /// `base64(zlib(compact JSON without _local))`, as `_dlt_pipeline_state.state` holds it.
     pub fn encode_for_destination(&self) -> String {
         let json = serde_json::to_string(&Value::Object(self.without_local())).unwrap_or_default();
-        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         enc.write_all(json.as_bytes()).expect("in-memory write");
         let bytes = enc.finish().expect("in-memory write");
         base64::engine::general_purpose::STANDARD.encode(bytes)

@@ -42,11 +42,7 @@ fn infer_type(schema: &Schema, v: &Value) -> DataType {
 }
 
 fn number_text(n: &Number) -> String {
-    if is_integer(n) {
-        n.as_str().to_string()
-    } else {
-        py_float_repr(n.as_f64().unwrap_or(f64::NAN))
-    }
+    if is_integer(n) { n.as_str().to_string() } else { py_float_repr(n.as_f64().unwrap_or(f64::NAN)) }
 }
 
 fn parse_decimal(text: &str, scale: u32) -> Option<i128> {
@@ -160,7 +156,9 @@ fn coerce(col: &Column, v: &Value) -> Option<Cell> {
         (DataType::Decimal | DataType::Wei, Value::Number(n)) => {
             Cell::Decimal(parse_decimal(n.as_str(), decimal_precision(col).1)?)
         }
-        (DataType::Decimal | DataType::Wei, Value::String(s)) => Cell::Decimal(parse_decimal(s, decimal_precision(col).1)?),
+        (DataType::Decimal | DataType::Wei, Value::String(s)) => {
+            Cell::Decimal(parse_decimal(s, decimal_precision(col).1)?)
+        }
         (DataType::Binary, Value::String(s)) => Cell::Bytes(decode_binary(s)?),
         _ => return None,
     })

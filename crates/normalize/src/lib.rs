@@ -25,8 +25,8 @@ use dlt_core::schema::{
 };
 use serde_json::{Map, Value};
 
-pub use buffers::{BUFFER_ROWS, Cell, arrow_type};
 use buffers::TableBuffer;
+pub use buffers::{BUFFER_ROWS, Cell, arrow_type};
 
 /// Default `max_table_nesting` (dlt: 1000, i.e. unlimited).
 pub const DEFAULT_MAX_NESTING: u32 = 1000;

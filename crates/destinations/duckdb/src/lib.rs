@@ -139,7 +139,8 @@ impl DuckDb {
 
 fn classify(e: duckdb::Error, what: &str) -> Error {
     let msg = e.to_string();
-    let transient = msg.contains("Could not set lock") || msg.contains("Conflicting lock") || msg.contains("database is locked");
+    let transient =
+        msg.contains("Could not set lock") || msg.contains("Conflicting lock") || msg.contains("database is locked");
     Error::Destination { destination: NAME.into(), message: format!("{what}: {msg}"), transient }
 }
 
@@ -231,7 +232,11 @@ impl DuckDbClient {
 
 fn first_line(sql: &str) -> String {
     let l = sql.trim().lines().next().unwrap_or_default();
-    if l.len() > 200 { format!("{}…", &l[..l.char_indices().nth(200).map(|(i, _)| i).unwrap_or(l.len())]) } else { l.to_string() }
+    if l.len() > 200 {
+        format!("{}…", &l[..l.char_indices().nth(200).map(|(i, _)| i).unwrap_or(l.len())])
+    } else {
+        l.to_string()
+    }
 }
 
 fn column_def(c: &Column) -> String {
@@ -250,7 +255,8 @@ impl SqlClient for DuckDbClient {
 
     fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
         self.set_search_path();
-        let mut stmt = self.conn.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
+        let mut stmt =
+            self.conn.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
         let batches: Vec<RecordBatch> =
             stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?.collect();
         Ok(batches)
@@ -383,6 +389,7 @@ impl DestinationClient for DuckDbClient {
                     duckdb::params![package.load_id, package.schema.name, package.schema.version_hash],
                 )
                 .map_err(|e| classify(e, "writing _dlt_loads"))?;
+            dlt_core::fault::hit("load.in_transaction");
             Ok(())
         })
     }
@@ -456,21 +463,14 @@ impl DestinationFactory for DuckDbFactory {
         NAME
     }
     fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
-        let from_config = ctx
-            .config
-            .resolve(&["destination", NAME], &["credentials"])
-            .map(|(v, _)| v)
-            .map(|v| match v {
+        let from_config =
+            ctx.config.resolve(&["destination", NAME], &["credentials"]).map(|(v, _)| v).map(|v| match v {
                 ConfigValue::Toml(toml::Value::Table(t)) => {
                     t.get("database").and_then(|d| d.as_str()).map(str::to_string).unwrap_or_default()
                 }
                 v => v.as_string(),
             });
-        let explicit = ctx
-            .explicit
-            .and_then(|t| t.get("credentials"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
+        let explicit = ctx.explicit.and_then(|t| t.get("credentials")).and_then(|v| v.as_str()).map(str::to_string);
         let d = match from_config.or(explicit) {
             Some(c) => DuckDb::from_credentials(&c, ctx.run_dir)?,
             None => DuckDb::new(ctx.run_dir.join(format!("{}.duckdb", ctx.pipeline_name))),
@@ -493,8 +493,14 @@ mod tests {
     #[test]
     fn credentials() {
         let base = Path::new("/base");
-        assert_eq!(DuckDb::from_credentials("duckdb:///x/y.duckdb", base).unwrap().path(), Path::new("/base/x/y.duckdb"));
-        assert_eq!(DuckDb::from_credentials("duckdb:////abs/y.duckdb", base).unwrap().path(), Path::new("/abs/y.duckdb"));
+        assert_eq!(
+            DuckDb::from_credentials("duckdb:///x/y.duckdb", base).unwrap().path(),
+            Path::new("/base/x/y.duckdb")
+        );
+        assert_eq!(
+            DuckDb::from_credentials("duckdb:////abs/y.duckdb", base).unwrap().path(),
+            Path::new("/abs/y.duckdb")
+        );
         assert_eq!(DuckDb::from_credentials("/abs/z.duckdb", base).unwrap().path(), Path::new("/abs/z.duckdb"));
         assert!(DuckDb::from_credentials("postgresql://u:secret@h/db", base).unwrap_err().to_string().contains("***"));
     }

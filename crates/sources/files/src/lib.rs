@@ -164,18 +164,24 @@ pub fn read_file(p: &Path, kind: FileKind, batch_size: usize) -> Result<Box<dyn 
         }
         FileKind::Csv => {
             let mut sample = open(p)?;
-            let (schema, _) = Format::default()
-                .with_header(true)
-                .infer_schema(&mut sample, Some(10_000))
-                .map_err(|e| Error::BadInput { location: path.display().to_string(), message: format!("cannot read CSV header: {e}") })?;
+            let (schema, _) =
+                Format::default().with_header(true).infer_schema(&mut sample, Some(10_000)).map_err(|e| {
+                    Error::BadInput {
+                        location: path.display().to_string(),
+                        message: format!("cannot read CSV header: {e}"),
+                    }
+                })?;
             // timestamps in CSV are read as UTC instants (dlt's default: naive values are UTC)
             let fields: Vec<arrow::datatypes::Field> = schema
                 .fields()
                 .iter()
                 .map(|f| match f.data_type() {
-                    arrow::datatypes::DataType::Timestamp(_, None) => f.as_ref().clone().with_data_type(
-                        arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("+00:00".into())),
-                    ),
+                    arrow::datatypes::DataType::Timestamp(_, None) => {
+                        f.as_ref().clone().with_data_type(arrow::datatypes::DataType::Timestamp(
+                            arrow::datatypes::TimeUnit::Microsecond,
+                            Some("+00:00".into()),
+                        ))
+                    }
                     _ => f.as_ref().clone(),
                 })
                 .collect();
@@ -263,8 +269,8 @@ impl SourceFactory for FilesFactory {
                 }
             }
             let hints_json = serde_json::to_value(&hints)?;
-            let hints = ResourceHints::from_json(&hints_json)
-                .map_err(|e| Error::Config(format!("resource `{rname}`: {e}")))?;
+            let hints =
+                ResourceHints::from_json(&hints_json).map_err(|e| Error::Config(format!("resource `{rname}`: {e}")))?;
             resources.push(resource(rname, path, ctx.base_dir, kind)?.with_hints(hints));
         }
         let mut source = Source::new(name, resources);

@@ -1,0 +1,284 @@
+//! End-to-end tests through the `dlt` facade against a real DuckDB file, read back with an
+//! independent DuckDB connection (not through dlt-rs).
+
+use std::path::{Path, PathBuf};
+
+use dlt::{Resource, destinations};
+use serde_json::{Value, json};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        Env { _dir: dir, root }
+    }
+    fn db(&self) -> PathBuf {
+        self.root.join("dest.duckdb")
+    }
+    fn pipeline(&self, name: &str, dataset: &str) -> dlt::Pipeline {
+        dlt::pipeline(name)
+            .destination(destinations::duckdb(self.db()))
+            .dataset_name(dataset)
+            .pipelines_dir(self.root.join("pipelines"))
+            .config(dlt::Config::from_parts(vec![], None, None))
+            .build()
+            .unwrap()
+    }
+}
+
+/// Independent reader: a plain DuckDB connection, values cast to text by DuckDB itself.
+fn query(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let conn = duckdb::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = vec![];
+    while let Some(r) = rows.next().unwrap() {
+        let n = r.as_ref().column_count();
+        let mut row = vec![];
+        for i in 0..n {
+            let v: duckdb::types::Value = r.get(i).unwrap();
+            row.push(match v {
+                duckdb::types::Value::Null => None,
+                duckdb::types::Value::Text(s) => Some(s),
+                duckdb::types::Value::BigInt(i) => Some(i.to_string()),
+                duckdb::types::Value::Int(i) => Some(i.to_string()),
+                duckdb::types::Value::HugeInt(i) => Some(i.to_string()),
+                duckdb::types::Value::Boolean(b) => Some(b.to_string()),
+                duckdb::types::Value::Double(f) => Some(f.to_string()),
+                other => Some(format!("{other:?}")),
+            });
+        }
+        out.push(row);
+    }
+    out
+}
+
+fn scalar(db: &Path, sql: &str) -> String {
+    query(db, sql)[0][0].clone().unwrap_or_default()
+}
+
+fn columns(db: &Path, schema: &str, table: &str) -> Vec<(String, String, String)> {
+    query(
+        db,
+        &format!(
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+             WHERE table_schema = '{schema}' AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    )
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone().unwrap()))
+    .collect()
+}
+
+fn issues(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "id": i,
+                "title": format!("issue {i}"),
+                "createdAt": "2024-01-02T03:04:05Z",
+                "user": {"login": format!("u{}", i % 7), "siteAdmin": i % 2 == 0},
+                "labels": (0..(i % 3)).map(|l| json!({"name": format!("l{l}")})).collect::<Vec<_>>(),
+                "tags": ["a", "b"],
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn nested_records_land_as_dlt_tables() {
+    let env = Env::new();
+    let mut p = env.pipeline("gh", "gh_data");
+    let info = p.run(Resource::from_values("Issues", issues(30))).unwrap();
+    assert_eq!(info.row_counts["issues"], 30);
+    assert_eq!(info.row_counts["issues__labels"], 30); // 0+1+2 per 3 issues
+    assert_eq!(info.row_counts["issues__tags"], 60);
+    assert_eq!(info.row_counts["_dlt_pipeline_state"], 1);
+    assert!(!info.has_failed_jobs());
+    let db = env.db();
+    let cols = columns(&db, "gh_data", "issues");
+    let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["id", "title", "created_at", "user__login", "user__site_admin", "_dlt_load_id", "_dlt_id"]);
+    assert_eq!(cols[2].1, "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(cols[4].1, "BOOLEAN");
+    assert_eq!(cols[5], ("_dlt_load_id".into(), "VARCHAR".into(), "NO".into()));
+    let child = columns(&db, "gh_data", "issues__labels");
+    let names: Vec<&str> = child.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["name", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"]);
+    // every child row points at an existing parent; ids are unique
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM gh_data.issues__labels c LEFT JOIN gh_data.issues p ON c._dlt_parent_id = p._dlt_id WHERE p._dlt_id IS NULL"
+        ),
+        "0"
+    );
+    assert_eq!(scalar(&db, "SELECT count(DISTINCT _dlt_id) FROM gh_data.issues"), "30");
+    assert_eq!(scalar(&db, "SELECT max(length(_dlt_id)) FROM gh_data.issues"), "14");
+    assert_eq!(scalar(&db, "SELECT string_agg(value, ',' ORDER BY _dlt_list_idx) FROM gh_data.issues__tags t JOIN gh_data.issues i ON t._dlt_parent_id = i._dlt_id WHERE i.id = 5"), "a,b");
+    assert_eq!(scalar(&db, "SELECT strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S') FROM gh_data.issues WHERE id = 1"), "2024-01-02 03:04:05");
+    // system tables as dlt writes them
+    let loads = query(&db, "SELECT load_id, schema_name, status FROM gh_data._dlt_loads");
+    assert_eq!(loads.len(), 1);
+    assert_eq!(loads[0][0].as_deref(), Some(info.load_ids[0].as_str()));
+    assert_eq!(loads[0][1].as_deref(), Some("gh"));
+    assert_eq!(loads[0][2].as_deref(), Some("0"));
+    assert_eq!(scalar(&db, "SELECT count(*) FROM gh_data.issues WHERE _dlt_load_id <> (SELECT load_id FROM gh_data._dlt_loads)"), "0");
+    let schema_doc = scalar(&db, "SELECT schema FROM gh_data._dlt_version");
+    let schema: Value = serde_json::from_str(&schema_doc).unwrap();
+    assert_eq!(schema["name"], "gh");
+    assert_eq!(schema["tables"]["issues__labels"]["parent"], "issues");
+    let state = scalar(&db, "SELECT state FROM gh_data._dlt_pipeline_state");
+    assert!(state.starts_with("eNp"), "{state}");
+    let decoded = dlt::dlt_core::state::PipelineState::decode_from_destination(&state).unwrap();
+    assert_eq!(decoded.get("dataset_name"), Some(&json!("gh_data")));
+}
+
+#[test]
+fn append_then_replace_truncates_the_whole_chain() {
+    let env = Env::new();
+    let mut p = env.pipeline("r", "rd");
+    p.run(Resource::from_values("items", issues(10))).unwrap();
+    p.run(Resource::from_values("items", issues(10))).unwrap();
+    let db = env.db();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd.items"), "20");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd._dlt_loads"), "2");
+    // the second run did not change the state: one state row only
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd._dlt_pipeline_state"), "1");
+    let r = Resource::from_values("items", issues(4)).write_disposition(dlt::WriteDisposition::Replace);
+    p.run(r).unwrap();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd.items"), "4");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd.items__tags"), "8");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd.items__labels"), "3");
+    // replacing with nothing empties root and children
+    let r = Resource::from_values("items", Vec::<Value>::new()).write_disposition(dlt::WriteDisposition::Replace);
+    p.run(r).unwrap();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd.items"), "0");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM rd.items__tags"), "0");
+}
+
+#[test]
+fn sql_client_and_read_table() {
+    let env = Env::new();
+    let mut p = env.pipeline("s", "sd");
+    p.run(Resource::from_values("t", vec![json!({"a": 1}), json!({"a": 2})])).unwrap();
+    let mut c = p.sql_client().unwrap();
+    let b = c.query("SELECT sum(a)::BIGINT AS s FROM t").unwrap();
+    let s = b[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().value(0);
+    assert_eq!(s, 3);
+    drop(c);
+    let batches = p.read_table("t").unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    assert!(batches[0].schema().field_with_name("_dlt_id").is_ok());
+}
+
+#[test]
+fn malformed_jsonl_names_file_and_line_and_leaves_destination_untouched() {
+    let env = Env::new();
+    let good = env.root.join("good.jsonl");
+    std::fs::write(&good, "{\"id\": 1, \"v\": \"a\"}\n{\"id\": 2, \"v\": \"b\"}\n").unwrap();
+    let bad = env.root.join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": 3, \"v\": \"c\"}\n\n{\"id\": 4, \"v\": oops}\n{\"id\": 5}\n").unwrap();
+    let mut p = env.pipeline("m", "md");
+    let r = dlt::sources::files::resource("events", "good.jsonl", &env.root, None).unwrap();
+    p.run(r).unwrap();
+    let r = dlt::sources::files::resource("events", "bad.jsonl", &env.root, None).unwrap();
+    let err = p.run(r).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("bad.jsonl:3"), "{msg}");
+    assert_eq!(err.step(), Some(dlt::Step::Extract));
+    let db = env.db();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM md.events"), "2");
+    assert_eq!(scalar(&db, "SELECT count(*) FROM md._dlt_loads"), "1");
+    assert!(!p.has_pending_packages().unwrap(), "a failed extract leaves no package behind");
+    // the next good run works and loads only its own rows
+    let r = dlt::sources::files::resource("events", "good.jsonl", &env.root, None).unwrap();
+    p.run(r).unwrap();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM md.events"), "4");
+}
+
+#[test]
+fn wrong_duckdb_path_is_a_clear_error_and_loses_nothing() {
+    let env = Env::new();
+    let mut p = dlt::pipeline("w")
+        .destination(destinations::duckdb(env.root.join("no/such/dir/x.duckdb")))
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .build()
+        .unwrap();
+    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("no/such/dir") && msg.contains("does not exist"), "{msg}");
+    assert_eq!(err.step(), Some(dlt::Step::Load));
+    // the package stays pending and is loaded once the destination is reachable
+    assert!(p.has_pending_packages().unwrap());
+    std::fs::create_dir_all(env.root.join("no/such/dir")).unwrap();
+    let info = p.run(Resource::from_values("t", vec![json!({"a": 2})])).unwrap();
+    assert_eq!(info.load_ids.len(), 2, "pending package first, then the new one");
+    assert_eq!(scalar(&env.root.join("no/such/dir/x.duckdb"), "SELECT string_agg(a::VARCHAR, ',' ORDER BY a) FROM w_dataset.t"), "1,2");
+    // a directory where the database file should be
+    let mut p = dlt::pipeline("w2")
+        .destination(destinations::duckdb(&env.root))
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .build()
+        .unwrap();
+    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err();
+    assert!(err.to_string().contains("cannot open DuckDB database"), "{err}");
+}
+
+#[test]
+fn state_and_schema_restore_from_the_destination() {
+    let env = Env::new();
+    let mut p = env.pipeline("rs", "rsd");
+    p.run(Resource::from_values("t", vec![json!({"a": 1, "l": [1, 2]})])).unwrap();
+    let hash = p.state().version_hash().to_string();
+    let wd = p.working_dir().to_path_buf();
+    drop(p);
+    std::fs::remove_dir_all(&wd).unwrap();
+    let mut p = env.pipeline("rs", "rsd");
+    assert!(p.sync_destination().unwrap());
+    assert_eq!(p.state().version_hash(), hash);
+    let schema = p.schema("rs").unwrap().unwrap();
+    assert!(schema.tables.contains_key("t__l"));
+}
+
+#[test]
+fn arrow_and_csv_items_pass_through() {
+    let env = Env::new();
+    std::fs::write(env.root.join("u.csv"), "User Id,Name,Score\n1,a,1.5\n2,b,\n").unwrap();
+    let mut p = env.pipeline("c", "cd");
+    let r = dlt::sources::files::resource("users", "u.csv", &env.root, None).unwrap();
+    let info = p.run(r).unwrap();
+    assert_eq!(info.row_counts["users"], 2);
+    let cols = columns(&env.db(), "cd", "users");
+    let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["user_id", "name", "score"]);
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM cd.users WHERE score IS NULL"), "1");
+}
+
+#[test]
+fn dataset_defaults_and_dev_mode() {
+    let env = Env::new();
+    let p = dlt::pipeline("My Pipe")
+        .destination(destinations::duckdb(env.db()))
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .build()
+        .unwrap();
+    assert_eq!(p.dataset_name(), "my_pipe_dataset");
+    let p = dlt::pipeline("dev")
+        .destination(destinations::duckdb(env.db()))
+        .dataset_name("d")
+        .dev_mode(true)
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .build()
+        .unwrap();
+    assert!(p.dataset_name().starts_with("d_") && p.dataset_name().len() == "d_".len() + 14, "{}", p.dataset_name());
+}
