@@ -908,6 +908,8 @@ impl Pipeline {
         let mut client = self.destination.client(&self.dataset_name)?;
         client.initialize_storage()?;
         client.drop_tables(&tables)?;
+        // one open client per database at a time: the load below opens its own
+        drop(client);
         for t in &tables {
             schema.tables.shift_remove(t);
         }

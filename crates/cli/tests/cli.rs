@@ -1,0 +1,206 @@
+//! The `dlt` binary as a subprocess, against a real DuckDB file read back independently.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+struct Project {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Project {
+    /// A project folder with a pipeline file loading `records` JSONL lines (nested).
+    fn new(name: &str, records: usize, disposition: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let mut lines = String::new();
+        for i in 0..records {
+            lines.push_str(&format!(
+                "{{\"id\": {i}, \"title\": \"t{i}\", \"user\": {{\"login\": \"u{}\"}}, \"labels\": [{{\"name\": \"a\"}}, {{\"name\": \"b{}\"}}]}}\n",
+                i % 13,
+                i % 3
+            ));
+        }
+        std::fs::write(root.join("data/issues.jsonl"), lines).unwrap();
+        std::fs::write(
+            root.join("pipeline.toml"),
+            format!(
+                "[pipeline]\nname = \"{name}\"\ndestination = \"duckdb\"\ndataset_name = \"ds\"\n\n[source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"issues\"\npath = \"data/*.jsonl\"\nwrite_disposition = \"{disposition}\"\n"
+            ),
+        )
+        .unwrap();
+        Project { _dir: dir, root }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dlt"));
+        c.current_dir(&self.root).env("DLT_DATA_DIR", self.root.join("dlt-data")).env_remove("DLT_FAULT");
+        c
+    }
+
+    fn dlt(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn db(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.duckdb"))
+    }
+}
+
+fn ok(o: &Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "failed: {}\nstdout: {out}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let c = duckdb::Connection::open(db).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn run_and_inspect() {
+    let p = Project::new("cli_p", 50, "append");
+    let out = ok(&p.dlt(&["run", "pipeline.toml"]));
+    assert!(out.contains("1 load package(s) were loaded to destination duckdb and into dataset ds"), "{out}");
+    assert!(out.contains("- issues: 50 row(s)"), "{out}");
+    assert_eq!(count(&p.db("cli_p"), "SELECT count(*) FROM ds.issues"), 50);
+    assert_eq!(count(&p.db("cli_p"), "SELECT count(*) FROM ds.issues__labels"), 100);
+
+    let json: Value = serde_json::from_slice(&p.dlt(&["run", "pipeline.toml", "--json"]).stdout).unwrap();
+    assert_eq!(json["row_counts"]["issues"], 50);
+    assert_eq!(json["dataset_name"], "ds");
+    let load_id = json["load_ids"][0].as_str().unwrap().to_string();
+    assert_eq!(count(&p.db("cli_p"), "SELECT count(*) FROM ds.issues"), 100);
+
+    let list = ok(&p.dlt(&["pipeline", "--list"]));
+    assert!(list.contains("1 pipelines found") && list.contains("cli_p"), "{list}");
+    let info = ok(&p.dlt(&["pipeline", "cli_p", "info"]));
+    assert!(info.contains("dataset_name: \"ds\"") && info.contains(&load_id), "{info}");
+    assert!(info.contains("issues with 2 table(s)"), "{info}");
+    let schema = ok(&p.dlt(&["pipeline", "cli_p", "schema"]));
+    assert!(schema.contains("Found schema with name cli_p") && schema.contains("issues__labels:"), "{schema}");
+    let schema_json = ok(&p.dlt(&["pipeline", "cli_p", "schema", "--format", "json"]));
+    let doc: Value = serde_json::from_str(schema_json.split_once('\n').unwrap().1).unwrap();
+    assert_eq!(doc["tables"]["issues__labels"]["parent"], "issues");
+    let trace = ok(&p.dlt(&["pipeline", "cli_p", "trace"]));
+    assert!(trace.contains("COMPLETED") && trace.contains("Step load COMPLETED"), "{trace}");
+    let pkg = ok(&p.dlt(&["pipeline", "cli_p", "load-package"]));
+    assert!(pkg.contains(&load_id) && pkg.contains("LOADED") && pkg.contains("issues__labels."), "{pkg}");
+    let failed = ok(&p.dlt(&["pipeline", "cli_p", "failed-jobs"]));
+    assert!(failed.contains("No failed jobs found"), "{failed}");
+
+    // drop a resource: tables gone in the destination, new load recorded
+    let drop = ok(&p.dlt(&["-y", "pipeline", "cli_p", "drop", "issues"]));
+    assert!(drop.contains("issues__labels"), "{drop}");
+    assert_eq!(
+        count(&p.db("cli_p"), "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ds' AND table_name LIKE 'issues%'"),
+        0
+    );
+    assert_eq!(count(&p.db("cli_p"), "SELECT count(*) FROM ds._dlt_loads"), 3);
+    // and the next run recreates them
+    ok(&p.dlt(&["run", "pipeline.toml"]));
+    assert_eq!(count(&p.db("cli_p"), "SELECT count(*) FROM ds.issues"), 50);
+}
+
+#[test]
+fn failures_exit_non_zero_with_one_line() {
+    let p = Project::new("cli_f", 3, "append");
+    let o = p.dlt(&["run", "missing.toml"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("ERROR:") && err.contains("missing.toml"), "{err}");
+
+    std::fs::write(p.root.join("data/issues.jsonl"), "{\"id\": 1}\n{oops\n").unwrap();
+    let o = p.dlt(&["run", "pipeline.toml"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("issues.jsonl:2"), "{err}");
+
+    let o = p.dlt(&["pipeline", "nope", "info"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pipeline `nope` not found"));
+
+    std::fs::write(p.root.join("bad.toml"), "[pipeline]\nname = \"x\"\nbogus = 1\n[source]\ntype = \"files\"\n").unwrap();
+    let o = p.dlt(&["run", "bad.toml"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown key `bogus` in [pipeline]"));
+}
+
+/// Start `dlt run` with a fault hook that parks the process at `point`; SIGKILL it there.
+fn kill_at(p: &Project, point: &str) {
+    let mut child = p
+        .cmd()
+        .args(["run", "pipeline.toml"])
+        .env("DLT_FAULT", format!("{point}:sleep=60000"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut reached = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("DLT_FAULT: sleeping") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the run never reached {point}");
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+}
+
+#[test]
+fn kill_9_at_every_step_then_rerun_loads_each_row_once() {
+    for (i, point) in ["extract.items_written", "normalize.before_publish", "load.in_transaction", "load.after_commit"]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("crash{i}");
+        let p = Project::new(&name, 2000, "append");
+        kill_at(&p, point);
+        let db = p.db(&name);
+        if db.exists() && *point != "load.after_commit" {
+            // nothing of the killed run is visible
+            let c = duckdb::Connection::open(&db).unwrap();
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = 'issues'", [], |r| r.get(0))
+                .unwrap();
+            if n > 0 {
+                let rows: i64 = c.query_row("SELECT count(*) FROM ds.issues", [], |r| r.get(0)).unwrap();
+                assert_eq!(rows, 0, "{point}: rows visible after a kill before commit");
+            }
+        }
+        // the rerun completes the interrupted package (if any) and loads the file again as a new load
+        let out = ok(&p.dlt(&["run", "pipeline.toml", "--json"]));
+        let json: Value = serde_json::from_str(&out).unwrap();
+        let loads = count(&db, "SELECT count(*) FROM ds._dlt_loads");
+        let expected_loads: i64 = match *point {
+            "extract.items_written" => 1, // the killed extract left nothing
+            _ => 2,                      // the killed package, then the new one
+        };
+        assert_eq!(loads, expected_loads, "{point}: {json}");
+        assert_eq!(count(&db, "SELECT count(*) FROM ds.issues"), 2000 * expected_loads, "{point}");
+        assert_eq!(count(&db, "SELECT count(*) FROM ds.issues__labels"), 4000 * expected_loads, "{point}");
+        // no duplicates within a load, every row belongs to a recorded load
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM (SELECT _dlt_load_id, id FROM ds.issues GROUP BY ALL HAVING count(*) > 1)"),
+            0,
+            "{point}"
+        );
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM ds.issues WHERE _dlt_load_id NOT IN (SELECT load_id FROM ds._dlt_loads)"),
+            0,
+            "{point}"
+        );
+        let info = ok(&p.dlt(&["pipeline", &name, "info"]));
+        assert!(!info.contains("pending"), "{point}: {info}");
+    }
+}
