@@ -1,5 +1,8 @@
 //! `dlt`: the dlt-rs command line.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod progress;
 

@@ -745,10 +745,14 @@ fn py_cmp(a: &Value, b: &Value) -> Ordering {
 }
 
 fn cmp_num_key(a: &NumKey, b: &NumKey) -> Ordering {
-    a.group
-        .cmp(&b.group)
-        .then_with(|| a.num.partial_cmp(&b.num).unwrap_or(Ordering::Equal))
-        .then_with(|| py_cmp(&a.tie, &b.tie))
+    a.group.cmp(&b.group).then_with(|| {
+        match a.num.partial_cmp(&b.num) {
+            // Python's tuple comparison stops at the NaN element: neither side is smaller
+            None => Ordering::Equal,
+            Some(Ordering::Equal) => py_cmp(&a.tie, &b.tie),
+            Some(o) => o,
+        }
+    })
 }
 
 /// `_is_literal_time`: year >= 9000 or not a year at all.

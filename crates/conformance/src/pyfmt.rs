@@ -24,11 +24,7 @@ pub fn float_repr(x: f64) -> String {
     if x == 0.0 {
         return if neg { "-0.0" } else { "0.0" }.to_string();
     }
-    // Rust's `{:e}` prints the shortest digit string that round-trips (like Python's repr).
-    let e_form = format!("{:e}", x.abs());
-    let (mant, exp) = e_form.split_once('e').expect("LowerExp always has an exponent");
-    let exp: i32 = exp.parse().expect("exponent is an integer");
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let (digits, exp) = shortest_digits(x.abs());
     let decpt = exp + 1; // value = 0.<digits> * 10^decpt
     let mut out = String::new();
     if neg {
@@ -62,6 +58,30 @@ pub fn float_repr(x: f64) -> String {
         let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs());
     }
     out
+}
+
+/// Shortest round-trip significant digits of a positive finite `x` and the decimal exponent of
+/// the first digit. Like Python (David Gay's dtoa, mode 0), among the shortest candidates the
+/// one closest to the exact binary value wins, ties going to the even digit.
+fn shortest_digits(x: f64) -> (String, i32) {
+    let split = |s: &str| -> (String, i32) {
+        let (mant, exp) = s.split_once('e').expect("LowerExp always has an exponent");
+        let digits: String = mant.chars().filter(|c| *c != '.').collect();
+        (digits, exp.parse().expect("exponent is an integer"))
+    };
+    // Rust's `{:e}` gives a shortest round-trip digit string, but not always the nearest one
+    let (short, short_exp) = split(&format!("{x:e}"));
+    let n = short.len();
+    // exact formatting rounds half to even: the nearest n-digit decimal
+    let (near, near_exp) = split(&format!("{:.*e}", n - 1, x));
+    let near = near.trim_end_matches('0');
+    let near = if near.is_empty() { "0" } else { near };
+    let text = format!("{}.{}e{}", &near[..1], &near[1..], near_exp);
+    if near.len() <= n && text.parse::<f64>() == Ok(x) {
+        (near.to_string(), near_exp)
+    } else {
+        (short, short_exp)
+    }
 }
 
 /// A float as `json.dumps` prints it (`NaN`, `Infinity`, `-Infinity` for non-finite values).
@@ -702,6 +722,8 @@ mod tests {
             (-2.5e-7, "-2.5e-07"),
             (100.0, "100.0"),
             (9007199254740993.0, "9007199254740992.0"),
+            (10.5299835205078125, "10.529983520507812"),
+            (-118.15383911132812, "-118.15383911132812"),
         ];
         for (x, want) in cases {
             assert_eq!(float_repr(x), want, "{x:e}");

@@ -668,6 +668,7 @@ impl Pipeline {
                     Some(TableName::Dynamic(f)) => {
                         let raw = match &item {
                             Item::Json(v) => f(v),
+                            Item::RawJson(s) => serde_json::from_str::<Value>(s).ok().and_then(|v| f(&v)),
                             Item::Arrow(_) => None,
                         }
                         .unwrap_or_else(|| name.clone());
@@ -1085,6 +1086,15 @@ impl ExtractWriters {
         ExtractWriters { dir, json: HashMap::new(), arrow: HashMap::new(), line: Vec::with_capacity(4096) }
     }
 
+    fn json_writer(&mut self, table: &str) -> Result<&mut (BufWriter<fs::File>, PathBuf)> {
+        if !self.json.contains_key(table) {
+            let p = self.dir.join(JobFile::file_name(table, &new_file_id(), 0, FileFormat::Jsonl));
+            let f = fs::File::create(&p).at(&p)?;
+            self.json.insert(table.to_string(), (BufWriter::with_capacity(1 << 20, f), p));
+        }
+        Ok(self.json.get_mut(table).expect("inserted"))
+    }
+
     fn write(&mut self, table: &str, item: Item) -> Result<u64> {
         match item {
             Item::Json(Value::Array(values)) => {
@@ -1094,17 +1104,26 @@ impl ExtractWriters {
                 }
                 Ok(n)
             }
-            Item::Json(v) => {
-                if !self.json.contains_key(table) {
-                    let p = self.dir.join(JobFile::file_name(table, &new_file_id(), 0, FileFormat::Jsonl));
-                    let f = fs::File::create(&p).at(&p)?;
-                    self.json.insert(table.to_string(), (BufWriter::with_capacity(1 << 20, f), p));
+            Item::RawJson(s) => {
+                let t = s.trim();
+                if t.starts_with('[') || t.contains('\n') {
+                    // a list of items, or a document spread over lines: go through a value
+                    return self.write(table, Item::Json(serde_json::from_str(t)?));
                 }
-                let (w, p) = self.json.get_mut(table).expect("inserted");
+                let (w, p) = self.json_writer(table)?;
+                w.write_all(t.as_bytes()).at(p.clone())?;
+                w.write_all(b"\n").at(p.clone())?;
+                Ok(1)
+            }
+            Item::Json(v) => {
                 self.line.clear();
                 serde_json::to_writer(&mut self.line, &v)?;
                 self.line.push(b'\n');
-                w.write_all(&self.line).at(p.clone())?;
+                let line = std::mem::take(&mut self.line);
+                let (w, p) = self.json_writer(table)?;
+                let r = w.write_all(&line).at(p.clone());
+                self.line = line;
+                r?;
                 Ok(1)
             }
             Item::Arrow(batch) => {

@@ -17,6 +17,9 @@ pub enum Item {
     Json(Value),
     /// An Arrow batch, passed through without per-row work.
     Arrow(RecordBatch),
+    /// One JSON document already serialized by its producer, which checked that it is valid
+    /// JSON (e.g. a JSONL line): extract copies it without building a value tree.
+    RawJson(String),
 }
 
 impl From<Value> for Item {

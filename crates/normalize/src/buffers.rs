@@ -1,6 +1,6 @@
 //! Per-table columnar buffers flushed to parquet job files.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,6 +167,8 @@ pub struct TableBuffer {
     fields: Vec<Field>,
     builders: Vec<Builder>,
     index: HashMap<String, usize>,
+    /// Columns of this table by name, for coercion without touching the schema.
+    cols: HashMap<String, (usize, Column)>,
     rows: usize,
     writer: Option<(ArrowWriter<File>, SchemaRef)>,
     dir: PathBuf,
@@ -175,7 +177,7 @@ pub struct TableBuffer {
 }
 
 /// Rows buffered per table before a batch is written.
-pub const BUFFER_ROWS: usize = 50_000;
+pub const BUFFER_ROWS: usize = 10_000;
 
 fn props() -> WriterProperties {
     WriterProperties::builder()
@@ -191,7 +193,8 @@ impl TableBuffer {
             table: table.to_string(),
             fields: vec![],
             builders: vec![],
-            index: HashMap::new(),
+            index: HashMap::default(),
+            cols: HashMap::default(),
             rows: 0,
             writer: None,
             dir: dir.to_path_buf(),
@@ -199,10 +202,23 @@ impl TableBuffer {
         }
     }
 
+    /// Position of a known column.
+    pub fn cached_index(&self, name: &str) -> Option<usize> {
+        self.cols.get(name).map(|(i, _)| *i)
+    }
+
+    /// Coerce a value into a known column without schema changes; `None` = take the slow path.
+    pub fn try_fast(&self, name: &str, v: &serde_json::Value) -> Option<(usize, Cell)> {
+        let (i, col) = self.cols.get(name)?;
+        crate::coerce::coerce(col, v).map(|c| (*i, c))
+    }
+
     /// Position of a column in the buffer, adding it (null-filled) if new.
     pub fn column_index(&mut self, col: &Column) -> usize {
         if let Some(i) = self.index.get(&col.name) {
-            return *i;
+            let i = *i;
+            self.cols.insert(col.name.clone(), (i, col.clone()));
+            return i;
         }
         let t = arrow_type(col);
         let mut b = Builder::new(&t);
@@ -213,6 +229,7 @@ impl TableBuffer {
         self.builders.push(b);
         let i = self.builders.len() - 1;
         self.index.insert(col.name.clone(), i);
+        self.cols.insert(col.name.clone(), (i, col.clone()));
         i
     }
 

@@ -106,7 +106,7 @@ fn decode_binary(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Coerce `v` (of Python type `from`) into a column of type `col`; `None` when dlt would raise.
-fn coerce(col: &Column, v: &Value) -> Option<Cell> {
+pub(crate) fn coerce(col: &Column, v: &Value) -> Option<Cell> {
     let to = col.data_type?;
     let from = py_type(v);
     Some(match (to, v) {

@@ -8,7 +8,7 @@ mod buffers;
 mod coerce;
 pub mod values;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -28,6 +28,9 @@ use serde_json::{Map, Value};
 use buffers::TableBuffer;
 pub use buffers::{BUFFER_ROWS, Cell, arrow_type};
 
+/// Items parsed per chunk handed to the normalizing thread.
+const PARSE_CHUNK: usize = 512;
+
 /// Default `max_table_nesting` (dlt: 1000, i.e. unlimited).
 pub const DEFAULT_MAX_NESTING: u32 = 1000;
 
@@ -40,12 +43,12 @@ impl Normalizer for RelationalNormalizer {
         let naming = req.capabilities.naming();
         let mut run = Run {
             schema: req.schema,
+            names: Names::new(naming.clone()),
             naming,
             load_id: req.load_id,
             out_dir: req.output_dir,
-            buffers: HashMap::new(),
-            key_cache: HashMap::new(),
-            table_meta: HashMap::new(),
+            buffers: HashMap::default(),
+            table_meta: HashMap::default(),
             cells: Vec::with_capacity(64),
             items: 0,
         };
@@ -69,13 +72,13 @@ impl Normalizer for RelationalNormalizer {
             }
         }
         let mut row_counts = indexmap::IndexMap::new();
-        let mut buffers: Vec<(String, TableBuffer)> = run.buffers.drain().collect();
+        let mut buffers: Vec<(Arc<str>, TableBuffer)> = run.buffers.drain().collect();
         buffers.sort_by(|a, b| a.0.cmp(&b.0));
         for (t, b) in buffers {
             let n = b.finish()?;
             if n > 0 {
-                row_counts.insert(t.clone(), n);
-                if let Some(tbl) = run.schema.tables.get_mut(&t) {
+                row_counts.insert(t.to_string(), n);
+                if let Some(tbl) = run.schema.tables.get_mut(t.as_ref()) {
                     tbl.set_seen_data();
                 }
             }
@@ -109,23 +112,75 @@ enum IdMode {
     RowHash,
 }
 
+/// Normalized names, cached: keys seen once are never normalized again.
+struct Names {
+    naming: Arc<dyn NamingConvention>,
+    /// prefix (unshortened path, "" at the top) -> raw key -> (unshortened path, column name)
+    nested: HashMap<Arc<str>, HashMap<String, (Arc<str>, Arc<str>)>>,
+    /// table (unshortened path) -> nested list path -> (child unshortened path, child table name)
+    tables: HashMap<Arc<str>, HashMap<Arc<str>, (Arc<str>, Arc<str>)>>,
+    empty: Arc<str>,
+}
+
+impl Names {
+    fn new(naming: Arc<dyn NamingConvention>) -> Self {
+        Names { naming, nested: HashMap::default(), tables: HashMap::default(), empty: Arc::from("") }
+    }
+
+    fn key(&mut self, prefix: &Arc<str>, k: &str) -> (Arc<str>, Arc<str>) {
+        if let Some(v) = self.nested.get(prefix.as_ref()).and_then(|m| m.get(k)) {
+            return v.clone();
+        }
+        let nk = self.naming.normalize_path(k);
+        let v: (Arc<str>, Arc<str>) = if prefix.is_empty() {
+            let a: Arc<str> = Arc::from(nk);
+            (a.clone(), a)
+        } else {
+            let full = format!("{prefix}{}{nk}", dlt_core::naming::PATH_SEPARATOR);
+            let short = self.naming.make_path(&[prefix.as_ref(), &nk]);
+            (Arc::from(full), Arc::from(short))
+        };
+        self.nested.entry(prefix.clone()).or_default().insert(k.to_string(), v.clone());
+        v
+    }
+
+    fn child_table(&mut self, table_path: &Arc<str>, list_path: &Arc<str>) -> (Arc<str>, Arc<str>) {
+        if let Some(v) = self.tables.get(table_path.as_ref()).and_then(|m| m.get(list_path.as_ref())) {
+            return v.clone();
+        }
+        let full = format!("{table_path}{}{list_path}", dlt_core::naming::PATH_SEPARATOR);
+        let short = self.naming.make_path(&[table_path.as_ref(), list_path.as_ref()]);
+        let v: (Arc<str>, Arc<str>) = (Arc::from(full), Arc::from(short));
+        self.tables.entry(table_path.clone()).or_default().insert(list_path.clone(), v.clone());
+        v
+    }
+}
+
 struct Run<'a> {
     schema: &'a mut Schema,
     naming: Arc<dyn NamingConvention>,
+    names: Names,
     load_id: &'a str,
     out_dir: &'a Path,
-    buffers: HashMap<String, TableBuffer>,
-    key_cache: HashMap<String, String>,
+    buffers: HashMap<Arc<str>, TableBuffer>,
     table_meta: HashMap<String, TableMeta>,
     cells: Vec<(usize, Cell)>,
     items: u64,
 }
 
-/// Where a row hangs in the tree.
+/// Where a row sits in the tree.
+#[derive(Clone, Copy)]
 struct Link<'p> {
     parent_id: &'p str,
     idx: usize,
-    root_id: Option<&'p str>,
+}
+
+/// A table being written: its unshortened path (for naming children), its name, its parent.
+#[derive(Clone)]
+struct TableRef {
+    path: Arc<str>,
+    name: Arc<str>,
+    parent: Option<Arc<str>>,
 }
 
 impl<'a> Run<'a> {
@@ -154,35 +209,67 @@ impl<'a> Run<'a> {
 
     fn normalize_jsonl(&mut self, path: &Path, table: &str, on_progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
         let f = File::open(path).at(path)?;
-        let mut reader = BufReader::with_capacity(1 << 20, f);
-        let mut line = String::new();
-        let mut lineno = 0u64;
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).at(path)?;
-            if n == 0 {
-                break;
+        let root = TableRef { path: Arc::from(table), name: Arc::from(table), parent: None };
+        // one thread reads and parses lines, this one normalizes: two cores busy, memory bounded
+        // by the channel (a few chunks of parsed items)
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Value>>>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut reader = BufReader::with_capacity(1 << 20, f);
+                let mut line = String::new();
+                let mut lineno = 0u64;
+                let mut chunk = Vec::with_capacity(PARSE_CHUNK);
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(Error::io(path, e)));
+                            return;
+                        }
+                    }
+                    lineno += 1;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(v) => chunk.push(v),
+                        Err(e) => {
+                            let _ = tx.send(Err(Error::BadInput {
+                                location: format!("{}:{lineno}", path.display()),
+                                message: e.to_string(),
+                            }));
+                            return;
+                        }
+                    }
+                    if chunk.len() == PARSE_CHUNK
+                        && tx.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(PARSE_CHUNK)))).is_err()
+                    {
+                        return;
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.send(Ok(chunk));
+                }
+            });
+            for chunk in rx {
+                for item in chunk? {
+                    self.normalize_item(&root, item)?;
+                    self.items += 1;
+                    if self.items % 10_000 == 0 {
+                        on_progress(self.items);
+                    }
+                }
             }
-            lineno += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let item: Value = serde_json::from_str(&line).map_err(|e| Error::BadInput {
-                location: format!("{}:{lineno}", path.display()),
-                message: e.to_string(),
-            })?;
-            self.normalize_item(table, item)?;
-            self.items += 1;
-            if self.items % 10_000 == 0 {
-                on_progress(self.items);
-            }
-        }
+            Ok::<(), Error>(())
+        })?;
         on_progress(self.items);
         Ok(())
     }
 
     /// Normalize one item of a root table.
-    fn normalize_item(&mut self, root: &str, item: Value) -> Result<()> {
+    fn normalize_item(&mut self, root: &TableRef, item: Value) -> Result<()> {
         let map = match item {
             Value::Object(m) => m,
             other => {
@@ -191,26 +278,27 @@ impl<'a> Run<'a> {
                 m
             }
         };
-        let meta = self.meta(root);
-        let (id_mode, propagate, pk) = (meta.id_mode, meta.propagate_root, meta.primary_key.clone());
+        let meta = self.meta(&root.name);
+        let (id_mode, propagate, max_nesting) = (meta.id_mode, meta.propagate_root, meta.max_nesting);
         let row_id = match map.get(C_DLT_ID) {
             Some(Value::String(s)) => s.clone(),
             _ => match id_mode {
                 IdMode::Random => random_row_id(),
-                IdMode::KeyHash if !pk.is_empty() => self.key_hash(&map, &pk),
-                IdMode::KeyHash => random_row_id(),
+                IdMode::KeyHash => {
+                    let pk = self.meta(&root.name).primary_key.clone();
+                    if pk.is_empty() { random_row_id() } else { self.key_hash(&map, &pk) }
+                }
                 IdMode::RowHash => row_hash(&map),
             },
         };
-        let path = vec![root.to_string()];
         let root_id = if propagate { Some(row_id.clone()) } else { None };
-        self.normalize_row(&path, root, &map, &row_id, None, root_id.as_deref(), 0)
+        self.normalize_row(root, &map, &row_id, None, root_id.as_deref(), 0, max_nesting)
     }
 
     fn key_hash(&mut self, map: &Map<String, Value>, pk: &[String]) -> String {
         let mut m = Map::new();
         for (k, v) in map {
-            let n = self.norm_key(k);
+            let n = self.naming.normalize_path(k);
             if pk.contains(&n) {
                 m.insert(n, v.clone());
             }
@@ -218,19 +306,7 @@ impl<'a> Run<'a> {
         digest_b64(to_sorted_json(&Value::Object(m)).as_bytes(), DLT_ID_LENGTH_BYTES)
     }
 
-    fn norm_key(&mut self, k: &str) -> String {
-        if let Some(n) = self.key_cache.get(k) {
-            return n.clone();
-        }
-        let n = self.naming.normalize_path(k);
-        self.key_cache.insert(k.to_string(), n.clone());
-        n
-    }
-
-    fn is_nested_type(&self, table: &str, col: &str, lvl: u32, max_nesting: u32) -> bool {
-        if lvl + 1 > max_nesting {
-            return true;
-        }
+    fn is_json_column(&self, table: &str, col: &str) -> bool {
         self.schema
             .tables
             .get(table)
@@ -242,41 +318,28 @@ impl<'a> Run<'a> {
     #[allow(clippy::too_many_arguments)]
     fn normalize_row<'v>(
         &mut self,
-        path: &[String],
-        table: &str,
+        table: &TableRef,
         map: &'v Map<String, Value>,
         row_id: &str,
         link: Option<Link<'_>>,
         root_id: Option<&str>,
         lvl: u32,
+        max_nesting: u32,
     ) -> Result<()> {
-        let root = path[0].clone();
-        let max_nesting = self.meta(&root).max_nesting;
         // flatten: scalars of a level first, nested dicts expanded from a LIFO stack
-        let mut row: Vec<(String, &'v Value)> = Vec::with_capacity(map.len() + 4);
-        let mut lists: Vec<(Vec<String>, &'v Vec<Value>)> = vec![];
-        let mut stack: Vec<(&'v Map<String, Value>, Vec<String>, u32)> = vec![(map, vec![], lvl)];
+        let mut row: Vec<(Arc<str>, &'v Value)> = Vec::with_capacity(map.len() + 4);
+        let mut lists: Vec<(Arc<str>, &'v Vec<Value>)> = vec![];
+        let mut stack: Vec<(&'v Map<String, Value>, Arc<str>, u32)> = vec![(map, self.names.empty.clone(), lvl)];
         while let Some((d, prefix, l)) = stack.pop() {
             for (k, v) in d {
-                let nk = self.norm_key(k);
-                let name = if prefix.is_empty() {
-                    nk.clone()
-                } else {
-                    let mut frags: Vec<&str> = prefix.iter().map(String::as_str).collect();
-                    frags.push(&nk);
-                    self.naming.make_path(&frags)
-                };
+                let (path, name) = self.names.key(&prefix, k);
                 match v {
-                    Value::Object(o) if !self.is_nested_type(table, &name, l, max_nesting) => {
-                        let mut p = prefix.clone();
-                        p.push(nk);
-                        stack.push((o, p, l + 1));
+                    Value::Object(o) if l + 1 <= max_nesting && !self.is_json_column(&table.name, &name) => {
+                        stack.push((o, path, l + 1));
                         continue;
                     }
-                    Value::Array(a) if !self.is_nested_type(table, &name, l, max_nesting) => {
-                        let mut p = prefix.clone();
-                        p.push(self.naming.normalize_table_identifier(k));
-                        lists.push((p, a));
+                    Value::Array(a) if l + 1 <= max_nesting && !self.is_json_column(&table.name, &name) => {
+                        lists.push((path, a));
                         continue;
                     }
                     _ => {}
@@ -288,73 +351,69 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let parent_table = if path.len() > 1 {
-            let pp: Vec<&str> = path[..path.len() - 1].iter().map(String::as_str).collect();
-            Some(self.naming.make_path(&pp))
-        } else {
-            None
-        };
-        self.write_row(table, parent_table.as_deref(), &row, row_id, link, root_id)?;
-        for (frags, list) in lists {
-            let mut child_path = path.to_vec();
-            child_path.extend(frags);
-            let refs: Vec<&str> = child_path.iter().map(String::as_str).collect();
-            let child_table = self.naming.make_path(&refs);
-            self.normalize_list(&child_path, &child_table, list, row_id, root_id, lvl + 1)?;
+        self.write_row(table, &row, row_id, link, root_id)?;
+        for (list_path, list) in lists {
+            let (child_path, child_name) = self.names.child_table(&table.path, &list_path);
+            let child = TableRef { path: child_path, name: child_name, parent: Some(table.name.clone()) };
+            self.normalize_list(&child, list, row_id, root_id, lvl + 1, max_nesting)?;
         }
         Ok(())
     }
 
     fn normalize_list(
         &mut self,
-        path: &[String],
-        table: &str,
+        table: &TableRef,
         list: &[Value],
         parent_id: &str,
         root_id: Option<&str>,
         lvl: u32,
+        max_nesting: u32,
     ) -> Result<()> {
         for (idx, v) in list.iter().enumerate() {
-            let link = Link { parent_id, idx, root_id };
+            let link = Link { parent_id, idx };
             match v {
                 Value::Object(m) => {
                     let id = match m.get(C_DLT_ID) {
                         Some(Value::String(s)) => s.clone(),
-                        _ => child_row_id(parent_id, table, idx),
+                        _ => child_row_id(parent_id, &table.name, idx),
                     };
-                    self.normalize_row(path, table, m, &id, Some(link), root_id, lvl)?;
+                    self.normalize_row(table, m, &id, Some(link), root_id, lvl, max_nesting)?;
                 }
                 Value::Array(inner) => {
                     // a list of lists: an intermediate row, the inner list under the key `list`
                     let mut wrap = Map::new();
                     wrap.insert("list".to_string(), Value::Array(inner.clone()));
-                    let id = child_row_id(parent_id, table, idx);
-                    self.normalize_row(path, table, &wrap, &id, Some(link), root_id, lvl)?;
+                    let id = child_row_id(parent_id, &table.name, idx);
+                    self.normalize_row(table, &wrap, &id, Some(link), root_id, lvl, max_nesting)?;
                 }
                 scalar => {
-                    let id = child_row_id(parent_id, table, idx);
-                    let row = vec![("value".to_string(), scalar)];
-                    let parent_table = {
-                        let pp: Vec<&str> = path[..path.len() - 1].iter().map(String::as_str).collect();
-                        self.naming.make_path(&pp)
-                    };
-                    self.write_row(table, Some(&parent_table), &row, &id, Some(link), root_id)?;
+                    let id = child_row_id(parent_id, &table.name, idx);
+                    let (_, value_name) = self.names.key(&self.names.empty.clone(), "value");
+                    let row = [(value_name, scalar)];
+                    self.write_row(table, &row, &id, Some(link), root_id)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn ensure_table(&mut self, table: &str, parent: Option<&str>) {
-        if !self.schema.tables.contains_key(table) {
-            let mut t = Table::new(table);
-            t.parent = parent.map(str::to_string);
-            self.schema.tables.insert(table.to_string(), t);
+    fn buffer(&mut self, table: &TableRef) -> &mut TableBuffer {
+        if !self.buffers.contains_key(table.name.as_ref()) {
+            if !self.schema.tables.contains_key(table.name.as_ref()) {
+                let mut t = Table::new(table.name.as_ref());
+                t.parent = table.parent.as_ref().map(|p| p.to_string());
+                self.schema.tables.insert(table.name.to_string(), t);
+            }
+            self.buffers.insert(table.name.clone(), TableBuffer::new(&table.name, self.out_dir));
         }
+        self.buffers.get_mut(table.name.as_ref()).expect("inserted")
     }
 
-    fn dlt_column(&mut self, table: &str, name: &str, dt: DataType) -> usize {
-        let t = self.schema.tables.get_mut(table).expect("table ensured");
+    fn dlt_column(schema: &mut Schema, buf: &mut TableBuffer, table: &str, name: &str, dt: DataType) -> usize {
+        if let Some(i) = buf.cached_index(name) {
+            return i;
+        }
+        let t = schema.tables.get_mut(table).expect("table ensured");
         let col = t.columns.entry(name.to_string()).or_insert_with(|| {
             let mut c = Column::new(name, dt).not_null();
             match name {
@@ -371,68 +430,85 @@ impl<'a> Run<'a> {
         if col.data_type.is_none() {
             col.data_type = Some(dt);
         }
-        let col = col.clone();
-        let buf = self.buffers.entry(table.to_string()).or_insert_with(|| TableBuffer::new(table, self.out_dir));
-        buf.column_index(&col)
+        buf.column_index(col)
     }
 
     fn write_row(
         &mut self,
-        table: &str,
-        parent: Option<&str>,
-        row: &[(String, &Value)],
+        table: &TableRef,
+        row: &[(Arc<str>, &Value)],
         row_id: &str,
         link: Option<Link<'_>>,
         root_id: Option<&str>,
     ) -> Result<()> {
-        self.ensure_table(table, parent);
-        if !self.buffers.contains_key(table) {
-            self.buffers.insert(table.to_string(), TableBuffer::new(table, self.out_dir));
-        }
+        self.buffer(table);
         let mut cells = std::mem::take(&mut self.cells);
+        let r = self.fill_cells(table, row, row_id, link, root_id, &mut cells);
+        if r.is_ok() {
+            let buf = self.buffers.get_mut(table.name.as_ref()).expect("buffer");
+            let r2 = buf.push_row(&mut cells);
+            cells.clear();
+            self.cells = cells;
+            return r2;
+        }
+        cells.clear();
+        self.cells = cells;
+        r
+    }
+
+    fn fill_cells(
+        &mut self,
+        table: &TableRef,
+        row: &[(Arc<str>, &Value)],
+        row_id: &str,
+        link: Option<Link<'_>>,
+        root_id: Option<&str>,
+        cells: &mut Vec<(usize, Cell)>,
+    ) -> Result<()> {
+        let tname: &str = &table.name;
+        let buf = self.buffers.get_mut(tname).expect("buffer");
         for (name, v) in row {
             if v.is_null() {
-                let col = self.schema.tables[table].columns.get(name.as_str());
-                if let Some(c) = col {
+                if let Some(c) = self.schema.tables[tname].columns.get(name.as_ref()) {
                     if c.nullable == Some(false) && c.is_complete() {
-                        self.cells = cells;
                         return Err(Error::Schema(format!(
-                            "table `{table}`, column `{name}`: null value for a column declared nullable=false (load {})",
+                            "table `{tname}`, column `{name}`: null value for a column declared nullable=false (load {})",
                             self.load_id
                         )));
                     }
                 }
                 continue;
             }
-            let (col, cell) = coerce::coerce_value(self.schema, self.naming.as_ref(), table, name, v)?;
-            let buf = self.buffers.get_mut(table).expect("buffer");
+            // fast path: a known column and a value that fits its type
+            if let Some((i, cell)) = buf.try_fast(name, v) {
+                cells.push((i, cell));
+                continue;
+            }
+            let (col, cell) = coerce::coerce_value(self.schema, self.naming.as_ref(), tname, name, v)?;
             let i = buf.column_index(&col);
             cells.push((i, cell));
         }
         match link {
             None => {
-                let i = self.dlt_column(table, C_DLT_LOAD_ID, DataType::Text);
+                let i = Self::dlt_column(self.schema, buf, tname, C_DLT_LOAD_ID, DataType::Text);
                 cells.push((i, Cell::Str(self.load_id.to_string())));
             }
             Some(l) => {
-                if let Some(r) = l.root_id.or(root_id) {
-                    let i = self.dlt_column(table, C_DLT_ROOT_ID, DataType::Text);
+                if let Some(r) = root_id {
+                    let i = Self::dlt_column(self.schema, buf, tname, C_DLT_ROOT_ID, DataType::Text);
                     cells.push((i, Cell::Str(r.to_string())));
                 }
-                let i = self.dlt_column(table, C_DLT_PARENT_ID, DataType::Text);
+                let i = Self::dlt_column(self.schema, buf, tname, C_DLT_PARENT_ID, DataType::Text);
                 cells.push((i, Cell::Str(l.parent_id.to_string())));
-                let i = self.dlt_column(table, C_DLT_LIST_IDX, DataType::Bigint);
+                let i = Self::dlt_column(self.schema, buf, tname, C_DLT_LIST_IDX, DataType::Bigint);
                 cells.push((i, Cell::Int(l.idx as i64)));
             }
         }
-        if !row.iter().any(|(n, _)| n == C_DLT_ID) {
-            let i = self.dlt_column(table, C_DLT_ID, DataType::Text);
+        if !row.iter().any(|(n, _)| n.as_ref() == C_DLT_ID) {
+            let i = Self::dlt_column(self.schema, buf, tname, C_DLT_ID, DataType::Text);
             cells.push((i, Cell::Str(row_id.to_string())));
         }
-        let buf = self.buffers.get_mut(table).expect("buffer");
-        let r = buf.push_row(&mut cells);
-        self.cells = cells;
-        r
+        Ok(())
     }
 }
 

@@ -143,10 +143,14 @@ pub fn read_file(p: &Path, kind: FileKind, batch_size: usize) -> Result<Box<dyn 
                 if line.trim().is_empty() {
                     return None;
                 }
-                Some(serde_json::from_str::<Value>(&line).map(Item::Json).map_err(|e| Error::BadInput {
-                    location: format!("{}:{lineno}", path.display()),
-                    message: format!("malformed JSON: {e}"),
-                }))
+                // validated without building a value tree; extract copies the line as it is
+                Some(match serde_json::from_str::<serde::de::IgnoredAny>(&line) {
+                    Ok(_) => Ok(Item::RawJson(line)),
+                    Err(e) => Err(Error::BadInput {
+                        location: format!("{}:{lineno}", path.display()),
+                        message: format!("malformed JSON: {e}"),
+                    }),
+                })
             })))
         }
         FileKind::Json => {
