@@ -120,15 +120,33 @@ fn nested_records_land_as_dlt_tables() {
     );
     assert_eq!(scalar(&db, "SELECT count(DISTINCT _dlt_id) FROM gh_data.issues"), "30");
     assert_eq!(scalar(&db, "SELECT max(length(_dlt_id)) FROM gh_data.issues"), "14");
-    assert_eq!(scalar(&db, "SELECT string_agg(value, ',' ORDER BY _dlt_list_idx) FROM gh_data.issues__tags t JOIN gh_data.issues i ON t._dlt_parent_id = i._dlt_id WHERE i.id = 5"), "a,b");
-    assert_eq!(scalar(&db, "SELECT strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S') FROM gh_data.issues WHERE id = 1"), "2024-01-02 03:04:05");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT string_agg(value, ',' ORDER BY _dlt_list_idx) FROM gh_data.issues__tags t JOIN gh_data.issues i ON t._dlt_parent_id = i._dlt_id WHERE i.id = 5"
+        ),
+        "a,b"
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S') FROM gh_data.issues WHERE id = 1"
+        ),
+        "2024-01-02 03:04:05"
+    );
     // system tables as dlt writes them
     let loads = query(&db, "SELECT load_id, schema_name, status FROM gh_data._dlt_loads");
     assert_eq!(loads.len(), 1);
     assert_eq!(loads[0][0].as_deref(), Some(info.load_ids[0].as_str()));
     assert_eq!(loads[0][1].as_deref(), Some("gh"));
     assert_eq!(loads[0][2].as_deref(), Some("0"));
-    assert_eq!(scalar(&db, "SELECT count(*) FROM gh_data.issues WHERE _dlt_load_id <> (SELECT load_id FROM gh_data._dlt_loads)"), "0");
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM gh_data.issues WHERE _dlt_load_id <> (SELECT load_id FROM gh_data._dlt_loads)"
+        ),
+        "0"
+    );
     let schema_doc = scalar(&db, "SELECT schema FROM gh_data._dlt_version");
     let schema: Value = serde_json::from_str(&schema_doc).unwrap();
     assert_eq!(schema["name"], "gh");
@@ -220,7 +238,13 @@ fn wrong_duckdb_path_is_a_clear_error_and_loses_nothing() {
     std::fs::create_dir_all(env.root.join("no/such/dir")).unwrap();
     let info = p.run(Resource::from_values("t", vec![json!({"a": 2})])).unwrap();
     assert_eq!(info.load_ids.len(), 2, "pending package first, then the new one");
-    assert_eq!(scalar(&env.root.join("no/such/dir/x.duckdb"), "SELECT string_agg(a::VARCHAR, ',' ORDER BY a) FROM w_dataset.t"), "1,2");
+    assert_eq!(
+        scalar(
+            &env.root.join("no/such/dir/x.duckdb"),
+            "SELECT string_agg(a::VARCHAR, ',' ORDER BY a) FROM w_dataset.t"
+        ),
+        "1,2"
+    );
     // a directory where the database file should be
     let mut p = dlt::pipeline("w2")
         .destination(destinations::duckdb(&env.root))

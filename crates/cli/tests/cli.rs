@@ -98,7 +98,10 @@ fn run_and_inspect() {
     let drop = ok(&p.dlt(&["-y", "pipeline", "cli_p", "drop", "issues"]));
     assert!(drop.contains("issues__labels"), "{drop}");
     assert_eq!(
-        count(&p.db("cli_p"), "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ds' AND table_name LIKE 'issues%'"),
+        count(
+            &p.db("cli_p"),
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ds' AND table_name LIKE 'issues%'"
+        ),
         0
     );
     assert_eq!(count(&p.db("cli_p"), "SELECT count(*) FROM ds._dlt_loads"), 3);
@@ -127,7 +130,8 @@ fn failures_exit_non_zero_with_one_line() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("pipeline `nope` not found"));
 
-    std::fs::write(p.root.join("bad.toml"), "[pipeline]\nname = \"x\"\nbogus = 1\n[source]\ntype = \"files\"\n").unwrap();
+    std::fs::write(p.root.join("bad.toml"), "[pipeline]\nname = \"x\"\nbogus = 1\n[source]\ntype = \"files\"\n")
+        .unwrap();
     let o = p.dlt(&["run", "bad.toml"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown key `bogus` in [pipeline]"));
 }
@@ -171,7 +175,9 @@ fn kill_9_at_every_step_then_rerun_loads_each_row_once() {
             // nothing of the killed run is visible
             let c = duckdb::Connection::open(&db).unwrap();
             let n: i64 = c
-                .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = 'issues'", [], |r| r.get(0))
+                .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = 'issues'", [], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             if n > 0 {
                 let rows: i64 = c.query_row("SELECT count(*) FROM ds.issues", [], |r| r.get(0)).unwrap();
@@ -184,14 +190,17 @@ fn kill_9_at_every_step_then_rerun_loads_each_row_once() {
         let loads = count(&db, "SELECT count(*) FROM ds._dlt_loads");
         let expected_loads: i64 = match *point {
             "extract.items_written" => 1, // the killed extract left nothing
-            _ => 2,                      // the killed package, then the new one
+            _ => 2,                       // the killed package, then the new one
         };
         assert_eq!(loads, expected_loads, "{point}: {json}");
         assert_eq!(count(&db, "SELECT count(*) FROM ds.issues"), 2000 * expected_loads, "{point}");
         assert_eq!(count(&db, "SELECT count(*) FROM ds.issues__labels"), 4000 * expected_loads, "{point}");
         // no duplicates within a load, every row belongs to a recorded load
         assert_eq!(
-            count(&db, "SELECT count(*) FROM (SELECT _dlt_load_id, id FROM ds.issues GROUP BY ALL HAVING count(*) > 1)"),
+            count(
+                &db,
+                "SELECT count(*) FROM (SELECT _dlt_load_id, id FROM ds.issues GROUP BY ALL HAVING count(*) > 1)"
+            ),
             0,
             "{point}"
         );
@@ -203,4 +212,65 @@ fn kill_9_at_every_step_then_rerun_loads_each_row_once() {
         let info = ok(&p.dlt(&["pipeline", &name, "info"]));
         assert!(!info.contains("pending"), "{point}: {info}");
     }
+}
+
+#[test]
+fn secrets_never_reach_output_logs_or_trace() {
+    let p = Project::new("cli_s", 5, "append");
+    std::fs::create_dir_all(p.root.join(".dlt")).unwrap();
+    // the destination credentials come from secrets.toml, with a secret field next to the path
+    std::fs::write(
+        p.root.join(".dlt/secrets.toml"),
+        "[destination.duckdb.credentials]\ndatabase = \"from_secrets.duckdb\"\npassword = \"TOPSECRET-7f3a\"\n",
+    )
+    .unwrap();
+    let out = p
+        .cmd()
+        .args(["-v", "run", "pipeline.toml"])
+        .env("RUNTIME__LOG_LEVEL", "trace")
+        .env("SOURCES__FILES__API_KEY", "ENVSECRET-91bc")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert_eq!(count(&p.root.join("from_secrets.duckdb"), "SELECT count(*) FROM ds.issues"), 5);
+    let trace_path = p.root.join("dlt-data/pipelines/cli_s/trace.json");
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let t: Value = serde_json::from_str(&trace).unwrap();
+    let resolved: Vec<&str> =
+        t["resolved_config"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert!(resolved.contains(&"destination.duckdb.credentials"), "{trace}");
+    let mut everything = text;
+    for args in
+        [&["pipeline", "cli_s", "info"][..], &["pipeline", "cli_s", "trace"], &["-v", "pipeline", "cli_s", "info"]]
+    {
+        let o = p.dlt(args);
+        everything.push_str(&String::from_utf8_lossy(&o.stdout));
+        everything.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    // every file the pipeline wrote
+    let mut stack = vec![p.root.join("dlt-data")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                everything.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    for secret in ["TOPSECRET-7f3a", "ENVSECRET-91bc"] {
+        assert!(!everything.contains(secret), "secret {secret} leaked");
+    }
+    // a failing run does not print it either
+    std::fs::write(
+        p.root.join(".dlt/secrets.toml"),
+        "[destination.duckdb.credentials]\ndatabase = \"no/such/dir/x.duckdb\"\npassword = \"TOPSECRET-7f3a\"\n",
+    )
+    .unwrap();
+    let o = p.dlt(&["-v", "run", "pipeline.toml"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not exist") && !err.contains("TOPSECRET"), "{err}");
 }

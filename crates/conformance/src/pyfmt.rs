@@ -77,11 +77,7 @@ fn shortest_digits(x: f64) -> (String, i32) {
     let near = near.trim_end_matches('0');
     let near = if near.is_empty() { "0" } else { near };
     let text = format!("{}.{}e{}", &near[..1], &near[1..], near_exp);
-    if near.len() <= n && text.parse::<f64>() == Ok(x) {
-        (near.to_string(), near_exp)
-    } else {
-        (short, short_exp)
-    }
+    if near.len() <= n && text.parse::<f64>() == Ok(x) { (near.to_string(), near_exp) } else { (short, short_exp) }
 }
 
 /// A float as `json.dumps` prints it (`NaN`, `Infinity`, `-Infinity` for non-finite values).

@@ -84,14 +84,35 @@ impl ConfigValue {
     }
 }
 
-/// The configuration providers of a run.
-#[derive(Debug, Clone, Default)]
+/// A value that was resolved: its key and provider (never the value).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resolved {
+    /// Dotted key path that matched (`destination.duckdb.credentials`).
+    pub key: String,
+    /// `environment`, or the toml file it came from.
+    pub provider: String,
+}
+
+/// The configuration providers of a run. `Debug` shows where values come from, never values.
+#[derive(Clone, Default)]
 pub struct Config {
     env: Vec<(String, String)>,
     secrets: Vec<(PathBuf, toml::Table)>,
     configs: Vec<(PathBuf, toml::Table)>,
     /// The active pipeline name (keys prefixed with it are tried first).
     pub pipeline_name: Option<String>,
+    resolved: std::sync::Arc<std::sync::Mutex<Vec<Resolved>>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("env_vars", &self.env.len())
+            .field("secrets_files", &self.secrets.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .field("config_files", &self.configs.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .field("pipeline_name", &self.pipeline_name)
+            .finish()
+    }
 }
 
 fn read_toml(path: &Path) -> Result<Option<toml::Table>> {
@@ -109,6 +130,7 @@ impl Config {
     /// Providers from the process environment, `<run_dir>/.dlt/` and the global dir.
     pub fn load(run_dir: &Path, global_dir: Option<&Path>) -> Result<Config> {
         let mut cfg = Config { env: std::env::vars().collect(), ..Default::default() };
+        cfg.resolved = Default::default();
         let mut dirs = vec![run_dir.join(".dlt")];
         if let Some(g) = global_dir {
             dirs.push(g.to_path_buf());
@@ -133,6 +155,25 @@ impl Config {
             secrets: secrets.map(|t| vec![(PathBuf::from("secrets.toml"), t)]).unwrap_or_default(),
             configs: config.map(|t| vec![(PathBuf::from("config.toml"), t)]).unwrap_or_default(),
             pipeline_name: None,
+            resolved: Default::default(),
+        }
+    }
+
+    /// The keys resolved so far and their providers (for traces; values are never kept).
+    pub fn resolved(&self) -> Vec<Resolved> {
+        self.resolved.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn record(&self, path: &[String], provider: &Provider) {
+        let provider = match provider {
+            Provider::Env => "environment".to_string(),
+            Provider::SecretsToml(p) | Provider::ConfigToml(p) => p.display().to_string(),
+        };
+        let key = path.join(".");
+        if let Ok(mut r) = self.resolved.lock() {
+            if !r.iter().any(|x| x.key == key && x.provider == provider) {
+                r.push(Resolved { key, provider });
+            }
         }
     }
 
@@ -185,6 +226,7 @@ impl Config {
         for p in &paths {
             let refs: Vec<&str> = p.iter().map(String::as_str).collect();
             if let Some(v) = self.env_get(&refs) {
+                self.record(p, &Provider::Env);
                 return Some((ConfigValue::Str(v), Provider::Env));
             }
         }
@@ -192,7 +234,9 @@ impl Config {
             for p in &paths {
                 let refs: Vec<&str> = p.iter().map(String::as_str).collect();
                 if let Some(v) = Self::toml_get(t, &refs) {
-                    return Some((ConfigValue::Toml(v), Provider::SecretsToml(file.clone())));
+                    let prov = Provider::SecretsToml(file.clone());
+                    self.record(p, &prov);
+                    return Some((ConfigValue::Toml(v), prov));
                 }
             }
         }
@@ -200,7 +244,9 @@ impl Config {
             for p in &paths {
                 let refs: Vec<&str> = p.iter().map(String::as_str).collect();
                 if let Some(v) = Self::toml_get(t, &refs) {
-                    return Some((ConfigValue::Toml(v), Provider::ConfigToml(file.clone())));
+                    let prov = Provider::ConfigToml(file.clone());
+                    self.record(p, &prov);
+                    return Some((ConfigValue::Toml(v), prov));
                 }
             }
         }
@@ -282,6 +328,16 @@ mod tests {
         assert_eq!(names[3], "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD");
         assert_eq!(names[5], "CREDENTIALS__PASSWORD");
         assert_eq!(names.len(), 6);
+    }
+
+    #[test]
+    fn debug_never_shows_values() {
+        let secrets: toml::Table = "[sources.x]\napi_key = \"TOPSECRET\"\n".parse().unwrap();
+        let cfg = Config::from_parts(vec![("X__TOKEN".into(), "ENVSECRET".into())], Some(secrets), None);
+        assert_eq!(cfg.secret(&["sources", "x"], "api_key").unwrap().expose(), "TOPSECRET");
+        let dbg = format!("{cfg:?} {:?}", cfg.resolved());
+        assert!(!dbg.contains("TOPSECRET") && !dbg.contains("ENVSECRET"), "{dbg}");
+        assert_eq!(cfg.resolved()[0].key, "sources.x.api_key");
     }
 
     #[test]

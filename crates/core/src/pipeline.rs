@@ -314,6 +314,9 @@ pub struct Trace {
     /// The load info, when the run got that far.
     #[serde(default)]
     pub load_info: Value,
+    /// Config keys resolved for the run, with their providers (never their values).
+    #[serde(default)]
+    pub resolved_config: Vec<crate::config::Resolved>,
 }
 
 /// A pipeline: a working directory, a destination and a dataset.
@@ -511,6 +514,7 @@ impl Pipeline {
         let first_run = self.state.local_mut().get("first_run").and_then(Value::as_bool).unwrap_or(true);
         let result = self.run_inner(data.into_source(&self.name), &mut trace);
         trace.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        trace.resolved_config = self.config.resolved();
         let result = result.map(|mut info| {
             info.started_at = started_at;
             info.finished_at = trace.finished_at.clone();
