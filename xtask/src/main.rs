@@ -26,7 +26,7 @@ tasks:
                             --workspace --no-fail-fast [ARGS]`, then the conformance cases
                             (`--skip-conformance` skips those; CI never passes it)
   conformance --cases DIR --keep OUT [--must-pass FILE] [ARGS…]
-                            run the dlt-conformance runner (release build)
+                            run the dlt-conformance runner (dev build, shared with the tests)
   quickstart                build the CLI and run examples/quickstart (DLT_DATA_DIR defaults
                             to examples/quickstart/.dlt-data)
   bench <W1|W1s> [--runs N] [--keep] [--no-record] [--bin DLT]
@@ -200,10 +200,10 @@ fn ensure_nextest(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// `cargo run --release -p dlt-conformance --bin dlt-conformance -- ARGS`.
+/// `cargo run -p dlt-conformance --bin dlt-conformance -- ARGS` (dev profile: the tests already built it).
 fn run_conformance(ctx: &Ctx, args: impl IntoIterator<Item = OsString>) -> Result<std::process::ExitStatus> {
     status(
-        ctx.cargo().args(["run", "--release", "-p", "dlt-conformance", "--bin", "dlt-conformance", "--"]).args(args),
+        ctx.cargo().args(["run", "-p", "dlt-conformance", "--bin", "dlt-conformance", "--"]).args(args),
         "",
     )
 }
