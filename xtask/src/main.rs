@@ -202,10 +202,7 @@ fn ensure_nextest(ctx: &Ctx) -> Result<()> {
 
 /// `cargo run -p dlt-conformance --bin dlt-conformance -- ARGS` (dev profile: the tests already built it).
 fn run_conformance(ctx: &Ctx, args: impl IntoIterator<Item = OsString>) -> Result<std::process::ExitStatus> {
-    status(
-        ctx.cargo().args(["run", "-p", "dlt-conformance", "--bin", "dlt-conformance", "--"]).args(args),
-        "",
-    )
+    status(ctx.cargo().args(["run", "-p", "dlt-conformance", "--bin", "dlt-conformance", "--"]).args(args), "")
 }
 
 /// `cargo xtask conformance --cases DIR --keep OUT [--must-pass FILE] [ARGS…]`.

@@ -600,12 +600,11 @@ fn cmp_outcome(ctx: &mut Ctx, path: &str, oe: &Value, oa: &Value) -> anyhow::Res
                 ),
             );
         }
-    } else if !ctx.opts.ignore_row_counts {
-        if let (Some(ce), Some(ca)) = (me.get("normalized_row_counts"), ma.get("normalized_row_counts")) {
-            if !py_eq(ce, ca) {
-                ctx.add(path, format!("normalized_row_counts: expected {}, got {}", short(ce, 300), short(ca, 300)));
-            }
-        }
+    } else if !ctx.opts.ignore_row_counts
+        && let (Some(ce), Some(ca)) = (me.get("normalized_row_counts"), ma.get("normalized_row_counts"))
+        && !py_eq(ce, ca)
+    {
+        ctx.add(path, format!("normalized_row_counts: expected {}, got {}", short(ce, 300), short(ca, 300)));
     }
     Ok(())
 }

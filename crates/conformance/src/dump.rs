@@ -471,10 +471,10 @@ fn map_key_str(ty: &Ty, j: &Value) -> String {
         Value::String(s) => s.as_str(),
         Value::Null => return "None".to_string(),
         other => {
-            if let (Ty::Union(members), Some(t)) = (ty, other.get("t").and_then(Value::as_u64)) {
-                if let Some((_, mt)) = members.get(t as usize) {
-                    return map_key_str(mt, &other["v"]);
-                }
+            if let (Ty::Union(members), Some(t)) = (ty, other.get("t").and_then(Value::as_u64))
+                && let Some((_, mt)) = members.get(t as usize)
+            {
+                return map_key_str(mt, &other["v"]);
             }
             return sk(other);
         }
@@ -1021,10 +1021,10 @@ impl Dumper<'_> {
                 let mut vals: BTreeSet<String> = BTreeSet::new();
                 for row in &rows {
                     for &i in &tcols {
-                        if let Value::String(s) = &row[i] {
-                            if !is_literal_time(s) {
-                                vals.insert(s.clone());
-                            }
+                        if let Value::String(s) = &row[i]
+                            && !is_literal_time(s)
+                        {
+                            vals.insert(s.clone());
                         }
                     }
                 }
@@ -1032,10 +1032,10 @@ impl Dumper<'_> {
                     vals.into_iter().enumerate().map(|(i, v)| (v, format!("T{}", i + 1))).collect();
                 for row in rows.iter_mut() {
                     for &i in &tcols {
-                        if let Value::String(s) = &row[i] {
-                            if let Some(tok) = tmap.get(s) {
-                                row[i] = Value::String(tok.clone());
-                            }
+                        if let Value::String(s) = &row[i]
+                            && let Some(tok) = tmap.get(s)
+                        {
+                            row[i] = Value::String(tok.clone());
                         }
                     }
                 }
@@ -1163,6 +1163,7 @@ fn list_idx_int(v: &Value) -> Option<(String, String)> {
 
 /// Replaces `_dlt_id`/`_dlt_parent_id`/`_dlt_root_id` by linkage tokens and returns, per
 /// table, the row indices in canonical order.
+#[allow(clippy::needless_range_loop)] // (table, row) indices address several parallel vectors
 fn assign_ids(tables: &mut [Tbl]) -> Vec<Vec<usize>> {
     // global index of raw _dlt_id -> rows
     let mut by_id: HashMap<String, Vec<RowRef>> = HashMap::new();

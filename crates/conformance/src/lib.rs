@@ -6,6 +6,7 @@ pub mod compare;
 pub mod dump;
 pub mod jsonfmt;
 pub mod pyfmt;
+pub mod runner;
 
 pub use compare::{CompareOptions, compare, format_report, try_compare};
 pub use dump::{dump, dump_connection};

@@ -75,7 +75,8 @@ pub fn run_case(case_dir: &Path, out_dir: &Path) -> Result<Value> {
     drop(duckdb::Connection::open(&db)?);
     let pipelines = out_dir.join("pipelines");
     let runs = case["runs"].as_array().cloned().unwrap_or_default();
-    let mut datasets: Vec<String> = runs.iter().filter_map(|r| r["dataset_name"].as_str().map(str::to_string)).collect();
+    let mut datasets: Vec<String> =
+        runs.iter().filter_map(|r| r["dataset_name"].as_str().map(str::to_string)).collect();
     datasets.sort();
     datasets.dedup();
     let time_tokens: Option<Vec<String>> = case
@@ -133,8 +134,11 @@ fn run_one(case_dir: &Path, run: &Value, db: &Path, pipelines: &Path) -> dlt::Re
             items.extend(read_jsonl(&path).map_err(|e| dlt::Error::Config(format!("{e:#}")))?);
         }
         let hints = match r.get("hints") {
-            Some(h) => dlt::ResourceHints::from_json(h)
-                .map_err(|e| dlt::Error::StepFailed { step: dlt::Step::Extract, load_id: None, source: Box::new(e) })?,
+            Some(h) => dlt::ResourceHints::from_json(h).map_err(|e| dlt::Error::StepFailed {
+                step: dlt::Step::Extract,
+                load_id: None,
+                source: Box::new(e),
+            })?,
             None => dlt::ResourceHints::default(),
         };
         resources.push(dlt::Resource::from_values(rname, items).with_hints(hints));
