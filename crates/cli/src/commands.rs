@@ -284,11 +284,11 @@ fn trace(wd: &Path) -> Result<()> {
         if let Some(e) = &s.error {
             println!("  error: {e}");
         }
-        if s.step == "normalize" {
-            if let Value::Object(m) = &s.details {
-                for (k, v) in m {
-                    println!("- {k}: {v} row(s)");
-                }
+        if s.step == "normalize"
+            && let Value::Object(m) = &s.details
+        {
+            for (k, v) in m {
+                println!("- {k}: {v} row(s)");
             }
         }
     }

@@ -30,17 +30,17 @@ impl Progress for Bars {
         }
     }
     fn items(&self, _step: Step, count: u64) {
-        if let Ok(g) = self.bar.lock() {
-            if let Some(b) = g.as_ref() {
-                b.set_position(count);
-            }
+        if let Ok(g) = self.bar.lock()
+            && let Some(b) = g.as_ref()
+        {
+            b.set_position(count);
         }
     }
     fn step_finished(&self, _step: Step) {
-        if let Ok(mut g) = self.bar.lock() {
-            if let Some(b) = g.take() {
-                b.finish_and_clear();
-            }
+        if let Ok(mut g) = self.bar.lock()
+            && let Some(b) = g.take()
+        {
+            b.finish_and_clear();
         }
     }
 }

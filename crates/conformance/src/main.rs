@@ -1,6 +1,7 @@
 //! Tiny CLI around the library:
 //!
 //! ```text
+//! dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]   run cases through dlt-rs
 //! dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]
 //! dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts]
 //!                 [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]
@@ -8,7 +9,7 @@
 //! `compare` exits 0 (equal), 1 (different) or 2 (bad input), like compare.py.
 
 use dlt_conformance::{CompareOptions, dump, format_report, to_pretty_json, try_compare};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("dump") => run_dump(&args[1..]),
         Some("compare") => run_compare(&args[1..]),
+        Some(a) if a.starts_with("--") => run_cases(&args),
         _ => usage(),
     }
 }
@@ -121,4 +123,84 @@ fn run_compare(args: &[String]) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Run cases through dlt-rs, print one line per case and `conformance: N passed, M failed`; fail when
+/// a case of the must-pass list (or, without a list, any case) differs from its expected result.
+fn run_cases(argv: &[String]) -> ExitCode {
+    let mut cases = None;
+    let mut keep = None;
+    let mut must_pass = None;
+    let mut filter = None;
+    let mut verbose = false;
+    let mut args = argv.iter().cloned();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--cases" => cases = args.next().map(PathBuf::from),
+            "--keep" => keep = args.next().map(PathBuf::from),
+            "--must-pass" => must_pass = args.next().map(PathBuf::from),
+            "--filter" => filter = args.next(),
+            "-v" | "--verbose" => verbose = true,
+            other => {
+                eprintln!("unknown argument {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(cases), Some(keep)) = (cases, keep) else {
+        eprintln!("usage: run-cases --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]");
+        return ExitCode::from(2);
+    };
+    let must: Option<Vec<String>> = match must_pass.map(std::fs::read_to_string) {
+        Some(Ok(s)) => Some(
+            s.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()).collect(),
+        ),
+        Some(Err(e)) => {
+            eprintln!("cannot read the must-pass list: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let outcomes = match dlt_conformance::runner::run_all(&cases, &keep, filter.as_deref()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("conformance: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut passed = 0;
+    let mut known = 0;
+    let mut required_failed = vec![];
+    for o in &outcomes {
+        let required = must.as_ref().map(|m| m.contains(&o.name)).unwrap_or(true);
+        if o.diffs.is_empty() {
+            passed += 1;
+            println!("PASS {}", o.name);
+        } else if required {
+            println!("FAIL {} ({} differences)", o.name, o.diffs.len());
+            for d in o.diffs.iter().take(if verbose { 40 } else { 8 }) {
+                println!("    {d}");
+            }
+            required_failed.push(o.name.clone());
+        } else {
+            known += 1;
+            println!("DIFF {} ({} differences; not in the must-pass list yet)", o.name, o.diffs.len());
+            for d in o.diffs.iter().take(if verbose { 40 } else { 0 }) {
+                println!("    {d}");
+            }
+        }
+    }
+    if let Some(m) = &must {
+        for name in m {
+            if !outcomes.iter().any(|o| &o.name == name) && filter.is_none() {
+                println!("MISSING {name} (in the must-pass list, but no such case)");
+                required_failed.push(name.clone());
+            }
+        }
+    }
+    if known > 0 {
+        println!("{known} case(s) still differ from dlt and are not required yet (DIFF lines above)");
+    }
+    println!("conformance: {passed} passed, {} failed", required_failed.len());
+    if required_failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

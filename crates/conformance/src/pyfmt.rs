@@ -117,7 +117,7 @@ pub fn parse_py_float(s: &str) -> Option<f64> {
         return None;
     }
     if matches!(body, "inf" | "infinity" | "nan") {
-        return cleaned.parse::<f64>().ok();
+        return lower.parse::<f64>().ok();
     }
     // only plain decimal syntax from here on (Rust accepts the same grammar as Python)
     if !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-')) {
@@ -775,5 +775,7 @@ mod tests {
         assert_eq!(parse_py_int("1-01"), None);
         assert_eq!(parse_py_float("1_000.5"), Some(1000.5));
         assert_eq!(parse_py_float("abc"), None);
+        assert_eq!(parse_py_float(" -Infinity "), Some(f64::NEG_INFINITY));
+        assert!(parse_py_float("NaN").unwrap().is_nan());
     }
 }

@@ -156,10 +156,10 @@ pub fn run_all(cases: &Path, keep: &Path, filter: Option<&str>) -> Result<Vec<Ca
     let mut out = vec![];
     for d in dirs {
         let name = d.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if let Some(f) = filter {
-            if !name.contains(f) {
-                continue;
-            }
+        if let Some(f) = filter
+            && !name.contains(f)
+        {
+            continue;
         }
         let case_out = keep.join(&name);
         let result = run_case(&d, &case_out).with_context(|| format!("case {name}"))?;

@@ -170,10 +170,10 @@ impl Config {
             Provider::SecretsToml(p) | Provider::ConfigToml(p) => p.display().to_string(),
         };
         let key = path.join(".");
-        if let Ok(mut r) = self.resolved.lock() {
-            if !r.iter().any(|x| x.key == key && x.provider == provider) {
-                r.push(Resolved { key, provider });
-            }
+        if let Ok(mut r) = self.resolved.lock()
+            && !r.iter().any(|x| x.key == key && x.provider == provider)
+        {
+            r.push(Resolved { key, provider });
         }
     }
 

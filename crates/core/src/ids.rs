@@ -33,10 +33,10 @@ pub fn new_load_id(after: Option<&str>) -> String {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let mut t = now;
-    if let Some(prev) = after.and_then(|p| p.parse::<f64>().ok()) {
-        if t <= prev {
-            t = prev + 0.000001;
-        }
+    if let Some(prev) = after.and_then(|p| p.parse::<f64>().ok())
+        && t <= prev
+    {
+        t = prev + 0.000001;
     }
     format_py_float(t)
 }

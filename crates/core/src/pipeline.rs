@@ -42,15 +42,15 @@ pub trait Progress: Send + Sync {
 
 /// dlt's default data dir: `$DLT_DATA_DIR`, `$XDG_DATA_HOME/dlt`, `/var/dlt` for root, `~/.dlt`, `/tmp/dlt`.
 pub fn default_data_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("DLT_DATA_DIR") {
-        if !d.is_empty() {
-            return PathBuf::from(d);
-        }
+    if let Ok(d) = std::env::var("DLT_DATA_DIR")
+        && !d.is_empty()
+    {
+        return PathBuf::from(d);
     }
-    if let Ok(d) = std::env::var("XDG_DATA_HOME") {
-        if !d.is_empty() {
-            return PathBuf::from(d).join("dlt");
-        }
+    if let Ok(d) = std::env::var("XDG_DATA_HOME")
+        && !d.is_empty()
+    {
+        return PathBuf::from(d).join("dlt");
     }
     #[cfg(unix)]
     {
@@ -692,7 +692,7 @@ impl Pipeline {
                 let n = writers.write(&table, item)?;
                 *pstate.extracted_items.entry(table).or_default() += n;
                 total += n;
-                if total % 10_000 == 0 {
+                if total.is_multiple_of(10_000) {
                     self.report(|p| p.items(Step::Extract, total));
                 }
             }
@@ -746,10 +746,10 @@ impl Pipeline {
         let schema_doc = fs::read_to_string(ex_dir.join(SCHEMA_FILE)).at(ex_dir.join(SCHEMA_FILE))?;
         let mut schema = Schema::from_str_any(&schema_doc)?;
         // the local schema may have evolved since (another package); start from the newest
-        if let Some(local) = self.schema(&schema.name)? {
-            if local.version >= schema.version {
-                schema = local;
-            }
+        if let Some(local) = self.schema(&schema.name)?
+            && local.version >= schema.version
+        {
+            schema = local;
         }
         let out_dir = self.storage.new_normalize(load_id)?;
         let jobs_dir = out_dir.join(NEW_JOBS);
@@ -1133,10 +1133,8 @@ impl ExtractWriters {
             Item::Arrow(batch) => {
                 let rows = batch.num_rows() as u64;
                 let schema_changed = self.arrow.get(table).map(|(_, s)| s != &batch.schema()).unwrap_or(false);
-                if schema_changed {
-                    if let Some((w, _)) = self.arrow.remove(table) {
-                        w.close()?;
-                    }
+                if schema_changed && let Some((w, _)) = self.arrow.remove(table) {
+                    w.close()?;
                 }
                 if !self.arrow.contains_key(table) {
                     let p = self.dir.join(JobFile::file_name(table, &new_file_id(), 0, FileFormat::Parquet));

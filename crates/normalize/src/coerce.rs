@@ -84,10 +84,10 @@ fn parse_decimal(text: &str, scale: u32) -> Option<i128> {
     if shift > 0 {
         v = v.checked_mul(10i128.checked_pow(shift as u32)?)?;
     }
-    if let Some(r) = round_digit {
-        if r >= '5' {
-            v += 1;
-        }
+    if let Some(r) = round_digit
+        && r >= '5'
+    {
+        v += 1;
     }
     if v.unsigned_abs() >= 10u128.pow(38) {
         return None;
@@ -185,13 +185,14 @@ fn coerce_inner(
     v: &Value,
     is_variant: bool,
 ) -> Result<(Column, Cell)> {
-    if let Value::Number(n) = v {
-        if is_integer(n) && n.as_i64().is_none() {
-            return Err(Error::Schema(format!(
-                "table `{table}`, column `{name}`: integer {} does not fit in 64 bits",
-                n.as_str()
-            )));
-        }
+    if let Value::Number(n) = v
+        && is_integer(n)
+        && n.as_i64().is_none()
+    {
+        return Err(Error::Schema(format!(
+            "table `{table}`, column `{name}`: integer {} does not fit in 64 bits",
+            n.as_str()
+        )));
     }
     let existing = schema.tables.get(table).and_then(|t| t.columns.get(name)).cloned();
     if let Some(col) = existing.as_ref().filter(|c| c.is_complete()) {

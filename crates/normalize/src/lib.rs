@@ -112,13 +112,16 @@ enum IdMode {
     RowHash,
 }
 
+/// An unshortened path and the (possibly shortened) identifier made from it.
+type PathName = (Arc<str>, Arc<str>);
+
 /// Normalized names, cached: keys seen once are never normalized again.
 struct Names {
     naming: Arc<dyn NamingConvention>,
     /// prefix (unshortened path, "" at the top) -> raw key -> (unshortened path, column name)
-    nested: HashMap<Arc<str>, HashMap<String, (Arc<str>, Arc<str>)>>,
+    nested: HashMap<Arc<str>, HashMap<String, PathName>>,
     /// table (unshortened path) -> nested list path -> (child unshortened path, child table name)
-    tables: HashMap<Arc<str>, HashMap<Arc<str>, (Arc<str>, Arc<str>)>>,
+    tables: HashMap<Arc<str>, HashMap<Arc<str>, PathName>>,
     empty: Arc<str>,
 }
 
@@ -257,7 +260,7 @@ impl<'a> Run<'a> {
                 for item in chunk? {
                     self.normalize_item(&root, item)?;
                     self.items += 1;
-                    if self.items % 10_000 == 0 {
+                    if self.items.is_multiple_of(10_000) {
                         on_progress(self.items);
                     }
                 }
@@ -334,11 +337,11 @@ impl<'a> Run<'a> {
             for (k, v) in d {
                 let (path, name) = self.names.key(&prefix, k);
                 match v {
-                    Value::Object(o) if l + 1 <= max_nesting && !self.is_json_column(&table.name, &name) => {
+                    Value::Object(o) if l < max_nesting && !self.is_json_column(&table.name, &name) => {
                         stack.push((o, path, l + 1));
                         continue;
                     }
-                    Value::Array(a) if l + 1 <= max_nesting && !self.is_json_column(&table.name, &name) => {
+                    Value::Array(a) if l < max_nesting && !self.is_json_column(&table.name, &name) => {
                         lists.push((path, a));
                         continue;
                     }
@@ -469,13 +472,14 @@ impl<'a> Run<'a> {
         let buf = self.buffers.get_mut(tname).expect("buffer");
         for (name, v) in row {
             if v.is_null() {
-                if let Some(c) = self.schema.tables[tname].columns.get(name.as_ref()) {
-                    if c.nullable == Some(false) && c.is_complete() {
-                        return Err(Error::Schema(format!(
-                            "table `{tname}`, column `{name}`: null value for a column declared nullable=false (load {})",
-                            self.load_id
-                        )));
-                    }
+                if let Some(c) = self.schema.tables[tname].columns.get(name.as_ref())
+                    && c.nullable == Some(false)
+                    && c.is_complete()
+                {
+                    return Err(Error::Schema(format!(
+                        "table `{tname}`, column `{name}`: null value for a column declared nullable=false (load {})",
+                        self.load_id
+                    )));
                 }
                 continue;
             }

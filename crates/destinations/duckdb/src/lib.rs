@@ -93,14 +93,32 @@ fn lit(s: &str) -> String {
 pub struct DuckDb {
     path: PathBuf,
     caps: Capabilities,
+    memory_limit: Option<String>,
+    threads: Option<u32>,
 }
+
+/// DuckDB's memory limit while loading, unless configured: keeps a load's memory flat however
+/// large the data (DuckDB spills to disk beyond it).
+pub const DEFAULT_MEMORY_LIMIT: &str = "512MB";
 
 impl DuckDb {
     /// A destination writing to the database file at `path` (created if missing).
     pub fn new(path: impl AsRef<Path>) -> Self {
         let p = path.as_ref();
         let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
-        DuckDb { path: abs, caps: capabilities() }
+        DuckDb { path: abs, caps: capabilities(), memory_limit: Some(DEFAULT_MEMORY_LIMIT.into()), threads: None }
+    }
+
+    /// DuckDB's `memory_limit` during loads (`None` = DuckDB's default, 80% of RAM).
+    pub fn with_memory_limit(mut self, limit: Option<String>) -> Self {
+        self.memory_limit = limit;
+        self
+    }
+
+    /// DuckDB's `threads` during loads.
+    pub fn with_threads(mut self, threads: Option<u32>) -> Self {
+        self.threads = threads;
+        self
     }
 
     /// Parse dlt's credentials: `duckdb:///abs/path.duckdb`, `duckdb:///rel.duckdb` or a bare path.
@@ -128,7 +146,7 @@ impl DuckDb {
         };
         let p = PathBuf::from(&path);
         let p = if p.is_absolute() { p } else { base.join(p) };
-        Ok(DuckDb { path: p, caps: capabilities() })
+        Ok(DuckDb::new(p))
     }
 
     /// The database file.
@@ -155,21 +173,30 @@ impl Destination for DuckDb {
         format!("duckdb:///{}", self.path.display())
     }
     fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
-        if let Some(parent) = self.path.parent() {
-            if !parent.as_os_str().is_empty() && !parent.is_dir() {
-                return Err(Error::Destination {
-                    destination: NAME.into(),
-                    message: format!(
-                        "cannot open DuckDB database {}: the folder {} does not exist",
-                        self.path.display(),
-                        parent.display()
-                    ),
-                    transient: false,
-                });
-            }
+        if let Some(parent) = self.path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+        {
+            return Err(Error::Destination {
+                destination: NAME.into(),
+                message: format!(
+                    "cannot open DuckDB database {}: the folder {} does not exist",
+                    self.path.display(),
+                    parent.display()
+                ),
+                transient: false,
+            });
         }
         let conn = duckdb::Connection::open(&self.path)
             .map_err(|e| classify(e, &format!("cannot open DuckDB database {}", self.path.display())))?;
+        let mut settings = String::from("SET preserve_insertion_order = false;");
+        if let Some(m) = &self.memory_limit {
+            settings.push_str(&format!(" SET memory_limit = {};", lit(m)));
+        }
+        if let Some(t) = self.threads {
+            settings.push_str(&format!(" SET threads = {t};"));
+        }
+        conn.execute_batch(&settings).map_err(|e| classify(e, "applying DuckDB settings (memory_limit, threads)"))?;
         Ok(Box::new(DuckDbClient { conn, dataset: dataset_name.to_string(), search_path_set: false }))
     }
 }
@@ -471,10 +498,24 @@ impl DestinationFactory for DuckDbFactory {
                 v => v.as_string(),
             });
         let explicit = ctx.explicit.and_then(|t| t.get("credentials")).and_then(|v| v.as_str()).map(str::to_string);
-        let d = match from_config.or(explicit) {
+        let mut d = match from_config.or(explicit) {
             Some(c) => DuckDb::from_credentials(&c, ctx.run_dir)?,
             None => DuckDb::new(ctx.run_dir.join(format!("{}.duckdb", ctx.pipeline_name))),
         };
+        let setting = |key: &str| {
+            ctx.config.get(&["destination", NAME], key).map(|v| v.as_string()).or_else(|| {
+                ctx.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
+            })
+        };
+        if let Some(m) = setting("memory_limit") {
+            d = d.with_memory_limit(if m.is_empty() || m == "default" { None } else { Some(m) });
+        }
+        if let Some(t) = setting("threads") {
+            let t: u32 = t
+                .parse()
+                .map_err(|_| Error::Config(format!("destination.duckdb.threads must be a number, got `{t}`")))?;
+            d = d.with_threads(Some(t));
+        }
         Ok(Arc::new(d))
     }
 }

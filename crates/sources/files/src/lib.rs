@@ -279,7 +279,7 @@ impl SourceFactory for FilesFactory {
         }
         let mut source = Source::new(name, resources);
         source.max_table_nesting = config.get("max_table_nesting").and_then(|v| v.as_integer()).map(|v| v as u32);
-        source.schema_contract = config.get("schema_contract").map(|v| serde_json::to_value(v)).transpose()?;
+        source.schema_contract = config.get("schema_contract").map(serde_json::to_value).transpose()?;
         Ok(source)
     }
 }
