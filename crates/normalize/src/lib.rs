@@ -216,6 +216,9 @@ impl<'a> Run<'a> {
         // one thread reads and parses lines, this one normalizes: two cores busy, memory bounded
         // by the channel (a few chunks of parsed items)
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Value>>>(4);
+        // processed chunks go back to be freed by the thread that allocated them (allocators
+        // reuse same-thread frees at once; cross-thread frees cost fresh pages)
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Value>>();
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut reader = BufReader::with_capacity(1 << 20, f);
@@ -246,10 +249,17 @@ impl<'a> Run<'a> {
                             return;
                         }
                     }
-                    if chunk.len() == PARSE_CHUNK
-                        && tx.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(PARSE_CHUNK)))).is_err()
-                    {
-                        return;
+                    if chunk.len() == PARSE_CHUNK {
+                        let next = match back_rx.try_recv() {
+                            Ok(mut old) => {
+                                old.clear();
+                                old
+                            }
+                            Err(_) => Vec::with_capacity(PARSE_CHUNK),
+                        };
+                        if tx.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
+                            return;
+                        }
                     }
                 }
                 if !chunk.is_empty() {
@@ -257,13 +267,15 @@ impl<'a> Run<'a> {
                 }
             });
             for chunk in rx {
-                for item in chunk? {
+                let chunk = chunk?;
+                for item in &chunk {
                     self.normalize_item(&root, item)?;
                     self.items += 1;
                     if self.items.is_multiple_of(10_000) {
                         on_progress(self.items);
                     }
                 }
+                let _ = back_tx.send(chunk);
             }
             Ok::<(), Error>(())
         })?;
@@ -272,13 +284,15 @@ impl<'a> Run<'a> {
     }
 
     /// Normalize one item of a root table.
-    fn normalize_item(&mut self, root: &TableRef, item: Value) -> Result<()> {
+    fn normalize_item(&mut self, root: &TableRef, item: &Value) -> Result<()> {
+        let wrapped;
         let map = match item {
             Value::Object(m) => m,
             other => {
                 let mut m = Map::new();
-                m.insert("value".into(), other);
-                m
+                m.insert("value".into(), other.clone());
+                wrapped = m;
+                &wrapped
             }
         };
         let meta = self.meta(&root.name);
@@ -289,13 +303,13 @@ impl<'a> Run<'a> {
                 IdMode::Random => random_row_id(),
                 IdMode::KeyHash => {
                     let pk = self.meta(&root.name).primary_key.clone();
-                    if pk.is_empty() { random_row_id() } else { self.key_hash(&map, &pk) }
+                    if pk.is_empty() { random_row_id() } else { self.key_hash(map, &pk) }
                 }
-                IdMode::RowHash => row_hash(&map),
+                IdMode::RowHash => row_hash(map),
             },
         };
         let root_id = if propagate { Some(row_id.clone()) } else { None };
-        self.normalize_row(root, &map, &row_id, None, root_id.as_deref(), 0, max_nesting)
+        self.normalize_row(root, map, &row_id, None, root_id.as_deref(), 0, max_nesting)
     }
 
     fn key_hash(&mut self, map: &Map<String, Value>, pk: &[String]) -> String {

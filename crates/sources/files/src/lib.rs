@@ -302,6 +302,43 @@ mod tests {
     }
 
     #[test]
+    fn json_arrays_gzip_and_parquet() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.json"), r#"[{"id": 1}, {"id": 2}, {"id": 3}]"#).unwrap();
+        let items: Vec<Item> = FileItems::new(vec![d.path().join("a.json")], None).map(|i| i.unwrap()).collect();
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[2], Item::Json(v) if v["id"] == 3));
+        // gzip-compressed JSONL
+        let gz = d.path().join("b.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(b"{\"x\": 1}\n{\"x\": 2}\n").unwrap();
+        enc.finish().unwrap();
+        let items: Vec<Item> = FileItems::new(vec![gz], None).map(|i| i.unwrap()).collect();
+        assert_eq!(items.len(), 2);
+        assert!(matches!(&items[1], Item::RawJson(s) if s.contains("2")));
+        // parquet written with arrow, read back as one batch
+        let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![(
+            "n",
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3, 4])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let pq = d.path().join("c.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&pq).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let items: Vec<Item> = FileItems::new(vec![pq], None).map(|i| i.unwrap()).collect();
+        assert!(matches!(&items[0], Item::Arrow(b) if b.num_rows() == 4));
+        // a malformed JSON array names the file
+        std::fs::write(d.path().join("bad.json"), "[{\"id\": 1},\n{oops}]").unwrap();
+        let err = FileItems::new(vec![d.path().join("bad.json")], None).next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("bad.json:2"), "{err}");
+        // unknown extension without a format
+        std::fs::write(d.path().join("x.txt"), "").unwrap();
+        let err = FileItems::new(vec![d.path().join("x.txt")], None).next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("cannot tell the format"), "{err}");
+    }
+
+    #[test]
     fn csv_and_glob() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("x1.csv"), "id,name\n1,a\n2,b\n").unwrap();
