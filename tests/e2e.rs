@@ -306,3 +306,43 @@ fn dataset_defaults_and_dev_mode() {
         .unwrap();
     assert!(p.dataset_name().starts_with("d_") && p.dataset_name().len() == "d_".len() + 14, "{}", p.dataset_name());
 }
+
+/// A third-party source: registered by name, usable from a pipeline file.
+struct Counter;
+
+impl dlt::SourceFactory for Counter {
+    fn name(&self) -> &'static str {
+        "counter"
+    }
+    fn build(&self, config: &toml::Table, ctx: &dlt::SourceContext<'_>) -> dlt::Result<dlt::Source> {
+        let n = config.get("count").and_then(|v| v.as_integer()).unwrap_or(3);
+        let r = Resource::from_values("numbers", (0..n).map(|i| json!({"n": i, "sq": i * i})));
+        Ok(dlt::Source::new(ctx.pipeline_name, vec![r]))
+    }
+}
+
+#[test]
+fn third_party_source_through_a_pipeline_file() {
+    let env = Env::new();
+    std::fs::write(
+        env.root.join("p.toml"),
+        format!(
+            "[pipeline]\nname = \"ext\"\ndataset_name = \"ext_data\"\npipelines_dir = \"pipes\"\n\n[destination]\ncredentials = \"{}\"\n\n[source]\ntype = \"counter\"\ncount = 5\n",
+            env.db().display()
+        ),
+    )
+    .unwrap();
+    let mut registry = dlt::registry();
+    registry.register_source(std::sync::Arc::new(Counter));
+    let pf = dlt::PipelineFile::load(&env.root.join("p.toml")).unwrap();
+    let mut p = pf.pipeline(&registry, None).unwrap();
+    let src = pf.source(&registry, p.config()).unwrap();
+    let info = p.run(src).unwrap();
+    assert_eq!(info.row_counts["numbers"], 5);
+    assert_eq!(scalar(&env.db(), "SELECT sum(sq) FROM ext_data.numbers"), "30");
+    // an unknown source type names the compiled-in ones
+    std::fs::write(env.root.join("q.toml"), "[pipeline]\nname = \"q\"\n[source]\ntype = \"nope\"\n").unwrap();
+    let pf = dlt::PipelineFile::load(&env.root.join("q.toml")).unwrap();
+    let err = pf.source(&dlt::registry(), &dlt::Config::default()).unwrap_err().to_string();
+    assert!(err.contains("unknown source type `nope`") && err.contains("files"), "{err}");
+}

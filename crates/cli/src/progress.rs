@@ -19,7 +19,7 @@ impl Progress for Bars {
     fn step_started(&self, step: Step, detail: &str) {
         let b = ProgressBar::new_spinner();
         b.set_style(
-            ProgressStyle::with_template("{spinner} {prefix:>9} {msg} {human_pos} items [{elapsed}] {per_sec}")
+            ProgressStyle::with_template("{spinner} {prefix:>9} {msg} {human_pos} items [{elapsed}]")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         b.set_prefix(step.to_string());

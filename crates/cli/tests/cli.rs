@@ -274,3 +274,33 @@ fn secrets_never_reach_output_logs_or_trace() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("does not exist") && !err.contains("TOPSECRET"), "{err}");
 }
+
+#[test]
+fn failed_load_is_shown_by_failed_jobs_and_stays_pending() {
+    let p = Project::new("cli_fj", 3, "append");
+    // a declared NOT NULL column that no record has: DuckDB rejects the rows at load
+    let toml = std::fs::read_to_string(p.root.join("pipeline.toml")).unwrap()
+        + "[source.resources.columns.must]\ndata_type = \"text\"\nnullable = false\n";
+    std::fs::write(p.root.join("pipeline.toml"), toml).unwrap();
+    let o = p.dlt(&["run", "pipeline.toml"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("pipeline step load failed") && err.contains("must"), "{err}");
+    let failed = ok(&p.dlt(&["pipeline", "cli_fj", "failed-jobs"]));
+    assert!(failed.contains("Checking failed jobs in load id") && failed.contains("NOT NULL"), "{failed}");
+    let info = ok(&p.dlt(&["pipeline", "cli_fj", "info"]));
+    assert!(info.contains("normalized (pending load)"), "{info}");
+    // nothing of the package reached the destination, not even its state row
+    let db = p.db("cli_fj");
+    assert_eq!(count(&db, "SELECT count(*) FROM ds.issues"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM ds._dlt_loads"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM ds._dlt_pipeline_state"), 0);
+    // the next run retries the pending package first and fails again without extracting anew
+    assert!(!p.dlt(&["run", "pipeline.toml"]).status.success());
+    let info = ok(&p.dlt(&["pipeline", "cli_fj", "info"]));
+    assert_eq!(info.matches("normalized (pending load)").count(), 1, "{info}");
+    let dropped = ok(&p.dlt(&["pipeline", "cli_fj", "drop-pending-packages"]));
+    assert!(dropped.contains("Dropped 1 pending package(s)"), "{dropped}");
+    let failed = ok(&p.dlt(&["pipeline", "cli_fj", "failed-jobs"]));
+    assert!(failed.contains("No failed jobs found"), "{failed}");
+}
