@@ -482,6 +482,27 @@ impl Pipeline {
     /// Restore state and schemas from the destination when the local state is missing.
     pub fn sync_destination(&mut self) -> Result<bool> {
         if self.working_dir.join("state.json").exists() {
+            let local_dataset = self.state.get("dataset_name").and_then(Value::as_str).unwrap_or_default();
+            if !local_dataset.is_empty() && local_dataset != self.dataset_name {
+                // another dataset than the last run's: a dataset without this pipeline's state
+                // starts from fresh schemas (as dlt does); one with state restores it when newer
+                let mut client = self.destination.client(&self.dataset_name)?;
+                let stored = client.stored_state(&self.name)?;
+                drop(client);
+                match stored {
+                    None => {
+                        let dir = self.working_dir.join("schemas");
+                        for f in crate::package::list_files(&dir)? {
+                            fs::remove_file(&f).at(&f)?;
+                        }
+                    }
+                    Some(s) if s.version > self.state.version() => {
+                        fs::remove_file(self.working_dir.join("state.json")).at(self.working_dir.join("state.json"))?;
+                        return self.sync_destination();
+                    }
+                    Some(_) => {}
+                }
+            }
             return Ok(false);
         }
         let mut client = self.destination.client(&self.dataset_name)?;
@@ -806,6 +827,18 @@ impl Pipeline {
             }
         }
         pstate.truncate_tables = truncate;
+        // a replaced table that got no rows still reports them (dlt: `table: 0`)
+        for tables in pstate.resources.values() {
+            for t in tables {
+                if schema
+                    .tables
+                    .get(t)
+                    .is_some_and(|x| x.write_disposition == Some(WriteDisposition::Replace) && x.seen_data())
+                {
+                    row_counts.entry(t.clone()).or_insert(0);
+                }
+            }
+        }
         let mut with_jobs: Vec<String> = vec![];
         for j in list_jobs(&out_dir, NEW_JOBS)? {
             if !with_jobs.contains(&j.table) {

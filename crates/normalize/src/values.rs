@@ -27,6 +27,26 @@ pub struct ParsedTimestamp {
 /// Date-only strings are not timestamps here (see [`parse_iso_date`]).
 pub fn parse_iso_timestamp(s: &str) -> Option<ParsedTimestamp> {
     let b = s.as_bytes();
+    if b.len() >= 15 && b[8] == b'T' && b[..8].iter().all(u8::is_ascii_digit) {
+        // ISO 8601 basic format: YYYYMMDDTHHMMSS[.f][Z|±HHMM]
+        let mut ext =
+            format!("{}-{}-{}T{}:{}:{}", &s[0..4], &s[4..6], &s[6..8], s.get(9..11)?, s.get(11..13)?, s.get(13..15)?);
+        if !s.get(9..15)?.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let rest = &s[15..];
+        let (frac, tz) = match rest.find(['Z', 'z', '+', '-']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        ext.push_str(frac);
+        if tz.len() == 5 && !tz.contains(':') {
+            ext.push_str(&format!("{}:{}", &tz[..3], &tz[3..]));
+        } else {
+            ext.push_str(tz);
+        }
+        return parse_iso_timestamp(&ext);
+    }
     if b.len() < 16 {
         return None;
     }
@@ -234,6 +254,11 @@ mod tests {
         assert!(parse_iso_timestamp("2024-01-02").is_none());
         assert!(parse_iso_timestamp("2024-13-45T00:00:00").is_none());
         assert!(parse_iso_timestamp("12:30:00").is_none());
+        let basic = parse_iso_timestamp("20240601T120000Z").unwrap();
+        assert_eq!(micros_to_iso(basic.micros, true), "2024-06-01T12:00:00+00:00");
+        assert_eq!(parse_iso_timestamp("20240601T120000+0200").unwrap().micros, basic.micros - 7_200_000_000);
+        assert!(parse_iso_timestamp("2024-W01-1").is_none());
+        assert!(parse_iso_timestamp("2024-02-30T00:00:00Z").is_none());
         let f = parse_iso_timestamp("2024-01-02T03:04:05.123456Z").unwrap();
         assert_eq!(f.micros % 1_000_000, 123456);
         assert_eq!(parse_iso_date("1970-01-02"), Some(1));
