@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod contract;
 pub mod destination;
 pub mod error;
 pub mod fault;

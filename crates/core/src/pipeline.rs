@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::contract::{ContractMode, SchemaContract, violation};
 use crate::destination::{Destination, DestinationClient, FileFormat, JobFile, PackageToLoad};
 use crate::error::{Error, IoContext, Result, Step};
 use crate::ids::{load_id_time, new_load_id, random_row_id};
@@ -669,14 +670,22 @@ impl Pipeline {
         for resource in source.resources {
             let (name, hints, items) = resource.into_parts();
             let mut tables_seen: Vec<String> = vec![];
-            if let Some(TableName::Static(t)) = &hints.table_name {
-                let t = self.naming.normalize_table_identifier(t);
-                apply_hints(&mut schema, &t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
-                tables_seen.push(t);
-            } else if hints.table_name.is_none() {
-                let t = self.naming.normalize_table_identifier(&name);
-                apply_hints(&mut schema, &t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
-                tables_seen.push(t);
+            // tables that a `tables` contract keeps out (discard) or that await their first item
+            // before the contract decides (a new table with a non-evolve contract)
+            let mut filtered: std::collections::HashSet<String> = Default::default();
+            let mut pending_contract: Option<String> = None;
+            let static_table = match &hints.table_name {
+                Some(TableName::Static(t)) => Some(self.naming.normalize_table_identifier(t)),
+                None => Some(self.naming.normalize_table_identifier(&name)),
+                Some(TableName::Dynamic(_)) => None,
+            };
+            if let Some(t) = &static_table {
+                if tables_contract(&schema, t, &hints)? == ContractMode::Evolve {
+                    apply_hints(&mut schema, t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
+                } else {
+                    pending_contract = Some(t.clone());
+                }
+                tables_seen.push(t.clone());
             }
             let mut table_cache: HashMap<String, String> = HashMap::new();
             for (idx, item) in items.enumerate() {
@@ -701,15 +710,40 @@ impl Pipeline {
                             t.clone()
                         } else {
                             let t = self.naming.normalize_table_identifier(&raw);
-                            apply_hints(&mut schema, &t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
-                            if !tables_seen.contains(&t) {
-                                tables_seen.push(t.clone());
+                            if !tables_seen.contains(&t) && !filtered.contains(&t) {
+                                pending_contract = Some(t.clone());
                             }
                             table_cache.insert(raw, t.clone());
                             t
                         }
                     }
                 };
+                if pending_contract.as_deref() == Some(table.as_str()) {
+                    pending_contract = None;
+                    match tables_contract(&schema, &table, &hints)? {
+                        ContractMode::Evolve => {
+                            apply_hints(
+                                &mut schema,
+                                &table,
+                                &name,
+                                &hints,
+                                source.max_table_nesting,
+                                self.naming.as_ref(),
+                            );
+                            if !tables_seen.contains(&table) {
+                                tables_seen.push(table.clone());
+                            }
+                        }
+                        ContractMode::Freeze => return Err(violation("tables", &table, None, None)),
+                        ContractMode::DiscardRow | ContractMode::DiscardValue => {
+                            tables_seen.retain(|t| t != &table);
+                            filtered.insert(table.clone());
+                        }
+                    }
+                }
+                if filtered.contains(&table) {
+                    continue;
+                }
                 let n = writers.write(&table, item)?;
                 *pstate.extracted_items.entry(table).or_default() += n;
                 total += n;
@@ -1018,6 +1052,23 @@ impl Pipeline {
         client.update_stored_schema(schema, &ddl_tables)?;
         client.commit_package(&PackageToLoad { load_id, schema, jobs, truncate_tables: &pstate.truncate_tables })
     }
+}
+
+/// The `tables` contract for a table at extract: only a new table is subject to it.
+fn tables_contract(schema: &Schema, table: &str, hints: &ResourceHints) -> Result<ContractMode> {
+    let existing = schema.tables.get(table);
+    if existing.is_some_and(|t| t.has_complete_columns() || t.seen_data()) {
+        return Ok(ContractMode::Evolve);
+    }
+    let v = hints
+        .schema_contract
+        .as_ref()
+        .or(existing.and_then(|t| t.schema_contract.as_ref()))
+        .or(schema.settings.schema_contract.as_ref());
+    Ok(match v {
+        Some(v) => SchemaContract::parse(v)?.tables,
+        None => ContractMode::Evolve,
+    })
 }
 
 /// Put a resource's hints on its table in the schema.

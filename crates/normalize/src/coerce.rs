@@ -167,6 +167,7 @@ pub(crate) fn coerce(col: &Column, v: &Value) -> Option<Cell> {
 /// Coerce a non-null value of column `name` in `table`, evolving the schema as dlt does:
 /// a new column is inferred, an incomplete (declared) column is completed, and a value that
 /// cannot be coerced goes to the variant column `<name>__v_<type>`.
+#[cfg(test)]
 pub fn coerce_value(
     schema: &mut Schema,
     naming: &dyn NamingConvention,
@@ -174,17 +175,62 @@ pub fn coerce_value(
     name: &str,
     v: &Value,
 ) -> Result<(Column, Cell)> {
-    coerce_inner(schema, naming, table, name, v, false)
+    let c = plan_value(schema, naming, table, name, v)?;
+    if c.new.is_some() {
+        add_column(schema, table, &c.col);
+    }
+    Ok((c.col, c.cell))
 }
 
-fn coerce_inner(
-    schema: &mut Schema,
+/// What a coercion needs added to the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKind {
+    /// A column the table does not have.
+    Column,
+    /// A declared column without a type gets one.
+    Completed,
+    /// A variant column `<name>__v_<type>`.
+    Variant,
+}
+
+/// A coerced value, and the column it goes to (to be added to the schema when `new` is set).
+#[derive(Debug, Clone)]
+pub struct Coerced {
+    /// The column.
+    pub col: Column,
+    /// The value.
+    pub cell: Cell,
+    /// Whether the column must be added first.
+    pub new: Option<NewKind>,
+}
+
+/// Add (or complete) a column of a table.
+pub fn add_column(schema: &mut Schema, table: &str, col: &Column) {
+    let t = schema.tables.get_mut(table).expect("table exists");
+    t.columns.insert(col.name.clone(), col.clone());
+}
+
+/// Coerce a non-null value of column `name` in `table` as dlt does, without changing the schema:
+/// a new column is inferred, an incomplete (declared) column is completed, and a value that
+/// cannot be coerced goes to the variant column `<name>__v_<type>`.
+pub fn plan_value(
+    schema: &Schema,
+    naming: &dyn NamingConvention,
+    table: &str,
+    name: &str,
+    v: &Value,
+) -> Result<Coerced> {
+    plan_inner(schema, naming, table, name, v, false)
+}
+
+fn plan_inner(
+    schema: &Schema,
     naming: &dyn NamingConvention,
     table: &str,
     name: &str,
     v: &Value,
     is_variant: bool,
-) -> Result<(Column, Cell)> {
+) -> Result<Coerced> {
     if let Value::Number(n) = v
         && is_integer(n)
         && n.as_i64().is_none()
@@ -194,10 +240,10 @@ fn coerce_inner(
             n.as_str()
         )));
     }
-    let existing = schema.tables.get(table).and_then(|t| t.columns.get(name)).cloned();
-    if let Some(col) = existing.as_ref().filter(|c| c.is_complete()) {
+    let existing = schema.tables.get(table).and_then(|t| t.columns.get(name));
+    if let Some(col) = existing.filter(|c| c.is_complete()) {
         if let Some(cell) = coerce(col, v) {
-            return Ok((col.clone(), cell));
+            return Ok(Coerced { col: col.clone(), cell, new: None });
         }
         if is_variant {
             return Err(Error::Schema(format!(
@@ -207,11 +253,12 @@ fn coerce_inner(
             )));
         }
         let vname = naming.make_path(&[name, &format!("v_{}", py_type(v).as_str())]);
-        return coerce_inner(schema, naming, table, &vname, v, true);
+        return plan_inner(schema, naming, table, &vname, v, true);
     }
     // new column, or a declared column without a type
     let dt = infer_type(schema, v);
-    let mut col = existing.unwrap_or_else(|| Column { name: name.to_string(), ..Default::default() });
+    let completed = existing.is_some();
+    let mut col = existing.cloned().unwrap_or_else(|| Column { name: name.to_string(), ..Default::default() });
     col.data_type = Some(dt);
     if col.nullable.is_none() {
         col.nullable = Some(true);
@@ -223,9 +270,14 @@ fn coerce_inner(
     let cell = coerce(&col, v).ok_or_else(|| {
         Error::Schema(format!("table `{table}`, column `{name}`: cannot store value {} as {dt}", truncate(v)))
     })?;
-    let t = schema.tables.get_mut(table).expect("table exists");
-    t.columns.insert(name.to_string(), col.clone());
-    Ok((col, cell))
+    let new = if is_variant {
+        NewKind::Variant
+    } else if completed {
+        NewKind::Completed
+    } else {
+        NewKind::Column
+    };
+    Ok(Coerced { col, cell, new: Some(new) })
 }
 
 fn truncate(v: &Value) -> String {

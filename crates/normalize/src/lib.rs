@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
+use dlt_core::contract::{ContractMode, SchemaContract, violation};
 use dlt_core::destination::{FileFormat, JobFile};
 use dlt_core::error::{Error, IoContext, Result};
 use dlt_core::ids::{DLT_ID_LENGTH_BYTES, child_row_id, digest_b64, random_row_id};
@@ -48,6 +49,9 @@ impl Normalizer for RelationalNormalizer {
             load_id: req.load_id,
             out_dir: req.output_dir,
             buffers: HashMap::default(),
+            new_tables: Default::default(),
+            filtered: Default::default(),
+            contracts: HashMap::default(),
             table_meta: HashMap::default(),
             cells: Vec::with_capacity(64),
             items: 0,
@@ -161,6 +165,12 @@ impl Names {
 
 struct Run<'a> {
     schema: &'a mut Schema,
+    /// Tables that had no materialized columns when this package first touched them.
+    new_tables: rustc_hash::FxHashSet<Arc<str>>,
+    /// Tables whose rows a contract discards (with their nested tables).
+    filtered: rustc_hash::FxHashSet<Arc<str>>,
+    /// Contract per table, resolved once.
+    contracts: HashMap<Arc<str>, SchemaContract>,
     naming: Arc<dyn NamingConvention>,
     names: Names,
     load_id: &'a str,
@@ -343,6 +353,9 @@ impl<'a> Run<'a> {
         lvl: u32,
         max_nesting: u32,
     ) -> Result<()> {
+        if !self.admit_table(table)? {
+            return Ok(()); // a contract discards this table and everything nested in it
+        }
         // flatten: scalars of a level first, nested dicts expanded from a LIFO stack
         let mut row: Vec<(Arc<str>, &'v Value)> = Vec::with_capacity(map.len() + 4);
         let mut lists: Vec<(Arc<str>, &'v Vec<Value>)> = vec![];
@@ -404,6 +417,9 @@ impl<'a> Run<'a> {
                     self.normalize_row(table, &wrap, &id, Some(link), root_id, lvl, max_nesting)?;
                 }
                 scalar => {
+                    if !self.admit_table(table)? {
+                        return Ok(());
+                    }
                     let id = child_row_id(parent_id, &table.name, idx);
                     let (_, value_name) = self.names.key(&self.names.empty.clone(), "value");
                     let row = [(value_name, scalar)];
@@ -412,6 +428,46 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    fn contract(&mut self, table: &str) -> Result<SchemaContract> {
+        if let Some(c) = self.contracts.get(table) {
+            return Ok(*c);
+        }
+        let c = SchemaContract::for_table(self.schema, table)?;
+        self.contracts.insert(Arc::from(table), c);
+        Ok(c)
+    }
+
+    /// Whether rows may go to `table`; applies the `tables` contract to new nested tables.
+    fn admit_table(&mut self, table: &TableRef) -> Result<bool> {
+        if self.buffers.contains_key(table.name.as_ref()) {
+            return Ok(true);
+        }
+        if self.filtered.contains(table.name.as_ref()) {
+            return Ok(false);
+        }
+        let exists = self.schema.tables.get(table.name.as_ref()).is_some_and(Table::has_complete_columns);
+        if !exists {
+            if let Some(parent) = &table.parent {
+                if self.filtered.contains(parent.as_ref()) {
+                    self.filtered.insert(table.name.clone());
+                    return Ok(false);
+                }
+                // new root tables were checked in extract; new nested tables are checked here
+                match self.contract(parent)?.tables {
+                    ContractMode::Evolve => {}
+                    ContractMode::Freeze => return Err(violation("tables", &table.name, None, None)),
+                    ContractMode::DiscardRow | ContractMode::DiscardValue => {
+                        self.filtered.insert(table.name.clone());
+                        return Ok(false);
+                    }
+                }
+            }
+            self.new_tables.insert(table.name.clone());
+        }
+        self.buffer(table);
+        Ok(true)
     }
 
     fn buffer(&mut self, table: &TableRef) -> &mut TableBuffer {
@@ -461,6 +517,11 @@ impl<'a> Run<'a> {
         self.buffer(table);
         let mut cells = std::mem::take(&mut self.cells);
         let r = self.fill_cells(table, row, row_id, link, root_id, &mut cells);
+        if let Ok(false) = r {
+            cells.clear();
+            self.cells = cells;
+            return Ok(()); // the contract discards this row
+        }
         if r.is_ok() {
             let buf = self.buffers.get_mut(table.name.as_ref()).expect("buffer");
             let r2 = buf.push_row(&mut cells);
@@ -470,7 +531,7 @@ impl<'a> Run<'a> {
         }
         cells.clear();
         self.cells = cells;
-        r
+        r.map(|_| ())
     }
 
     fn fill_cells(
@@ -481,7 +542,7 @@ impl<'a> Run<'a> {
         link: Option<Link<'_>>,
         root_id: Option<&str>,
         cells: &mut Vec<(usize, Cell)>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let tname: &str = &table.name;
         let buf = self.buffers.get_mut(tname).expect("buffer");
         for (name, v) in row {
@@ -502,9 +563,49 @@ impl<'a> Run<'a> {
                 cells.push((i, cell));
                 continue;
             }
-            let (col, cell) = coerce::coerce_value(self.schema, self.naming.as_ref(), tname, name, v)?;
-            let i = buf.column_index(&col);
-            cells.push((i, cell));
+            let planned = coerce::plan_value(self.schema, self.naming.as_ref(), tname, name, v)?;
+            if let Some(kind) = planned.new {
+                let mode = match kind {
+                    coerce::NewKind::Completed => ContractMode::Evolve,
+                    _ if planned.col.name.starts_with("_dlt") => ContractMode::Evolve,
+                    coerce::NewKind::Column if self.new_tables.contains(tname) => ContractMode::Evolve,
+                    coerce::NewKind::Column => {
+                        self.contracts
+                            .get(tname)
+                            .copied()
+                            .map(Ok)
+                            .unwrap_or_else(|| {
+                                let c = SchemaContract::for_table(self.schema, tname)?;
+                                self.contracts.insert(table.name.clone(), c);
+                                Ok::<_, Error>(c)
+                            })?
+                            .columns
+                    }
+                    coerce::NewKind::Variant => {
+                        self.contracts
+                            .get(tname)
+                            .copied()
+                            .map(Ok)
+                            .unwrap_or_else(|| {
+                                let c = SchemaContract::for_table(self.schema, tname)?;
+                                self.contracts.insert(table.name.clone(), c);
+                                Ok::<_, Error>(c)
+                            })?
+                            .data_type
+                    }
+                };
+                match mode {
+                    ContractMode::Evolve => coerce::add_column(self.schema, tname, &planned.col),
+                    ContractMode::Freeze => {
+                        let entity = if kind == coerce::NewKind::Variant { "data_type" } else { "columns" };
+                        return Err(violation(entity, tname, Some(&planned.col.name), Some(v)));
+                    }
+                    ContractMode::DiscardRow => return Ok(false),
+                    ContractMode::DiscardValue => continue,
+                }
+            }
+            let i = buf.column_index(&planned.col);
+            cells.push((i, planned.cell));
         }
         match link {
             None => {
@@ -526,7 +627,7 @@ impl<'a> Run<'a> {
             let i = Self::dlt_column(self.schema, buf, tname, C_DLT_ID, DataType::Text);
             cells.push((i, Cell::Str(row_id.to_string())));
         }
-        Ok(())
+        Ok(true)
     }
 }
 
