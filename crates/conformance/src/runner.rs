@@ -164,7 +164,7 @@ pub fn run_all(cases: &Path, keep: &Path, filter: Option<&str>) -> Result<Vec<Ca
         let case_out = keep.join(&name);
         let result = run_case(&d, &case_out).with_context(|| format!("case {name}"))?;
         let result_path = case_out.join("result.json");
-        fs::write(&result_path, crate::to_pretty_json(&result))?;
+        fs::write(&result_path, crate::to_pretty_json(&result) + "\n")?;
         let expected: Value = serde_json::from_str(&fs::read_to_string(d.join("expected.json"))?)?;
         let diffs = crate::compare(&expected, &result, &crate::CompareOptions::default());
         out.push(CaseOutcome { name, diffs, result_path });

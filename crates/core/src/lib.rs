@@ -16,6 +16,7 @@ pub mod registry;
 pub mod resource;
 pub mod schema;
 pub mod state;
+pub mod typed;
 
 pub use error::{Error, Result, Step};
 pub use pipeline::{LoadInfo, Pipeline, PipelineBuilder, Progress, Trace};

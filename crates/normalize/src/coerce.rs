@@ -15,7 +15,16 @@ use crate::values::{
 pub fn py_type(v: &Value) -> DataType {
     match v {
         Value::Bool(_) => DataType::Bool,
-        Value::Number(n) if is_integer(n) => DataType::Bigint,
+        Value::Number(n) if is_integer(n) => {
+            if n.as_i64().is_some() {
+                DataType::Bigint
+            } else if n.as_str().trim_start_matches('-').len() <= 38 {
+                // beyond 64 bits: dlt crashes or fails the load; dlt-rs keeps the exact value
+                DataType::Decimal
+            } else {
+                DataType::Text
+            }
+        }
         Value::Number(_) => DataType::Double,
         Value::String(_) => DataType::Text,
         _ => DataType::Json,
@@ -231,15 +240,6 @@ fn plan_inner(
     v: &Value,
     is_variant: bool,
 ) -> Result<Coerced> {
-    if let Value::Number(n) = v
-        && is_integer(n)
-        && n.as_i64().is_none()
-    {
-        return Err(Error::Schema(format!(
-            "table `{table}`, column `{name}`: integer {} does not fit in 64 bits",
-            n.as_str()
-        )));
-    }
     let existing = schema.tables.get(table).and_then(|t| t.columns.get(name));
     if let Some(col) = existing.filter(|c| c.is_complete()) {
         if let Some(cell) = coerce(col, v) {
@@ -260,6 +260,11 @@ fn plan_inner(
     let completed = existing.is_some();
     let mut col = existing.cloned().unwrap_or_else(|| Column { name: name.to_string(), ..Default::default() });
     col.data_type = Some(dt);
+    if dt == DataType::Decimal && matches!(v, Value::Number(n) if is_integer(n)) && col.precision.is_none() {
+        // an integer beyond 64 bits: an exact decimal without fraction
+        col.precision = Some(38);
+        col.scale = Some(0);
+    }
     if col.nullable.is_none() {
         col.nullable = Some(true);
     }
@@ -338,6 +343,24 @@ mod tests {
         assert_eq!(coerce_value(&mut s, &n, "t", "b", &json!("yes")).unwrap().1, Cell::Bool(true));
         assert_eq!(coerce_value(&mut s, &n, "t", "b", &json!(0)).unwrap().1, Cell::Bool(false));
         assert_eq!(coerce_value(&mut s, &n, "t", "b", &json!("notbool")).unwrap().0.name, "b__v_text");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_stay_exact() {
+        let mut s = schema();
+        let n = SnakeCase::default();
+        let (c, cell) = coerce_value(&mut s, &n, "t", "u", &json!(18446744073709551615u64)).unwrap();
+        assert_eq!((c.data_type, c.precision, c.scale), (Some(DataType::Decimal), Some(38), Some(0)));
+        assert_eq!(cell, Cell::Decimal(18446744073709551615));
+        // into an existing bigint column: a decimal variant
+        coerce_value(&mut s, &n, "t", "i", &json!(1)).unwrap();
+        let (c, _) = coerce_value(&mut s, &n, "t", "i", &json!(9223372036854775808u64)).unwrap();
+        assert_eq!(c.name, "i__v_decimal");
+        // beyond 38 digits: text
+        let big: Value = serde_json::from_str("123456789012345678901234567890123456789012").unwrap();
+        let (c, cell) = coerce_value(&mut s, &n, "t", "h", &big).unwrap();
+        assert_eq!(c.data_type, Some(DataType::Text));
+        assert_eq!(cell, Cell::Str("123456789012345678901234567890123456789012".into()));
     }
 
     #[test]
