@@ -104,6 +104,10 @@ pub struct PipelineFile {
     pub dev_mode: bool,
     /// `[pipeline].pipelines_dir`.
     pub pipelines_dir: Option<PathBuf>,
+    /// `[pipeline].import_schema_path`.
+    pub import_schema_path: Option<PathBuf>,
+    /// `[pipeline].export_schema_path`.
+    pub export_schema_path: Option<PathBuf>,
     /// `[destination]`.
     pub destination_config: Option<toml::Table>,
     /// `[source]`.
@@ -126,7 +130,16 @@ impl PipelineFile {
             .and_then(|v| v.as_table())
             .ok_or_else(|| Error::Config(format!("{}: missing [pipeline] section", path.display())))?;
         for k in p.keys() {
-            if !matches!(k.as_str(), "name" | "destination" | "dataset_name" | "dev_mode" | "pipelines_dir") {
+            if !matches!(
+                k.as_str(),
+                "name"
+                    | "destination"
+                    | "dataset_name"
+                    | "dev_mode"
+                    | "pipelines_dir"
+                    | "import_schema_path"
+                    | "export_schema_path"
+            ) {
                 return Err(Error::Config(format!("{}: unknown key `{k}` in [pipeline]", path.display())));
             }
         }
@@ -144,6 +157,8 @@ impl PipelineFile {
             dataset_name: p.get("dataset_name").and_then(|v| v.as_str()).map(str::to_string),
             dev_mode: p.get("dev_mode").and_then(|v| v.as_bool()).unwrap_or(false),
             pipelines_dir: p.get("pipelines_dir").and_then(|v| v.as_str()).map(|d| base.join(d)),
+            import_schema_path: p.get("import_schema_path").and_then(|v| v.as_str()).map(|d| base.join(d)),
+            export_schema_path: p.get("export_schema_path").and_then(|v| v.as_str()).map(|d| base.join(d)),
             destination_config: doc.get("destination").and_then(|v| v.as_table()).cloned(),
             source: doc
                 .get("source")
@@ -192,6 +207,12 @@ impl PipelineFile {
         }
         if let Some(d) = &self.pipelines_dir {
             b = b.pipelines_dir(d);
+        }
+        if let Some(d) = &self.import_schema_path {
+            b = b.import_schema_path(d);
+        }
+        if let Some(d) = &self.export_schema_path {
+            b = b.export_schema_path(d);
         }
         if let Some(p) = progress {
             b = b.progress(p);

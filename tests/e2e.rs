@@ -346,3 +346,44 @@ fn third_party_source_through_a_pipeline_file() {
     let err = pf.source(&dlt::registry(), &dlt::Config::default()).unwrap_err().to_string();
     assert!(err.contains("unknown source type `nope`") && err.contains("files"), "{err}");
 }
+
+#[test]
+fn schema_export_and_user_edited_import() {
+    let env = Env::new();
+    let build = || {
+        dlt::pipeline("imp")
+            .destination(destinations::duckdb(env.db()))
+            .dataset_name("imp_data")
+            .pipelines_dir(env.root.join("pipelines"))
+            .import_schema_path(env.root.join("schemas/import"))
+            .export_schema_path(env.root.join("schemas/export"))
+            .config(dlt::Config::from_parts(vec![], None, None))
+            .build()
+            .unwrap()
+    };
+    let mut p = build();
+    p.run(Resource::from_values("items", vec![json!({"id": 1, "name": "a"})])).unwrap();
+    let exported = std::fs::read_to_string(env.root.join("schemas/export/imp.schema.yaml")).unwrap();
+    assert!(exported.contains("items:") && exported.contains("data_type: bigint"), "{exported}");
+    let import_file = env.root.join("schemas/import/imp.schema.yaml");
+    let imported = std::fs::read_to_string(&import_file).unwrap();
+    assert!(imported.contains("name: imp"), "{imported}");
+    // the user declares a type for a column that does not exist yet
+    let edited =
+        exported.replacen("items:\n    columns:\n", "items:\n    columns:\n      zip:\n        data_type: text\n", 1);
+    assert_ne!(edited, exported, "the export has the expected layout");
+    std::fs::write(&import_file, edited).unwrap();
+    drop(p);
+    let mut p = build();
+    p.run(Resource::from_values("items", vec![json!({"id": 2, "name": "b", "zip": 12345})])).unwrap();
+    let cols = columns(&env.db(), "imp_data", "items");
+    let zip = cols.iter().find(|c| c.0 == "zip").expect("zip column");
+    assert_eq!(zip.1, "VARCHAR");
+    assert_eq!(scalar(&env.db(), "SELECT zip FROM imp_data.items WHERE id = 2"), "12345");
+    // a broken import file is a clear error naming it
+    std::fs::write(&import_file, "tables: [not a schema").unwrap();
+    drop(p);
+    let mut p = build();
+    let err = p.run(Resource::from_values("items", vec![json!({"id": 3})])).unwrap_err().to_string();
+    assert!(err.contains("imp.schema.yaml"), "{err}");
+}

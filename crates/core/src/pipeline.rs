@@ -81,6 +81,8 @@ pub struct PipelineBuilder {
     normalizer: Option<Arc<dyn Normalizer>>,
     progress: Option<Arc<dyn Progress>>,
     config: Option<Config>,
+    import_schema_path: Option<PathBuf>,
+    export_schema_path: Option<PathBuf>,
 }
 
 impl PipelineBuilder {
@@ -95,7 +97,21 @@ impl PipelineBuilder {
             normalizer: None,
             progress: None,
             config: None,
+            import_schema_path: None,
+            export_schema_path: None,
         }
+    }
+    /// A folder of `<schema>.schema.yaml` files the user edits: read before each extract; a
+    /// changed file is the base of the pipeline's schema (what was inferred since is kept on top).
+    /// A missing file is written there on the first run.
+    pub fn import_schema_path(mut self, p: impl Into<PathBuf>) -> Self {
+        self.import_schema_path = Some(p.into());
+        self
+    }
+    /// A folder where `<schema>.schema.yaml` is written after every normalize.
+    pub fn export_schema_path(mut self, p: impl Into<PathBuf>) -> Self {
+        self.export_schema_path = Some(p.into());
+        self
     }
     /// The destination.
     pub fn destination(mut self, d: Arc<dyn Destination>) -> Self {
@@ -192,6 +208,8 @@ impl PipelineBuilder {
             naming,
             config,
             dev_mode: self.dev_mode,
+            import_schema_path: self.import_schema_path,
+            export_schema_path: self.export_schema_path,
         })
     }
 }
@@ -334,6 +352,8 @@ pub struct Pipeline {
     naming: Arc<dyn NamingConvention>,
     config: Config,
     dev_mode: bool,
+    import_schema_path: Option<PathBuf>,
+    export_schema_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -437,6 +457,50 @@ impl Pipeline {
 
     fn save_schema(&self, schema: &Schema) -> Result<()> {
         write_atomic(&self.schema_path(&schema.name), schema.to_pretty_json().as_bytes())
+    }
+
+    /// Apply the import folder's schema, if it changed since the last import (or write it there).
+    fn import_schema(&self, mut schema: Schema) -> Result<Schema> {
+        let Some(dir) = &self.import_schema_path else { return Ok(schema) };
+        let path = dir.join(format!("{}.schema.yaml", schema.name));
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut imported = Schema::from_str_any(&text)
+                    .map_err(|e| Error::Schema(format!("import schema {}: {e}", path.display())))?;
+                if imported.name != schema.name {
+                    return Err(Error::Schema(format!(
+                        "import schema {} is named `{}`, expected `{}`",
+                        path.display(),
+                        imported.name,
+                        schema.name
+                    )));
+                }
+                let hash = imported.compute_hash();
+                if schema.imported_version_hash.as_deref() != Some(hash.as_str()) {
+                    imported.merge_missing_from(&schema);
+                    imported.version = schema.version.max(imported.version);
+                    imported.version_hash = schema.version_hash.clone();
+                    imported.previous_hashes = schema.previous_hashes.clone();
+                    imported.imported_version_hash = Some(hash);
+                    schema = imported;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).at(dir)?;
+                write_atomic(&path, schema.to_pretty_yaml().as_bytes())?;
+                schema.imported_version_hash = Some(Schema::from_str_any(&schema.to_pretty_yaml())?.compute_hash());
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        Ok(schema)
+    }
+
+    fn export_schema(&self, schema: &Schema) -> Result<()> {
+        if let Some(dir) = &self.export_schema_path {
+            fs::create_dir_all(dir).at(dir)?;
+            write_atomic(&dir.join(format!("{}.schema.yaml", schema.name)), schema.to_pretty_yaml().as_bytes())?;
+        }
+        Ok(())
     }
 
     fn save_state(&self) -> Result<()> {
@@ -651,10 +715,11 @@ impl Pipeline {
     fn extract_package(&mut self, source: Source, load_id: &str) -> Result<()> {
         let dir = self.storage.new_extract(load_id)?;
         let jobs_dir = dir.join(NEW_JOBS);
-        let mut schema = match self.schema(&source.name)? {
+        let schema = match self.schema(&source.name)? {
             Some(s) => s,
             None => source.schema.clone().unwrap_or_else(|| Schema::new(&source.name)),
         };
+        let mut schema = self.import_schema(schema)?;
         if let Some(c) = &source.schema_contract {
             schema.settings.schema_contract = Some(c.clone());
         }
@@ -886,6 +951,7 @@ impl Pipeline {
         write_atomic(&out_dir.join("schema_updates.json"), b"[]")?;
         write_package_state(&out_dir, &pstate)?;
         self.save_schema(&schema)?;
+        self.export_schema(&schema)?;
         crate::fault::hit("normalize.before_publish");
         self.storage.commit_normalize(load_id)?;
         for (t, n) in row_counts {

@@ -427,6 +427,9 @@ pub struct Schema {
     /// Older hashes, newest first (at most 10).
     #[serde(default)]
     pub previous_hashes: Vec<String>,
+    /// Hash of the schema last imported from the import folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_version_hash: Option<String>,
 }
 
 mod tables_map {
@@ -578,6 +581,7 @@ impl Schema {
                 "json": {"module": "dlt.common.normalizers.json.relational"}
             }),
             previous_hashes: vec![],
+            imported_version_hash: None,
         };
         s.version_hash = s.compute_hash();
         s.version = 1;
@@ -660,6 +664,28 @@ impl Schema {
             return Ok(schema);
         }
         serde_yaml::from_str::<Schema>(s).map_err(|e| Error::Schema(format!("cannot parse schema document: {e}")))
+    }
+
+    /// Merge another schema's tables on top of this one: tables and columns this schema lacks are
+    /// added (in their order), existing columns keep this schema's definition.
+    pub fn merge_missing_from(&mut self, other: &Schema) {
+        for (name, t) in &other.tables {
+            match self.tables.get_mut(name) {
+                None => {
+                    self.tables.insert(name.clone(), t.clone());
+                }
+                Some(mine) => {
+                    for (c, col) in &t.columns {
+                        if !mine.columns.contains_key(c) {
+                            mine.columns.insert(c.clone(), col.clone());
+                        }
+                    }
+                    for (k, v) in &t.extra {
+                        mine.extra.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+        }
     }
 
     /// The root table of `table` (follows `parent`).
