@@ -32,7 +32,14 @@ pub use dlt_core::resource::{
     IntoSource, Item, KeyHint, MergeStrategy, Resource, ResourceHints, Source, TableName, WriteDispositionConfig,
 };
 pub use dlt_core::schema::{Column, DataType, Schema, Table, WriteDisposition};
+/// Typed columns from Rust types: `#[derive(dlt::Table)]`, [`typed::resource`], [`typed::validate`].
+pub use dlt_core::typed;
+/// The trait `#[derive(dlt::Table)]` implements (`dlt::Table` itself is the schema's table
+/// struct in the type namespace and the derive macro in the macro namespace).
+pub use dlt_core::typed::{ColumnType, Table as TypedTable};
 pub use dlt_core::{Error, LoadInfo, Pipeline, PipelineBuilder, Progress, Result, Step, Trace};
+/// `#[derive(dlt::Table)]`: a resource's columns from a struct's fields (see [`typed`]).
+pub use dlt_derive::Table;
 pub use dlt_normalize::RelationalNormalizer;
 
 /// Start building a pipeline with dlt's relational normalizer.

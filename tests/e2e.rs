@@ -387,3 +387,48 @@ fn schema_export_and_user_edited_import() {
     let err = p.run(Resource::from_values("items", vec![json!({"id": 3})])).unwrap_err().to_string();
     assert!(err.contains("imp.schema.yaml"), "{err}");
 }
+
+#[test]
+fn naming_convention_from_config_and_arrow_dlt_columns() {
+    let env = Env::new();
+    let cfg = dlt::Config::from_parts(
+        vec![
+            ("SCHEMA__NAMING".into(), "duck_case".into()),
+            ("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID".into(), "true".into()),
+            ("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID".into(), "true".into()),
+        ],
+        None,
+        None,
+    );
+    let mut p = dlt::pipeline("nc")
+        .destination(destinations::duckdb(env.db()))
+        .dataset_name("nc_data")
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(cfg)
+        .build()
+        .unwrap();
+    p.run(Resource::from_values("MyEvents", vec![json!({"userId": 1, "Payload": {"Inner Key": "x"}})])).unwrap();
+    let cols = columns(&env.db(), "nc_data", "MyEvents");
+    let names: Vec<&str> = cols.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["userId", "Payload__Inner Key", "_dlt_load_id", "_dlt_id"]);
+    assert_eq!(p.schema("nc").unwrap().unwrap().normalizers["names"], "duck_case");
+    // arrow items get _dlt_load_id and _dlt_id when configured
+    std::fs::write(env.root.join("a.csv"), "k\n1\n2\n").unwrap();
+    let r = dlt::sources::files::resource("arrows", "a.csv", &env.root, None).unwrap();
+    let info = p.run(r).unwrap();
+    let load_id = info.load_ids.last().unwrap().clone();
+    assert_eq!(
+        scalar(&env.db(), &format!("SELECT count(*) FROM nc_data.arrows WHERE _dlt_load_id = '{load_id}'")),
+        "2"
+    );
+    assert_eq!(scalar(&env.db(), "SELECT count(DISTINCT _dlt_id) FROM nc_data.arrows"), "2");
+    // an unknown convention is a clear error
+    let err = dlt::pipeline("bad")
+        .destination(destinations::duckdb(env.db()))
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![("SCHEMA__NAMING".into(), "kebab".into())], None, None))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown naming convention `kebab`"), "{err}");
+}

@@ -83,8 +83,17 @@ pub struct Capabilities {
 impl Capabilities {
     /// The naming convention sized for this destination.
     pub fn naming(&self) -> Arc<dyn NamingConvention> {
+        self.naming_convention("snake_case").expect("snake_case exists")
+    }
+
+    /// A naming convention by dlt's name (`snake_case`, `duck_case`, `direct`, `sql_cs_v1`,
+    /// `sql_ci_v1`), sized for this destination's identifier limit.
+    pub fn naming_convention(&self, name: &str) -> Option<Arc<dyn NamingConvention>> {
         let max = if self.max_identifier_length >= 65536 { None } else { Some(self.max_identifier_length) };
-        Arc::new(SnakeCase::with_max_length(max))
+        if name == "snake_case" {
+            return Some(Arc::new(SnakeCase::with_max_length(max)));
+        }
+        crate::naming::convention_by_name(name, max).map(Arc::from)
     }
 }
 

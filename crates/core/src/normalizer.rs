@@ -23,6 +23,8 @@ pub struct NormalizeRequest<'a> {
     pub capabilities: &'a Capabilities,
     /// Called with the number of items processed so far, for progress display.
     pub on_progress: &'a (dyn Fn(u64) + Sync),
+    /// Configuration (e.g. `normalize.parquet_normalizer.add_dlt_load_id`).
+    pub config: &'a crate::config::Config,
 }
 
 /// What a normalize produced.

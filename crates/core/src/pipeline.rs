@@ -170,7 +170,18 @@ impl PipelineBuilder {
         fs::create_dir_all(working_dir.join("schemas")).at(&working_dir)?;
         let storage = PackageStorage::open(&working_dir)?;
         storage.cleanup_partial()?;
-        let naming = destination.capabilities().naming();
+        let config = match self.config {
+            Some(c) => c,
+            None => Config::load(&std::env::current_dir().unwrap_or_default(), None)?,
+        }
+        .with_pipeline(&self.name);
+        // the naming convention: `schema.naming` in config (dlt's SCHEMA__NAMING), else snake_case
+        let naming_name = config.get(&["schema"], "naming").map(|v| v.as_string()).unwrap_or("snake_case".into());
+        let naming = destination.capabilities().naming_convention(&naming_name).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown naming convention `{naming_name}` (snake_case, duck_case, direct, sql_cs_v1, sql_ci_v1)"
+            ))
+        })?;
         let mut state = match fs::read_to_string(working_dir.join("state.json")) {
             Ok(s) => PipelineState::from_json(&s)?,
             Err(_) => PipelineState::new(&self.name),
@@ -190,11 +201,6 @@ impl PipelineBuilder {
             }
             state.local_mut().insert("_dev_mode".into(), json!(true));
         }
-        let config = match self.config {
-            Some(c) => c,
-            None => Config::load(&std::env::current_dir().unwrap_or_default(), None)?,
-        }
-        .with_pipeline(&self.name);
         Ok(Pipeline {
             name: self.name,
             destination,
@@ -717,7 +723,14 @@ impl Pipeline {
         let jobs_dir = dir.join(NEW_JOBS);
         let schema = match self.schema(&source.name)? {
             Some(s) => s,
-            None => source.schema.clone().unwrap_or_else(|| Schema::new(&source.name)),
+            None => source.schema.clone().unwrap_or_else(|| {
+                let mut s = Schema::new(&source.name);
+                if self.naming.name() != "snake_case" {
+                    s.normalizers["names"] = json!(self.naming.name());
+                    s.bump_version();
+                }
+                s
+            }),
         };
         let mut schema = self.import_schema(schema)?;
         if let Some(c) = &source.schema_contract {
@@ -888,6 +901,7 @@ impl Pipeline {
             output_dir: &jobs_dir,
             schema: &mut schema,
             capabilities: &caps,
+            config: &self.config,
             on_progress: &on_progress,
         });
         self.report(|p| p.step_finished(Step::Normalize));

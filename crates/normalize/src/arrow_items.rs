@@ -9,7 +9,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchReader};
 use dlt_core::destination::{FileFormat, JobFile};
 use dlt_core::error::{IoContext, Result};
 use dlt_core::naming::NamingConvention;
-use dlt_core::schema::{Column, DataType, Schema, Table};
+use dlt_core::schema::{C_DLT_ID, C_DLT_LOAD_ID, Column, DataType, Schema, Table};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -72,6 +72,15 @@ fn storage_type(t: &ArrowType) -> ArrowType {
     }
 }
 
+/// dlt columns added to Arrow items on request (dlt adds none by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DltColumns<'a> {
+    /// Add `_dlt_load_id` with this load id.
+    pub load_id: Option<&'a str>,
+    /// Add a random `_dlt_id` per row.
+    pub row_id: bool,
+}
+
 /// Rewrite an extracted parquet file with normalized column names; add its columns to the schema.
 pub fn normalize_parquet(
     path: &Path,
@@ -79,6 +88,7 @@ pub fn normalize_parquet(
     schema: &mut Schema,
     naming: &dyn NamingConvention,
     out_dir: &Path,
+    dlt: DltColumns<'_>,
 ) -> Result<u64> {
     let f = File::open(path).at(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(65_536).build()?;
@@ -96,6 +106,17 @@ pub fn normalize_parquet(
         }
         fields.push(field.as_ref().clone().with_name(name).with_data_type(storage_type(field.data_type())));
     }
+    for (on, name) in [(dlt.load_id.is_some(), C_DLT_LOAD_ID), (dlt.row_id, C_DLT_ID)] {
+        if on && !fields.iter().any(|f| f.name() == name) {
+            let mut c = Column::new(name, DataType::Text).not_null();
+            if name == C_DLT_ID {
+                c.unique = true;
+                c.row_key = true;
+            }
+            t.columns.entry(name.to_string()).or_insert(c);
+            fields.push(Field::new(name, ArrowType::Utf8, false));
+        }
+    }
     let out_schema = Arc::new(ArrowSchema::new(fields));
     let id: [u8; 5] = rand::random();
     let id: String = id.iter().map(|x| format!("{x:02x}")).collect();
@@ -106,13 +127,22 @@ pub fn normalize_parquet(
     for batch in reader {
         let batch = batch?;
         rows += batch.num_rows() as u64;
-        let mut cols = Vec::with_capacity(batch.num_columns());
+        let mut cols = Vec::with_capacity(out_schema.fields().len());
         for (c, f) in batch.columns().iter().zip(out_schema.fields()) {
             if c.data_type() != f.data_type() {
                 cols.push(arrow::compute::cast(c, f.data_type())?);
             } else {
                 cols.push(c.clone());
             }
+        }
+        let n = batch.num_rows();
+        for f in out_schema.fields().iter().skip(batch.num_columns()) {
+            let arr: arrow::array::ArrayRef = if f.name() == C_DLT_LOAD_ID {
+                Arc::new(arrow::array::StringArray::from(vec![dlt.load_id.unwrap_or_default(); n]))
+            } else {
+                Arc::new(arrow::array::StringArray::from_iter_values((0..n).map(|_| dlt_core::ids::random_row_id())))
+            };
+            cols.push(arr);
         }
         let b = RecordBatch::try_new(out_schema.clone(), cols)?;
         w.write(&b)?;

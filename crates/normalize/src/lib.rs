@@ -41,7 +41,20 @@ pub struct RelationalNormalizer;
 
 impl Normalizer for RelationalNormalizer {
     fn normalize(&self, req: NormalizeRequest<'_>) -> Result<NormalizeResult> {
-        let naming = req.capabilities.naming();
+        let convention = req.schema.normalizers.get("names").and_then(|v| v.as_str()).unwrap_or("snake_case");
+        let naming = req.capabilities.naming_convention(convention).ok_or_else(|| {
+            Error::Schema(format!("schema {} uses an unknown naming convention `{convention}`", req.schema.name))
+        })?;
+        let add_load_id = req
+            .config
+            .get(&["normalize", "parquet_normalizer"], "add_dlt_load_id")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let add_row_id = req
+            .config
+            .get(&["normalize", "parquet_normalizer"], "add_dlt_id")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let mut run = Run {
             schema: req.schema,
             names: Names::new(naming.clone()),
@@ -51,6 +64,7 @@ impl Normalizer for RelationalNormalizer {
             buffers: HashMap::default(),
             new_tables: Default::default(),
             filtered: Default::default(),
+            collisions: Default::default(),
             contracts: HashMap::default(),
             table_meta: HashMap::default(),
             cells: Vec::with_capacity(64),
@@ -67,6 +81,10 @@ impl Normalizer for RelationalNormalizer {
                         run.schema,
                         run.naming.as_ref(),
                         req.output_dir,
+                        arrow_items::DltColumns {
+                            load_id: if add_load_id { Some(req.load_id) } else { None },
+                            row_id: add_row_id,
+                        },
                     )?;
                     *arrow_counts.entry(f.table.clone()).or_default() += n;
                 }
@@ -169,6 +187,8 @@ struct Run<'a> {
     new_tables: rustc_hash::FxHashSet<Arc<str>>,
     /// Tables whose rows a contract discards (with their nested tables).
     filtered: rustc_hash::FxHashSet<Arc<str>>,
+    /// (table, column) pairs already reported as colliding keys.
+    collisions: rustc_hash::FxHashSet<(Arc<str>, Arc<str>)>,
     /// Contract per table, resolved once.
     contracts: HashMap<Arc<str>, SchemaContract>,
     naming: Arc<dyn NamingConvention>,
@@ -375,7 +395,15 @@ impl<'a> Run<'a> {
                     _ => {}
                 }
                 if let Some(slot) = row.iter_mut().find(|(n, _)| *n == name) {
-                    slot.1 = v; // keys colliding after normalization: the last one wins
+                    // keys colliding after normalization: the last one wins, as in dlt; unlike dlt,
+                    // say so (once per table and column) instead of dropping data silently
+                    if self.collisions.insert((table.name.clone(), name.clone())) {
+                        tracing::warn!(
+                            "table `{}`: several keys normalize to column `{name}`; the last one wins (key `{k}`)",
+                            table.name
+                        );
+                    }
+                    slot.1 = v;
                 } else {
                     row.push((name, v));
                 }
