@@ -28,7 +28,7 @@ use crate::package::{
     write_atomic, write_package_state,
 };
 use crate::resource::{IntoSource, Item, MergeStrategy, ResourceHints, Source, TableName};
-use crate::schema::{Column, STATE_TABLE, Schema, Table, WriteDisposition, state_table};
+use crate::schema::{Column, DataType, STATE_TABLE, Schema, Table, WriteDisposition, state_table};
 use crate::state::{PipelineState, STATE_ENGINE_VERSION};
 
 /// Receives progress of long steps (the CLI draws bars with it).
@@ -1170,6 +1170,36 @@ fn apply_hints(
         }
         for (k, v) in &wd.options {
             t.extra.insert(format!("x-{}", k.replace('_', "-")), v.clone());
+        }
+        if wd.disposition == WriteDisposition::Merge && wd.strategy == Some(MergeStrategy::Scd2) {
+            // validity columns go first; the row version is the row hash in `_dlt_id` unless named
+            let names: Vec<String> = wd
+                .options
+                .get("validity_column_names")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(|s| naming.normalize_path(s))).collect())
+                .filter(|v: &Vec<String>| v.len() == 2)
+                .unwrap_or_else(|| vec!["_dlt_valid_from".into(), "_dlt_valid_to".into()]);
+            let mut cols: IndexMap<String, Column> = IndexMap::new();
+            for (name, marker) in names.iter().zip(["x-valid-from", "x-valid-to"]) {
+                let mut c =
+                    t.columns.get(name).cloned().unwrap_or_else(|| Column::new(name.clone(), DataType::Timestamp));
+                c.data_type = Some(DataType::Timestamp);
+                c.extra.insert(marker.into(), json!(true));
+                cols.insert(name.clone(), c);
+            }
+            for (k, c) in &t.columns {
+                if !cols.contains_key(k) {
+                    cols.insert(k.clone(), c.clone());
+                }
+            }
+            t.columns = cols;
+            if let Some(rv) = wd.options.get("row_version_column_name").and_then(Value::as_str) {
+                let n = naming.normalize_path(rv);
+                let c = t.columns.entry(n.clone()).or_insert_with(|| Column { name: n, ..Default::default() });
+                c.extra.insert("x-row-version".into(), json!(true));
+                c.nullable = Some(false);
+            }
         }
     } else if t.write_disposition.is_none() {
         t.write_disposition = Some(WriteDisposition::Append);

@@ -15,7 +15,7 @@
 //! | `i8`, `i16`, `i32` | `bigint`, precision 8 / 16 / 32 |
 //! | `u8`, `u16` | `bigint`, precision 16 / 32 (the next signed width holds every value) |
 //! | `i64`, `isize`, `u32` | `bigint` |
-//! | `u64`, `usize` | `bigint`; a value ≥ 2^63 does not fit a signed 64-bit column and fails the load |
+//! | `u64`, `usize` | `bigint`; a value ≥ 2^63 does not fit the signed 64-bit column: [`resource`] fails on that row |
 //! | `f32`, `f64` | `double` |
 //! | `bool` | `bool` |
 //! | `String`, `str`, `char` | `text` |
@@ -254,10 +254,21 @@ pub fn hints<T: Table>() -> ResourceHints {
 /// How a serialized row of a [`Table`] becomes a dlt row: keys renamed to column names,
 /// non-column keys dropped, bytes base64-encoded.
 struct RowShape {
-    /// serde key → (column name if it differs from the key, whether the column is binary).
-    keys: HashMap<String, (Option<String>, bool)>,
+    /// serde key → what to do with its value.
+    keys: HashMap<String, KeyShape>,
     /// Keys that are not columns.
     dropped: HashSet<String>,
+}
+
+struct KeyShape {
+    /// The column name, if it differs from the key.
+    rename: Option<String>,
+    /// The column name.
+    column: String,
+    /// A binary column: bytes are base64-encoded.
+    binary: bool,
+    /// A 64-bit bigint column: integers beyond `i64` (from `u64` / `usize`) are rejected.
+    bigint: bool,
 }
 
 impl RowShape {
@@ -269,18 +280,19 @@ impl RowShape {
             for (key, c) in serde_keys.into_iter().zip(&columns) {
                 let rename = (key != c.name).then(|| c.name.clone());
                 let binary = c.data_type == Some(DataType::Binary);
-                if rename.is_some() || binary {
-                    keys.insert(key, (rename, binary));
+                let bigint = c.data_type == Some(DataType::Bigint) && c.precision.is_none_or(|p| p <= 64);
+                if rename.is_some() || binary || bigint {
+                    keys.insert(key, KeyShape { rename, column: c.name.clone(), binary, bigint });
                 }
             }
         }
         RowShape { keys, dropped: T::skipped_keys().into_iter().collect() }
     }
 
-    fn apply(&self, v: Value) -> Value {
-        let Value::Object(m) = v else { return v };
+    fn apply(&self, v: Value) -> std::result::Result<Value, String> {
+        let Value::Object(m) = v else { return Ok(v) };
         if self.keys.is_empty() && self.dropped.is_empty() {
-            return Value::Object(m);
+            return Ok(Value::Object(m));
         }
         let mut out = Map::with_capacity(m.len());
         for (k, v) in m {
@@ -291,17 +303,27 @@ impl RowShape {
                 None => {
                     out.insert(k, v);
                 }
-                Some((rename, binary)) => {
-                    let v = if *binary { encode_bytes(v) } else { v };
-                    out.insert(rename.clone().unwrap_or(k), v);
+                Some(shape) => {
+                    let v = if shape.binary { encode_bytes(v) } else { v };
+                    if shape.bigint
+                        && let Value::Number(n) = &v
+                        && n.as_i64().is_none()
+                        && n.as_u64().is_some()
+                    {
+                        return Err(format!(
+                            "column `{}`: {n} does not fit a bigint (signed 64-bit) column",
+                            shape.column
+                        ));
+                    }
+                    out.insert(shape.rename.clone().unwrap_or(k), v);
                 }
             }
         }
-        Value::Object(out)
+        Ok(Value::Object(out))
     }
 
-    fn row<T: Serialize>(&self, row: &T) -> std::result::Result<Value, serde_json::Error> {
-        Ok(self.apply(serde_json::to_value(row)?))
+    fn row<T: Serialize>(&self, row: &T) -> std::result::Result<Value, String> {
+        self.apply(serde_json::to_value(row).map_err(|e| e.to_string())?)
     }
 }
 
@@ -322,6 +344,9 @@ fn bad_input(resource: &str, n: usize, message: String) -> Error {
 /// A resource over typed rows: each row is serialized with serde_json into an
 /// [`Item::Json`] keyed by dlt column names, with the [`hints`] of `T` (declared columns,
 /// keys, table name, write disposition).
+///
+/// A row that cannot be serialized, or with an integer ≥ 2^63 (a `u64` / `usize`) for a
+/// `bigint` column, fails the extract with [`Error::BadInput`] at `"<resource> item #<n>"`.
 pub fn resource<T, I>(name: &str, rows: I) -> Resource
 where
     T: Table + Send + 'static,
@@ -333,7 +358,7 @@ where
     let items = rows
         .into_iter()
         .enumerate()
-        .map(move |(n, row)| shape.row(&row).map(Item::Json).map_err(|e| bad_input(&res, n, e.to_string())));
+        .map(move |(n, row)| shape.row(&row).map(Item::Json).map_err(|e| bad_input(&res, n, e)));
     Resource::new(name, items).with_hints(hints::<T>())
 }
 
@@ -359,7 +384,7 @@ where
             Ok(r) => r,
             Err(e) => return Err(bad_input(&res, n, describe_error::<T>(&v, &e))),
         };
-        shape.row(&row).map(Item::Json).map_err(|e| bad_input(&res, n, e.to_string()))
+        shape.row(&row).map(Item::Json).map_err(|e| bad_input(&res, n, e))
     });
     Resource::new(name, items).with_hints(hints::<T>())
 }

@@ -216,6 +216,11 @@ pub struct Coerced {
 /// Add (or complete) a column of a table.
 pub fn add_column(schema: &mut Schema, table: &str, col: &Column) {
     let t = schema.tables.get_mut(table).expect("table exists");
+    // a declared column without a type (a key or sort hint only) takes its place when data
+    // first arrives, as in dlt; declared typed columns keep theirs
+    if t.columns.get(&col.name).is_some_and(|c| !c.is_complete()) {
+        t.columns.shift_remove(&col.name);
+    }
     t.columns.insert(col.name.clone(), col.clone());
 }
 

@@ -13,7 +13,8 @@ use dlt_core::destination::{
 };
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory};
-use dlt_core::schema::{Column, DataType, LOADS_TABLE, Schema, VERSION_TABLE};
+use dlt_core::resource::MergeStrategy;
+use dlt_core::schema::{Column, DataType, LOADS_TABLE, Schema, VERSION_TABLE, WriteDisposition};
 
 const NAME: &str = "duckdb";
 
@@ -25,7 +26,12 @@ pub fn capabilities() -> Capabilities {
         max_identifier_length: 65536,
         max_column_identifier_length: 65536,
         supports_transactions: true,
-        merge_strategies: vec![],
+        merge_strategies: vec![
+            MergeStrategy::DeleteInsert,
+            MergeStrategy::Upsert,
+            MergeStrategy::Scd2,
+            MergeStrategy::InsertOnly,
+        ],
         replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
         timestamp_precision: 6,
         decimal_precision: (38, 9),
@@ -76,6 +82,16 @@ pub fn column_type(c: &Column) -> String {
         DataType::Json => "JSON".into(),
         DataType::Decimal => format!("DECIMAL({},{})", c.precision.unwrap_or(38), c.scale.unwrap_or(9)),
         DataType::Wei => "DECIMAL(38,0)".into(),
+    }
+}
+
+/// DuckDB's flavour of the shared SQL generation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DuckDbDialect;
+
+impl dlt_sql::Dialect for DuckDbDialect {
+    fn row_order(&self) -> Option<&'static str> {
+        Some("rowid")
     }
 }
 
@@ -384,11 +400,36 @@ impl DestinationClient for DuckDbClient {
 
     fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
         let existing = self.table_columns()?;
+        let schema = package.schema;
+        // tables whose root merges: loaded into the staging dataset, then merged by SQL
+        let mut merge_roots: Vec<String> = vec![];
+        let mut staged: Vec<String> = vec![];
+        for job in package.jobs {
+            let root = schema.root_table_name(&job.table).to_string();
+            if schema.tables.get(&root).and_then(|t| t.write_disposition) == Some(WriteDisposition::Merge) {
+                if !staged.contains(&job.table) {
+                    staged.push(job.table.clone());
+                }
+                if !merge_roots.contains(&root) {
+                    merge_roots.push(root);
+                }
+            }
+        }
+        let staging = format!("{}_staging", self.dataset);
+        let sq = |t: &str| format!("{}.{}", quote(&staging), quote(t));
         self.in_transaction(|c| {
             for t in package.truncate_tables {
                 if existing.contains_key(t) {
                     c.exec(&format!("DELETE FROM {} WHERE 1=1;", c.q(t)))?;
                 }
+            }
+            if !staged.is_empty() {
+                c.exec(&format!("CREATE SCHEMA IF NOT EXISTS {};", quote(&staging)))?;
+                for t in &staged {
+                    c.exec(&format!("CREATE OR REPLACE TABLE {} AS SELECT * FROM {} LIMIT 0;", sq(t), c.q(t)))?;
+                }
+                // staged rows keep their file order: in-load dedup picks the first (or last) row
+                c.exec("SET preserve_insertion_order = true;")?;
             }
             for job in package.jobs {
                 if job.format != FileFormat::Parquet {
@@ -398,14 +439,31 @@ impl DestinationClient for DuckDbClient {
                         transient: false,
                     });
                 }
-                let sql = format!(
-                    "INSERT INTO {} BY NAME SELECT * FROM read_parquet({});",
-                    c.q(&job.table),
-                    lit(&job.path.to_string_lossy())
-                );
+                let target = if staged.contains(&job.table) { sq(&job.table) } else { c.q(&job.table) };
+                let sql =
+                    format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&job.path.to_string_lossy()));
                 c.conn
                     .execute_batch(&sql)
                     .map_err(|e| classify(e, &format!("loading job {} into table {}", job.path.display(), job.table)))?;
+            }
+            if !staged.is_empty() {
+                c.exec("SET preserve_insertion_order = false;")?;
+            }
+            let mut present: Vec<String> = existing.keys().cloned().collect();
+            present.extend(staged.iter().cloned());
+            for root in &merge_roots {
+                let ctx = dlt_sql::MergeContext {
+                    dialect: &DuckDbDialect,
+                    schema,
+                    dataset: &c.dataset,
+                    staging: &staging,
+                    load_id: package.load_id,
+                    staged: &staged,
+                    existing: &present,
+                };
+                for stmt in dlt_sql::merge_statements(&ctx, root)? {
+                    c.conn.execute_batch(&stmt).map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
+                }
             }
             c.conn
                 .execute(
