@@ -8,6 +8,7 @@ pub mod destination;
 pub mod error;
 pub mod fault;
 pub mod ids;
+pub mod incremental;
 pub mod naming;
 pub mod normalizer;
 pub mod package;

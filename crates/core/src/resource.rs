@@ -185,6 +185,9 @@ pub struct ResourceHints {
     /// Preferred job file format.
     #[serde(default)]
     pub file_format: Option<String>,
+    /// Incremental cursor.
+    #[serde(default)]
+    pub incremental: Option<crate::incremental::IncrementalConfig>,
 }
 
 fn de_table_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<TableName>, D::Error> {

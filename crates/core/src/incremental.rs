@@ -1,0 +1,373 @@
+//! Incremental loading: a cursor over items, with state kept at dlt's path
+//! `sources.<source>.resources.<resource>.incremental.<cursor_path>`.
+
+use std::cmp::Ordering;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+use crate::ids::digest_b64;
+use crate::resource::KeyHint;
+
+/// `incremental` hint of a resource (dlt's `dlt.sources.incremental` arguments).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// Key or dotted path of the cursor (`updated_at`, `meta.ts`, `$.meta.ts`).
+    pub cursor_path: String,
+    /// Start value when no state exists.
+    #[serde(default)]
+    pub initial_value: Option<Value>,
+    /// Exclusive end of a bounded window; such runs keep no state.
+    #[serde(default)]
+    pub end_value: Option<Value>,
+    /// `max` (default) or `min`.
+    #[serde(default)]
+    pub last_value_func: Option<String>,
+    /// Dedup key at the boundary (default: the resource's primary key; `[]` disables dedup).
+    #[serde(default)]
+    pub primary_key: Option<KeyHint>,
+    /// `asc` or `desc`: stop reading at the first item past the window.
+    #[serde(default)]
+    pub row_order: Option<String>,
+    /// `raise` (default), `include` or `exclude`.
+    #[serde(default)]
+    pub on_cursor_value_missing: Option<String>,
+    /// `closed` (default, `>=`) or `open` (`>`).
+    #[serde(default)]
+    pub range_start: Option<String>,
+    /// `open` (default, `<`) or `closed`.
+    #[serde(default)]
+    pub range_end: Option<String>,
+    /// Re-open the start by this amount (numbers only here).
+    #[serde(default)]
+    pub lag: Option<f64>,
+}
+
+/// Compare two cursor values (numbers numerically, strings lexically — ISO timestamps order so).
+pub fn compare(a: &Value, b: &Value) -> Result<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+                return Ok(x.cmp(&y));
+            }
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            x.partial_cmp(&y).ok_or_else(|| Error::Pipeline("cursor values are not comparable (NaN)".into()))
+        }
+        (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Ok(x.cmp(y)),
+        (x, y) => {
+            Err(Error::Pipeline(format!("cursor values {x} and {y} have different types and cannot be compared")))
+        }
+    }
+}
+
+/// Python's `json.dumps(v, sort_keys=True)` (default separators, ASCII escapes), for dlt's hashes.
+pub fn py_json_dumps(v: &Value) -> String {
+    fn esc(s: &str, out: &mut String) {
+        out.push('"');
+        for ch in s.chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{08}' => out.push_str("\\b"),
+                '\u{0c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                    let mut buf = [0u16; 2];
+                    for u in c.encode_utf16(&mut buf) {
+                        out.push_str(&format!("\\u{u:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    fn go(v: &Value, out: &mut String) {
+        match v {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(n.as_str()),
+            Value::String(s) => esc(s, out),
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    go(x, out);
+                }
+                out.push(']');
+            }
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    esc(k, out);
+                    out.push_str(": ");
+                    go(&m[*k], out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut s = String::new();
+    go(v, &mut s);
+    s
+}
+
+/// dlt's boundary hash: 9-byte SHAKE-128 of the JSON of the key (or the whole row), 12 characters.
+pub fn row_hash(key: &Value) -> String {
+    digest_b64(py_json_dumps(key).as_bytes(), 9)
+}
+
+/// Look up a cursor path (`a.b`, `$.a.b`, `a[0].b`) in an item.
+pub fn lookup<'v>(item: &'v Value, path: &str) -> Option<&'v Value> {
+    let p = path.strip_prefix("$.").unwrap_or(path);
+    let mut cur = item;
+    for part in p.split('.') {
+        let (key, idx) = match part.find('[') {
+            Some(i) => (&part[..i], part[i + 1..].trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        if let Some(i) = idx {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+/// What to do with one item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep the item.
+    Keep,
+    /// Drop the item.
+    Skip,
+    /// Drop it and stop reading (row_order says nothing later qualifies).
+    Stop,
+}
+
+/// The cursor of one resource during one extract.
+#[derive(Debug)]
+pub struct Cursor {
+    cfg: IncrementalConfig,
+    max: bool,
+    /// Start of the window (stored last_value, else initial_value).
+    pub start_value: Option<Value>,
+    last_value: Option<Value>,
+    prior_hashes: Vec<String>,
+    new_hashes: Vec<String>,
+    key: Vec<String>,
+    dedup: bool,
+}
+
+impl Cursor {
+    /// Open a cursor from its config, the stored state (if any) and the resource's primary key.
+    pub fn new(cfg: IncrementalConfig, state: Option<&Map<String, Value>>, resource_pk: &[String]) -> Result<Cursor> {
+        let max = match cfg.last_value_func.as_deref().unwrap_or("max") {
+            "max" => true,
+            "min" => false,
+            other => return Err(Error::Config(format!("incremental: last_value_func `{other}` is not max or min"))),
+        };
+        let stored_last = state.and_then(|s| s.get("last_value")).filter(|v| !v.is_null()).cloned();
+        let mut start_value = if cfg.end_value.is_some() {
+            // a bounded window ignores and keeps no state
+            cfg.initial_value.clone()
+        } else {
+            stored_last.or_else(|| cfg.initial_value.clone())
+        };
+        if let (Some(lag), Some(Value::Number(n))) = (cfg.lag, &start_value) {
+            let v = n.as_f64().unwrap_or(0.0) + if max { -lag } else { lag };
+            start_value = Some(json!(v));
+        }
+        let prior_hashes: Vec<String> = if cfg.end_value.is_some() {
+            vec![]
+        } else {
+            state
+                .and_then(|s| s.get("unique_hashes"))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        let key = match &cfg.primary_key {
+            Some(k) => k.0.clone(),
+            None => resource_pk.to_vec(),
+        };
+        let explicit_empty = matches!(&cfg.primary_key, Some(k) if k.0.is_empty());
+        let dedup = !explicit_empty
+            && cfg.end_value.is_none()
+            && cfg.lag.is_none()
+            && cfg.range_start.as_deref().unwrap_or("closed") == "closed";
+        Ok(Cursor {
+            cfg,
+            max,
+            last_value: start_value.clone(),
+            start_value,
+            prior_hashes,
+            new_hashes: vec![],
+            key,
+            dedup,
+        })
+    }
+
+    fn better(&self, a: &Value, b: &Value) -> Result<bool> {
+        let o = compare(a, b)?;
+        Ok(if self.max { o == Ordering::Greater } else { o == Ordering::Less })
+    }
+
+    fn key_of(&self, item: &Value) -> Value {
+        match self.key.len() {
+            0 => item.clone(),
+            1 => item.get(&self.key[0]).cloned().unwrap_or(Value::Null),
+            _ => Value::Array(self.key.iter().map(|k| item.get(k).cloned().unwrap_or(Value::Null)).collect()),
+        }
+    }
+
+    /// Decide about one item and advance the cursor.
+    pub fn check(&mut self, item: &Value) -> Result<Decision> {
+        let value = match lookup(item, &self.cfg.cursor_path) {
+            Some(Value::Null) | None => {
+                return match self.cfg.on_cursor_value_missing.as_deref().unwrap_or("raise") {
+                    "include" => Ok(Decision::Keep),
+                    "exclude" => Ok(Decision::Skip),
+                    _ => Err(Error::Pipeline(format!(
+                        "incremental cursor `{}` is missing or null in item {} (set on_cursor_value_missing to include or exclude)",
+                        self.cfg.cursor_path,
+                        truncate(item)
+                    ))),
+                };
+            }
+            Some(v) => v.clone(),
+        };
+        // the end of a bounded window
+        if let Some(end) = &self.cfg.end_value {
+            let o = compare(&value, end)?;
+            let past = if self.max { o } else { o.reverse() };
+            let closed = self.cfg.range_end.as_deref() == Some("closed");
+            if past == Ordering::Greater || (past == Ordering::Equal && !closed) {
+                let asc = self.cfg.row_order.as_deref() == Some(if self.max { "asc" } else { "desc" });
+                return Ok(if asc { Decision::Stop } else { Decision::Skip });
+            }
+        }
+        if let Some(start) = self.start_value.clone() {
+            let o = compare(&value, &start)?;
+            let before = if self.max { o == Ordering::Less } else { o == Ordering::Greater };
+            if before {
+                let past_end = self.cfg.row_order.as_deref() == Some(if self.max { "desc" } else { "asc" });
+                return Ok(if past_end { Decision::Stop } else { Decision::Skip });
+            }
+            if o == Ordering::Equal {
+                if self.cfg.range_start.as_deref() == Some("open") {
+                    return Ok(Decision::Skip);
+                }
+                if self.dedup && self.prior_hashes.contains(&row_hash(&self.key_of(item))) {
+                    return Ok(Decision::Skip);
+                }
+            }
+        }
+        // advance
+        match &self.last_value {
+            Some(last) if !self.better(&value, last)? => {
+                if compare(&value, last)? == Ordering::Equal && self.dedup {
+                    self.new_hashes.push(row_hash(&self.key_of(item)));
+                }
+            }
+            _ => {
+                self.last_value = Some(value);
+                self.new_hashes.clear();
+                if self.dedup {
+                    self.new_hashes.push(row_hash(&self.key_of(item)));
+                }
+            }
+        }
+        Ok(Decision::Keep)
+    }
+
+    /// The state to store after the run (`None` for a bounded window, which keeps none).
+    pub fn into_state(self) -> Option<Value> {
+        if self.cfg.end_value.is_some() {
+            return None;
+        }
+        let mut hashes = self.new_hashes;
+        if self.last_value == self.start_value && self.start_value.is_some() {
+            // nothing newer: the boundary still holds the earlier rows too
+            for h in self.prior_hashes {
+                if !hashes.contains(&h) {
+                    hashes.insert(0, h);
+                }
+            }
+        }
+        Some(json!({
+            "initial_value": self.cfg.initial_value,
+            "last_value": self.last_value,
+            "unique_hashes": hashes,
+            "start_value": self.start_value,
+        }))
+    }
+}
+
+fn truncate(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(v: Value) -> IncrementalConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn dlt_hashes() {
+        // dlt: pk 2 -> Tp44cKMYfAuJ, pk 3 -> Cn/dwi436vBb
+        assert_eq!(row_hash(&json!(2)), "Tp44cKMYfAuJ");
+        assert_eq!(row_hash(&json!(3)), "Cn/dwi436vBb");
+        assert_eq!(py_json_dumps(&json!({"b": [1, "ü"], "a": null})), r#"{"a": null, "b": [1, "\u00fc"]}"#);
+    }
+
+    #[test]
+    fn boundary_dedup_across_runs() {
+        let mut c = Cursor::new(cfg(json!({"cursor_path": "ts", "initial_value": 10})), None, &[]).unwrap();
+        let rows = [json!({"id": 1, "ts": 5}), json!({"id": 2, "ts": 10}), json!({"id": 3, "ts": 15})];
+        let d: Vec<Decision> = rows.iter().map(|r| c.check(r).unwrap()).collect();
+        assert_eq!(d, [Decision::Skip, Decision::Keep, Decision::Keep]);
+        let state = c.into_state().unwrap();
+        assert_eq!(state["last_value"], 15);
+        let mut c =
+            Cursor::new(cfg(json!({"cursor_path": "ts", "initial_value": 10})), state.as_object(), &[]).unwrap();
+        assert_eq!(c.check(&json!({"id": 3, "ts": 15})).unwrap(), Decision::Skip);
+        assert_eq!(c.check(&json!({"id": 4, "ts": 15})).unwrap(), Decision::Keep);
+        assert_eq!(c.check(&json!({"id": 6, "ts": 12})).unwrap(), Decision::Skip);
+    }
+
+    #[test]
+    fn windows_order_and_missing() {
+        let mut c =
+            Cursor::new(cfg(json!({"cursor_path": "c", "initial_value": 18, "row_order": "desc"})), None, &[]).unwrap();
+        assert_eq!(c.check(&json!({"c": 30})).unwrap(), Decision::Keep);
+        assert_eq!(c.check(&json!({"c": 15})).unwrap(), Decision::Stop);
+        let mut w =
+            Cursor::new(cfg(json!({"cursor_path": "c", "initial_value": 10, "end_value": 20})), None, &[]).unwrap();
+        assert_eq!(w.check(&json!({"c": 20})).unwrap(), Decision::Skip);
+        assert_eq!(w.check(&json!({"c": 19})).unwrap(), Decision::Keep);
+        assert!(w.into_state().is_none());
+        let mut m = Cursor::new(cfg(json!({"cursor_path": "meta.ts"})), None, &[]).unwrap();
+        let err = m.check(&json!({"id": 1})).unwrap_err().to_string();
+        assert!(err.contains("meta.ts") && err.contains("missing"), "{err}");
+        assert_eq!(lookup(&json!({"a": [{"b": 3}]}), "$.a[0].b"), Some(&json!(3)));
+    }
+}
