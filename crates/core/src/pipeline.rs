@@ -871,15 +871,14 @@ impl Pipeline {
                     self.report(|p| p.items(Step::Extract, total));
                 }
             }
-            if let (Some(c), Some(cfg)) = (cursor, &hints.incremental) {
-                if let Some(st) = c.into_state() {
-                    let src = new_state.source_state_mut(&schema.name);
-                    let resources = src.entry("resources").or_insert_with(|| json!({}));
-                    let res =
-                        resources.as_object_mut().expect("object").entry(name.clone()).or_insert_with(|| json!({}));
-                    let inc = res.as_object_mut().expect("object").entry("incremental").or_insert_with(|| json!({}));
-                    inc.as_object_mut().expect("object").insert(cfg.cursor_path.clone(), st);
-                }
+            if let (Some(c), Some(cfg)) = (cursor, &hints.incremental)
+                && let Some(st) = c.into_state()
+            {
+                let src = new_state.source_state_mut(&schema.name);
+                let resources = src.entry("resources").or_insert_with(|| json!({}));
+                let res = resources.as_object_mut().expect("object").entry(name.clone()).or_insert_with(|| json!({}));
+                let inc = res.as_object_mut().expect("object").entry("incremental").or_insert_with(|| json!({}));
+                inc.as_object_mut().expect("object").insert(cfg.cursor_path.clone(), st);
             }
             pstate.resources.insert(name, tables_seen);
         }
