@@ -389,7 +389,11 @@ fn open(name: &str, dir: &Path, wd: &Path) -> Result<Pipeline> {
         return Ok(b.build()?);
     }
     let state = read_json(&wd.join("state.json")).unwrap_or(json!({}));
-    let dest_name = state.get("destination_name").and_then(Value::as_str).unwrap_or("duckdb");
+    let dest_name = state
+        .get("destination_name")
+        .and_then(Value::as_str)
+        .or_else(|| state.get("destination_type").and_then(Value::as_str).and_then(|t| t.rsplit('.').next()))
+        .unwrap_or("duckdb");
     let run_dir = std::env::current_dir()?;
     let config = Config::load(&run_dir, None)?.with_pipeline(name);
     let dest = registry.destination(dest_name)?.build(&DestinationContext {

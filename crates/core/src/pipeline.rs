@@ -880,6 +880,10 @@ impl Pipeline {
                 let inc = res.as_object_mut().expect("object").entry("incremental").or_insert_with(|| json!({}));
                 inc.as_object_mut().expect("object").insert(cfg.cursor_path.clone(), st);
             }
+            if hints.disposition() == WriteDisposition::Replace {
+                // as dlt: replacing touches the source's state section
+                new_state.source_state_mut(&schema.name);
+            }
             pstate.resources.insert(name, tables_seen);
         }
         writers.finish()?;
@@ -899,7 +903,8 @@ impl Pipeline {
         }
         new_state.set("schema_names", Value::Array(names));
         new_state.set("destination_type", json!(self.destination.destination_type()));
-        new_state.set("destination_name", json!(self.destination.name()));
+        // dlt records a destination name only when the user named the destination
+        new_state.set("destination_name", Value::Null);
         {
             let local = new_state.local_mut();
             local.insert("_last_extracted_at".into(), json!(pstate.created_at));

@@ -24,7 +24,6 @@ impl PipelineState {
         m.insert("_state_engine_version".into(), json!(STATE_ENGINE_VERSION));
         m.insert("_local".into(), json!({"first_run": true, "_dev_mode": false}));
         m.insert("pipeline_name".into(), json!(pipeline_name));
-        m.insert("sources".into(), json!({}));
         m.insert("_version_hash".into(), json!(""));
         PipelineState(m)
     }
