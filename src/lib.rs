@@ -60,6 +60,15 @@ pub mod destinations {
 
     #[cfg(feature = "duckdb")]
     pub use dlt_duckdb as duckdb_impl;
+
+    /// A Postgres database from a connection string (`postgresql://user:password@host:port/db`).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Result<Arc<dyn Destination>> {
+        Ok(Arc::new(dlt_postgres::Postgres::from_url(url)?))
+    }
+
+    #[cfg(feature = "postgres")]
+    pub use dlt_postgres as postgres_impl;
 }
 
 /// Sources compiled into this build.
@@ -74,6 +83,8 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     #[cfg(feature = "duckdb")]
     r.register_destination(Arc::new(dlt_duckdb::DuckDbFactory));
+    #[cfg(feature = "postgres")]
+    r.register_destination(Arc::new(dlt_postgres::PostgresFactory));
     #[cfg(feature = "files")]
     r.register_source(Arc::new(dlt_files::FilesFactory));
     r

@@ -304,3 +304,91 @@ fn failed_load_is_shown_by_failed_jobs_and_stays_pending() {
     let failed = ok(&p.dlt(&["pipeline", "cli_fj", "failed-jobs"]));
     assert!(failed.contains("No failed jobs found"), "{failed}");
 }
+
+/// A fresh Postgres database for a CLI test (dropped at the end); None when no server under !CI.
+struct PgDb {
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    fn admin() -> String {
+        std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
+    }
+    fn new() -> Option<PgDb> {
+        let mut admin = match postgres::Client::connect(&Self::admin(), postgres::NoTls) {
+            Ok(c) => c,
+            Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+                eprintln!("skipping: no PostgreSQL: {e}");
+                return None;
+            }
+            Err(e) => panic!("PostgreSQL is not reachable: {e}"),
+        };
+        let name = format!("dlt_cli_{}", std::process::id());
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = Self::admin();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        Some(PgDb { name, url })
+    }
+    fn scalar(&self, sql: &str) -> i64 {
+        let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+        c.query_one(sql, &[]).unwrap().get(0)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut a) = postgres::Client::connect(&Self::admin(), postgres::NoTls) {
+            let _ = a.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+#[test]
+fn postgres_merge_killed_mid_transaction_keeps_old_data_and_completes() {
+    let Some(db) = PgDb::new() else { return };
+    let p = Project::new("pg_kill", 300, "merge");
+    let toml = std::fs::read_to_string(p.root.join("pipeline.toml"))
+        .unwrap()
+        .replace("destination = \"duckdb\"", "destination = \"postgres\"")
+        + "primary_key = \"id\"\n";
+    std::fs::write(p.root.join("pipeline.toml"), toml).unwrap();
+    // credentials from the environment, as dlt names them
+    let run = |fault: Option<&str>| {
+        let mut c = p.cmd();
+        c.args(["run", "pipeline.toml"]).env("DESTINATION__POSTGRES__CREDENTIALS", &db.url);
+        if let Some(f) = fault {
+            c.env("DLT_FAULT", f);
+        }
+        c
+    };
+    ok(&run(None).output().unwrap());
+    assert_eq!(db.scalar("SELECT count(*) FROM ds.issues"), 300);
+    // change every title, then kill the merge inside its transaction
+    let data = std::fs::read_to_string(p.root.join("data/issues.jsonl"))
+        .unwrap()
+        .replace("\"title\": \"t", "\"title\": \"new");
+    std::fs::write(p.root.join("data/issues.jsonl"), data).unwrap();
+    let mut child =
+        run(Some("load.in_transaction:sleep=60000")).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().contains("DLT_FAULT: sleeping") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // the old data is intact
+    assert_eq!(db.scalar("SELECT count(*) FROM ds.issues WHERE title LIKE 'new%'"), 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM ds._dlt_loads"), 1);
+    // the next run completes the merge (then merges the same data again: idempotent by key)
+    ok(&run(None).output().unwrap());
+    assert_eq!(db.scalar("SELECT count(*) FROM ds.issues"), 300);
+    assert_eq!(db.scalar("SELECT count(*) FROM ds.issues WHERE title LIKE 'new%'"), 300);
+    assert_eq!(db.scalar("SELECT count(*) FROM ds.issues__labels"), 600);
+    assert_eq!(db.scalar("SELECT count(*) FROM ds._dlt_loads"), 3);
+    let info = ok(&p.dlt(&["pipeline", "pg_kill", "info"]));
+    assert!(info.contains("dlt.destinations.postgres"), "{info}");
+}
