@@ -432,3 +432,31 @@ fn naming_convention_from_config_and_arrow_dlt_columns() {
         .to_string();
     assert!(err.contains("unknown naming convention `kebab`"), "{err}");
 }
+
+#[test]
+fn duckdb_insert_from_staging_and_unsupported_strategy() {
+    let env = Env::new();
+    let build = |strategy: &str| {
+        dlt::pipeline("rs")
+            .destination(destinations::duckdb(env.db()))
+            .dataset_name("rsd")
+            .pipelines_dir(env.root.join("pipelines"))
+            .config(dlt::Config::from_parts(
+                vec![("DESTINATION__REPLACE_STRATEGY".into(), strategy.into())],
+                None,
+                None,
+            ))
+            .build()
+            .unwrap()
+    };
+    let mut p = build("insert-from-staging");
+    let r = |rows: Vec<Value>| Resource::from_values("r", rows).write_disposition(dlt::WriteDisposition::Replace);
+    p.run(r(vec![json!({"id": 1, "l": [1, 2]})])).unwrap();
+    p.run(r(vec![json!({"id": 2, "l": [3]})])).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT string_agg(id::VARCHAR, ',') FROM rsd.r"), "2");
+    assert_eq!(scalar(&env.db(), "SELECT string_agg(value::VARCHAR, ',') FROM rsd.r__l"), "3");
+    drop(p);
+    let mut p = build("staging-optimized");
+    let err = p.run(r(vec![json!({"id": 3})])).unwrap_err().to_string();
+    assert!(err.contains("does not support the replace strategy `staging-optimized`"), "{err}");
+}

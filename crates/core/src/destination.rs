@@ -44,15 +44,36 @@ impl FileFormat {
 }
 
 /// Replace strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplaceStrategy {
     /// Truncate the chain, then insert (default).
+    #[default]
     TruncateAndInsert,
     /// Load into staging, then copy.
     InsertFromStaging,
     /// Swap staging tables in.
     StagingOptimized,
+}
+
+impl ReplaceStrategy {
+    /// Parse dlt's name.
+    pub fn parse(s: &str) -> Option<ReplaceStrategy> {
+        Some(match s {
+            "truncate-and-insert" => ReplaceStrategy::TruncateAndInsert,
+            "insert-from-staging" => ReplaceStrategy::InsertFromStaging,
+            "staging-optimized" => ReplaceStrategy::StagingOptimized,
+            _ => return None,
+        })
+    }
+    /// dlt's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReplaceStrategy::TruncateAndInsert => "truncate-and-insert",
+            ReplaceStrategy::InsertFromStaging => "insert-from-staging",
+            ReplaceStrategy::StagingOptimized => "staging-optimized",
+        }
+    }
 }
 
 /// What a destination can do, declared as data.
@@ -141,6 +162,8 @@ pub struct PackageToLoad<'a> {
     pub jobs: &'a [JobFile],
     /// Tables to empty first (replace), nested tables first.
     pub truncate_tables: &'a [String],
+    /// How replaced tables get their new rows.
+    pub replace_strategy: ReplaceStrategy,
 }
 
 /// The newest state stored in the destination.

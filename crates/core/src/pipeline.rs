@@ -1184,7 +1184,37 @@ impl Pipeline {
             }
         }
         client.update_stored_schema(schema, &ddl_tables)?;
-        client.commit_package(&PackageToLoad { load_id, schema, jobs, truncate_tables: &pstate.truncate_tables })
+        let replace_strategy = self.replace_strategy()?;
+        client.commit_package(&PackageToLoad {
+            load_id,
+            schema,
+            jobs,
+            truncate_tables: &pstate.truncate_tables,
+            replace_strategy,
+        })
+    }
+
+    /// `destination.replace_strategy` (dlt's `DESTINATION__REPLACE_STRATEGY`), checked against
+    /// what the destination supports.
+    fn replace_strategy(&self) -> Result<crate::destination::ReplaceStrategy> {
+        let Some(v) = self.config.get(&["destination"], "replace_strategy") else {
+            return Ok(Default::default());
+        };
+        let name = v.as_string();
+        let s = crate::destination::ReplaceStrategy::parse(&name).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown replace strategy `{name}` (truncate-and-insert, insert-from-staging, staging-optimized)"
+            ))
+        })?;
+        let caps = self.destination.capabilities();
+        if !caps.replace_strategies.contains(&s) {
+            return Err(Error::Config(format!(
+                "destination {} does not support the replace strategy `{name}` (it supports: {})",
+                self.destination.name(),
+                caps.replace_strategies.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(s)
     }
 }
 

@@ -32,7 +32,7 @@ pub fn capabilities() -> Capabilities {
             MergeStrategy::Scd2,
             MergeStrategy::InsertOnly,
         ],
-        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
+        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
         timestamp_precision: 6,
         decimal_precision: (38, 9),
         type_map: vec![
@@ -406,21 +406,30 @@ impl DestinationClient for DuckDbClient {
         let mut staged: Vec<String> = vec![];
         for job in package.jobs {
             let root = schema.root_table_name(&job.table).to_string();
-            if schema.tables.get(&root).and_then(|t| t.write_disposition) == Some(WriteDisposition::Merge) {
+            let wd = schema.tables.get(&root).and_then(|t| t.write_disposition);
+            if wd == Some(WriteDisposition::Merge) {
                 if !staged.contains(&job.table) {
                     staged.push(job.table.clone());
                 }
                 if !merge_roots.contains(&root) {
                     merge_roots.push(root);
                 }
+            } else if wd == Some(WriteDisposition::Replace)
+                && package.replace_strategy != ReplaceStrategy::TruncateAndInsert
+                && !staged.contains(&job.table)
+            {
+                staged.push(job.table.clone());
             }
         }
+        let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
         let staging = format!("{}_staging", self.dataset);
         let sq = |t: &str| format!("{}.{}", quote(&staging), quote(t));
         self.in_transaction(|c| {
-            for t in package.truncate_tables {
-                if existing.contains_key(t) {
-                    c.exec(&format!("DELETE FROM {} WHERE 1=1;", c.q(t)))?;
+            if !via_staging {
+                for t in package.truncate_tables {
+                    if existing.contains_key(t) {
+                        c.exec(&format!("DELETE FROM {} WHERE 1=1;", c.q(t)))?;
+                    }
                 }
             }
             if !staged.is_empty() {
@@ -451,6 +460,21 @@ impl DestinationClient for DuckDbClient {
             }
             let mut present: Vec<String> = existing.keys().cloned().collect();
             present.extend(staged.iter().cloned());
+            if via_staging && !package.truncate_tables.is_empty() {
+                // insert-from-staging (staging-optimized is not a DuckDB strategy)
+                let ctx = dlt_sql::MergeContext {
+                    dialect: &DuckDbDialect,
+                    schema,
+                    dataset: &c.dataset,
+                    staging: &staging,
+                    load_id: package.load_id,
+                    staged: &staged,
+                    existing: &present,
+                };
+                for stmt in dlt_sql::replace_from_staging(&ctx, package.truncate_tables) {
+                    c.exec(&stmt)?;
+                }
+            }
             for root in &merge_roots {
                 let ctx = dlt_sql::MergeContext {
                     dialect: &DuckDbDialect,

@@ -42,7 +42,11 @@ pub fn capabilities() -> Capabilities {
             MergeStrategy::Scd2,
             MergeStrategy::InsertOnly,
         ],
-        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
+        replace_strategies: vec![
+            ReplaceStrategy::TruncateAndInsert,
+            ReplaceStrategy::InsertFromStaging,
+            ReplaceStrategy::StagingOptimized,
+        ],
         timestamp_precision: 6,
         decimal_precision: (38, 9),
         type_map: vec![
@@ -511,31 +515,44 @@ impl DestinationClient for PgClient {
         let mut staged: Vec<String> = vec![];
         for job in package.jobs {
             let root = schema.root_table_name(&job.table).to_string();
-            if schema.tables.get(&root).and_then(|t| t.write_disposition) == Some(WriteDisposition::Merge) {
+            let wd = schema.tables.get(&root).and_then(|t| t.write_disposition);
+            if wd == Some(WriteDisposition::Merge) {
                 if !staged.contains(&job.table) {
                     staged.push(job.table.clone());
                 }
                 if !merge_roots.contains(&root) {
                     merge_roots.push(root);
                 }
+            } else if wd == Some(WriteDisposition::Replace)
+                && package.replace_strategy != ReplaceStrategy::TruncateAndInsert
+                && !staged.contains(&job.table)
+            {
+                staged.push(job.table.clone());
             }
         }
+        let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
         let dataset = self.dataset.clone();
         let staging = format!("{dataset}_staging");
         let sq = |t: &str| format!("{}.{}", quote(&staging), quote(t));
         let q = |t: &str| format!("{}.{}", quote(&dataset), quote(t));
         let mut tx = self.client.transaction().map_err(|e| classify(e, "starting a transaction"))?;
-        for t in package.truncate_tables {
-            if existing.contains_key(t) {
-                Self::tx_exec(&mut tx, &format!("DELETE FROM {};", q(t)))?;
+        if !via_staging {
+            for t in package.truncate_tables {
+                if existing.contains_key(t) {
+                    Self::tx_exec(&mut tx, &format!("DELETE FROM {};", q(t)))?;
+                }
             }
         }
         if !staged.is_empty() {
             Self::tx_exec(&mut tx, &format!("CREATE SCHEMA IF NOT EXISTS {};", quote(&staging)))?;
             for t in &staged {
+                // tables swapped in by staging-optimized keep every constraint and index
+                let swapped = package.replace_strategy == ReplaceStrategy::StagingOptimized
+                    && package.truncate_tables.contains(t);
+                let including = if swapped { " INCLUDING ALL" } else { "" };
                 Self::tx_exec(
                     &mut tx,
-                    &format!("DROP TABLE IF EXISTS {s}; CREATE TABLE {s} (LIKE {f});", s = sq(t), f = q(t)),
+                    &format!("DROP TABLE IF EXISTS {s}; CREATE TABLE {s} (LIKE {f}{including});", s = sq(t), f = q(t)),
                 )?;
             }
         }
@@ -549,6 +566,39 @@ impl DestinationClient for PgClient {
         }
         let mut present: Vec<String> = existing.keys().cloned().collect();
         present.extend(staged.iter().cloned());
+        if via_staging && !package.truncate_tables.is_empty() {
+            if package.replace_strategy == ReplaceStrategy::StagingOptimized {
+                // swap the staged tables in; tables without rows in this load are emptied
+                for t in package.truncate_tables {
+                    if staged.contains(t) {
+                        Self::tx_exec(
+                            &mut tx,
+                            &format!(
+                                "DROP TABLE IF EXISTS {}; ALTER TABLE {} SET SCHEMA {};",
+                                q(t),
+                                sq(t),
+                                quote(&dataset)
+                            ),
+                        )?;
+                    } else if existing.contains_key(t) {
+                        Self::tx_exec(&mut tx, &format!("DELETE FROM {};", q(t)))?;
+                    }
+                }
+            } else {
+                let ctx = dlt_sql::MergeContext {
+                    dialect: &PgDialect,
+                    schema,
+                    dataset: &dataset,
+                    staging: &staging,
+                    load_id: package.load_id,
+                    staged: &staged,
+                    existing: &present,
+                };
+                for stmt in dlt_sql::replace_from_staging(&ctx, package.truncate_tables) {
+                    Self::tx_exec(&mut tx, &stmt)?;
+                }
+            }
+        }
         for root in &merge_roots {
             let ctx = dlt_sql::MergeContext {
                 dialect: &PgDialect,

@@ -282,3 +282,45 @@ fn two_pipelines_into_one_dataset_at_once() {
     assert_eq!(db.scalar("SELECT count(*) FROM shared._dlt_loads"), "6");
     assert_eq!(db.scalar("SELECT count(DISTINCT pipeline_name) FROM shared._dlt_pipeline_state"), "2");
 }
+
+#[test]
+fn replace_strategies_give_the_same_data() {
+    let Some(db) = Db::new() else { return };
+    for strategy in ["truncate-and-insert", "insert-from-staging", "staging-optimized"] {
+        let ds = strategy.replace('-', "_");
+        let mut p = dlt::pipeline(format!("rep_{ds}"))
+            .destination(dlt::destinations::postgres(&db.url).unwrap())
+            .dataset_name(&ds)
+            .pipelines_dir(db.dir.path().join("pipelines"))
+            .config(dlt::Config::from_parts(
+                vec![("DESTINATION__REPLACE_STRATEGY".into(), strategy.into())],
+                None,
+                None,
+            ))
+            .build()
+            .unwrap();
+        let r = |rows: Vec<Value>| Resource::from_values("r", rows).write_disposition(WriteDisposition::Replace);
+        p.run(r(vec![json!({"id": 1, "l": [1, 2]}), json!({"id": 2, "l": [3]})])).unwrap();
+        p.run(r(vec![json!({"id": 3, "l": [4]})])).unwrap();
+        assert_eq!(db.scalar(&format!("SELECT string_agg(id::text, ',') FROM {ds}.r")), "3", "{strategy}");
+        assert_eq!(db.scalar(&format!("SELECT string_agg(value::text, ',') FROM {ds}.r__l")), "4", "{strategy}");
+        p.run(r(vec![json!({"id": 5, "l": []})])).unwrap();
+        assert_eq!(db.scalar(&format!("SELECT count(*) FROM {ds}.r__l")), "0", "{strategy}");
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT count(*) FROM information_schema.table_constraints WHERE table_schema = '{ds}' AND table_name = 'r' AND constraint_type = 'UNIQUE'"
+            )),
+            "1",
+            "{strategy}: _dlt_id stays UNIQUE"
+        );
+    }
+    // an unknown strategy is a clear error
+    let mut p = dlt::pipeline("rep_bad")
+        .destination(dlt::destinations::postgres(&db.url).unwrap())
+        .pipelines_dir(db.dir.path().join("pipelines"))
+        .config(dlt::Config::from_parts(vec![("DESTINATION__REPLACE_STRATEGY".into(), "swap".into())], None, None))
+        .build()
+        .unwrap();
+    let err = p.run(Resource::from_values("r", vec![json!({"a": 1})])).unwrap_err().to_string();
+    assert!(err.contains("unknown replace strategy `swap`"), "{err}");
+}

@@ -327,6 +327,22 @@ fn insert_only(ctx: &MergeContext<'_>, root: &Table, chain: &[&Table]) -> Result
     Ok(out)
 }
 
+/// Statements that replace `tables` (nested first) with their staged rows, for the
+/// `insert-from-staging` strategy; tables without staged rows are emptied.
+pub fn replace_from_staging(ctx: &MergeContext<'_>, tables: &[String]) -> Vec<String> {
+    let mut out = vec![];
+    for name in tables.iter().filter(|t| ctx.existing.contains(t)) {
+        out.push(format!("DELETE FROM {};", ctx.q(name)));
+    }
+    for name in tables.iter().rev() {
+        if let Some(t) = ctx.schema.tables.get(name).filter(|t| staged(ctx, t)) {
+            let c = ctx.cols(t).join(", ");
+            out.push(format!("INSERT INTO {}({c}) SELECT {c} FROM {};", ctx.q(name), ctx.s(name)));
+        }
+    }
+    out
+}
+
 /// scd2 validity column names of a root table.
 pub fn scd2_columns(t: &Table) -> (String, String) {
     let from = t.columns.values().find(|c| c.extra.get("x-valid-from") == Some(&Value::Bool(true)));
