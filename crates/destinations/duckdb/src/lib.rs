@@ -93,6 +93,9 @@ impl dlt_sql::Dialect for DuckDbDialect {
     fn row_order(&self) -> Option<&'static str> {
         Some("rowid")
     }
+    fn column_type(&self, col: &Column) -> String {
+        column_type(col)
+    }
 }
 
 /// Quote an identifier.
@@ -282,14 +285,6 @@ fn first_line(sql: &str) -> String {
     }
 }
 
-fn column_def(c: &Column) -> String {
-    let mut s = format!("{} {}", quote(&c.name), column_type(c));
-    if !c.is_nullable() {
-        s.push_str(" NOT NULL");
-    }
-    s
-}
-
 impl SqlClient for DuckDbClient {
     fn execute(&mut self, sql: &str) -> Result<()> {
         self.set_search_path();
@@ -329,26 +324,7 @@ impl DestinationClient for DuckDbClient {
 
     fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()> {
         let existing = self.table_columns()?;
-        let mut stmts: Vec<String> = vec![];
-        for name in tables {
-            let Some(t) = schema.tables.get(name) else { continue };
-            if name == VERSION_TABLE || name == LOADS_TABLE || !t.has_complete_columns() {
-                continue;
-            }
-            match existing.get(name) {
-                None => {
-                    let cols: Vec<String> = t.complete_columns().map(column_def).collect();
-                    stmts.push(format!("CREATE TABLE {} (\n{}\n);", self.q(name), cols.join(",\n")));
-                }
-                Some(have) => {
-                    for c in t.complete_columns() {
-                        if !have.contains(&c.name) {
-                            stmts.push(format!("ALTER TABLE {} ADD COLUMN {};", self.q(name), column_def(c)));
-                        }
-                    }
-                }
-            }
-        }
+        let stmts = dlt_sql::schema_update_sql(&DuckDbDialect, &self.dataset, schema, tables, &existing);
         let known: i64 = self
             .conn
             .query_row(

@@ -131,6 +131,15 @@ pub fn quote(ident: &str) -> String {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PgDialect;
 impl dlt_sql::Dialect for PgDialect {
+    fn column_type(&self, col: &Column) -> String {
+        column_type(col)
+    }
+    fn unique_constraints(&self) -> bool {
+        true
+    }
+    fn combine_add_columns(&self) -> bool {
+        true
+    }
     fn row_order(&self) -> Option<&'static str> {
         // staging tables are created fresh and filled by one COPY: ctid follows file order
         Some("ctid")
@@ -237,17 +246,6 @@ pub struct PgClient {
 fn first_line(sql: &str) -> String {
     let l = sql.trim().lines().next().unwrap_or_default();
     l.chars().take(200).collect()
-}
-
-fn column_def(c: &Column) -> String {
-    let mut s = format!("{} {}", quote(&c.name), column_type(c));
-    if c.unique {
-        s.push_str(" UNIQUE");
-    }
-    if !c.is_nullable() {
-        s.push_str(" NOT NULL");
-    }
-    s
 }
 
 impl PgClient {
@@ -440,29 +438,7 @@ impl DestinationClient for PgClient {
             existing.entry(r.get(0)).or_default().push(r.get(1));
         }
         let mut tx = lock;
-        let mut stmts: Vec<String> = vec![];
-        for name in tables {
-            let Some(t) = schema.tables.get(name) else { continue };
-            if name == VERSION_TABLE || name == LOADS_TABLE || !t.has_complete_columns() {
-                continue;
-            }
-            match existing.get(name) {
-                None => {
-                    let cols: Vec<String> = t.complete_columns().map(column_def).collect();
-                    stmts.push(format!("CREATE TABLE {} (\n{}\n);", q(name), cols.join(",\n")));
-                }
-                Some(have) => {
-                    let add: Vec<String> = t
-                        .complete_columns()
-                        .filter(|c| !have.contains(&c.name))
-                        .map(|c| format!("ADD COLUMN {}", column_def(c)))
-                        .collect();
-                    if !add.is_empty() {
-                        stmts.push(format!("ALTER TABLE {}\n{};", q(name), add.join(",\n")));
-                    }
-                }
-            }
-        }
+        let stmts = dlt_sql::schema_update_sql(&PgDialect, &dataset, schema, tables, &existing);
         let known: i64 = tx
             .query_one(
                 &format!("SELECT count(*) FROM {} WHERE version_hash = $1", q(VERSION_TABLE)),

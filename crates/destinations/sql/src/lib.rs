@@ -26,6 +26,28 @@ pub trait Dialect {
     fn row_order(&self) -> Option<&'static str> {
         None
     }
+    /// The destination type of a dlt column.
+    fn column_type(&self, col: &Column) -> String {
+        match col.data_type.unwrap_or(DataType::Text) {
+            DataType::Text | DataType::Json => "VARCHAR".into(),
+            DataType::Bigint => "BIGINT".into(),
+            DataType::Double => "DOUBLE PRECISION".into(),
+            DataType::Bool => "BOOLEAN".into(),
+            DataType::Timestamp => "TIMESTAMP WITH TIME ZONE".into(),
+            DataType::Date => "DATE".into(),
+            DataType::Time => "TIME".into(),
+            DataType::Binary => "BLOB".into(),
+            DataType::Decimal | DataType::Wei => "DECIMAL(38,9)".into(),
+        }
+    }
+    /// Whether `unique` columns get a UNIQUE constraint (dlt does so on Postgres).
+    fn unique_constraints(&self) -> bool {
+        false
+    }
+    /// Whether several `ADD COLUMN`s go into one `ALTER TABLE` (Postgres) or one statement each.
+    fn combine_add_columns(&self) -> bool {
+        false
+    }
     /// `CREATE TEMPORARY TABLE name AS query`.
     fn create_temp_table_as(&self, name: &str, query: &str) -> String {
         format!("CREATE TEMPORARY TABLE {name} AS {query};")
@@ -36,6 +58,63 @@ pub trait Dialect {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Generic;
 impl Dialect for Generic {}
+
+/// A column definition for CREATE / ALTER: `"name" type [UNIQUE] [NOT NULL]`.
+pub fn column_def(dialect: &dyn Dialect, c: &Column) -> String {
+    let mut s = format!("{} {}", dialect.quote(&c.name), dialect.column_type(c));
+    if c.unique && dialect.unique_constraints() {
+        s.push_str(" UNIQUE");
+    }
+    if !c.is_nullable() {
+        s.push_str(" NOT NULL");
+    }
+    s
+}
+
+/// DDL bringing `tables` of `schema` up to date in `dataset`, given the columns that exist
+/// (`existing`: table → column names): CREATE TABLE for new tables, ADD COLUMN for new columns.
+/// Columns are never dropped or retyped; tables without typed columns are not created.
+pub fn schema_update_sql(
+    dialect: &dyn Dialect,
+    dataset: &str,
+    schema: &Schema,
+    tables: &[String],
+    existing: &std::collections::HashMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut stmts = vec![];
+    for name in tables {
+        let Some(t) = schema.tables.get(name) else { continue };
+        if name == dlt_core::schema::VERSION_TABLE || name == dlt_core::schema::LOADS_TABLE || !t.has_complete_columns()
+        {
+            continue;
+        }
+        let qn = format!("{}.{}", dialect.quote(dataset), dialect.quote(name));
+        match existing.get(name) {
+            None => {
+                let cols: Vec<String> = t.complete_columns().map(|c| column_def(dialect, c)).collect();
+                stmts.push(format!("CREATE TABLE {qn} (\n{}\n);", cols.join(",\n")));
+            }
+            Some(have) => {
+                let add: Vec<String> = t
+                    .complete_columns()
+                    .filter(|c| !have.contains(&c.name))
+                    .map(|c| format!("ADD COLUMN {}", column_def(dialect, c)))
+                    .collect();
+                if add.is_empty() {
+                    continue;
+                }
+                if dialect.combine_add_columns() {
+                    stmts.push(format!("ALTER TABLE {qn}\n{};", add.join(",\n")));
+                } else {
+                    for a in add {
+                        stmts.push(format!("ALTER TABLE {qn} {a};"));
+                    }
+                }
+            }
+        }
+    }
+    stmts
+}
 
 /// Quote a string literal.
 pub fn literal(s: &str) -> String {
