@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod pgvalue;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -152,6 +153,8 @@ pub struct Postgres {
     config: postgres::Config,
     display: String,
     caps: Capabilities,
+    ssl_mode: tls::SslMode,
+    ssl_root_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -164,19 +167,22 @@ impl Postgres {
     /// From a connection string: `postgresql://user:password@host:port/database?sslmode=…`
     /// (or libpq's `key=value` form).
     pub fn from_url(url: &str) -> Result<Self> {
-        let config = postgres::Config::from_str(url.trim())
+        let (client_url, mode, root) = tls::split_tls_options(url.trim())?;
+        let config = postgres::Config::from_str(&client_url)
             .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", mask_url(url))))?;
-        Self::from_config(config)
+        let mut p = Self::from_config(config)?;
+        p.ssl_mode = mode;
+        p.ssl_root_cert = root;
+        Ok(p)
     }
 
     /// From a parsed client config.
     pub fn from_config(config: postgres::Config) -> Result<Self> {
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(Error::Config(
-                "postgres sslmode=require: TLS connections are not supported by this build yet; use sslmode=disable or prefer"
-                    .into(),
-            ));
-        }
+        let ssl_mode = match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => tls::SslMode::Disable,
+            postgres::config::SslMode::Require => tls::SslMode::Require,
+            _ => tls::SslMode::Prefer,
+        };
         let host = config
             .get_hosts()
             .first()
@@ -190,7 +196,7 @@ impl Postgres {
         let pass = if config.get_password().is_some() { ":***" } else { "" };
         let db = config.get_dbname().unwrap_or("");
         let display = format!("postgresql://{user}{pass}@{host}:{port}/{db}");
-        Ok(Postgres { config, display, caps: capabilities() })
+        Ok(Postgres { config, display, caps: capabilities(), ssl_mode, ssl_root_cert: None })
     }
 }
 
@@ -231,8 +237,11 @@ impl Destination for Postgres {
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(std::time::Duration::from_secs(10));
         }
-        let client =
-            cfg.connect(postgres::NoTls).map_err(|e| classify(e, &format!("cannot connect to {}", self.display)))?;
+        let client = match tls::connector(&self.ssl_mode, self.ssl_root_cert.as_ref())? {
+            None => cfg.connect(postgres::NoTls),
+            Some(c) => cfg.connect(c),
+        }
+        .map_err(|e| classify(e, &format!("cannot connect to {}", self.display)))?;
         Ok(Box::new(PgClient { client, dataset: dataset_name.to_string() }))
     }
 }
@@ -684,10 +693,21 @@ impl DestinationFactory for PostgresFactory {
             (None, Some(toml::Value::String(s))) => Some(s.clone()),
             _ => None,
         };
-        let mut config = match url {
-            Some(u) => postgres::Config::from_str(u.trim())
-                .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", mask_url(&u))))?,
-            None => postgres::Config::new(),
+        let (mut config, mode, root) = match url {
+            Some(u) => {
+                let (client_url, mode, root) = tls::split_tls_options(u.trim())?;
+                let c = postgres::Config::from_str(&client_url)
+                    .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", mask_url(&u))))?;
+                (c, Some(mode), root)
+            }
+            None => (postgres::Config::new(), None, None),
+        };
+        let (mode, root) = match field("sslmode") {
+            Some(m) => {
+                let (_, mode, _) = tls::split_tls_options(&format!("x?sslmode={m}"))?;
+                (Some(mode), field("sslrootcert").map(std::path::PathBuf::from).or(root))
+            }
+            None => (mode, field("sslrootcert").map(std::path::PathBuf::from).or(root)),
         };
         if let Some(h) = field("host") {
             config.host(&h);
@@ -710,7 +730,12 @@ impl DestinationFactory for PostgresFactory {
                 ctx.config.tried_env_names(&["destination", NAME], &["credentials"])[..].join(", ")
             )));
         }
-        Ok(Arc::new(Postgres::from_config(config)?))
+        let mut p = Postgres::from_config(config)?;
+        if let Some(m) = mode {
+            p.ssl_mode = m;
+        }
+        p.ssl_root_cert = root;
+        Ok(Arc::new(p))
     }
 }
 
@@ -729,7 +754,7 @@ mod tests {
         let p = Postgres::from_url("postgresql://loader:s3cret@127.0.0.1:5432/test").unwrap();
         assert_eq!(p.display_location(), "postgresql://loader:***@127.0.0.1:5432/test");
         assert!(!format!("{p:?}").contains("s3cret"));
-        let err = Postgres::from_url("postgresql://u:s3cret@h/db?sslmode=require").unwrap_err().to_string();
-        assert!(err.contains("TLS") && !err.contains("s3cret"), "{err}");
+        let err = Postgres::from_url("postgresql://u:s3cret@h/db?sslmode=sometimes").unwrap_err().to_string();
+        assert!(err.contains("sslmode") && !err.contains("s3cret"), "{err}");
     }
 }

@@ -324,3 +324,32 @@ fn replace_strategies_give_the_same_data() {
     let err = p.run(Resource::from_values("r", vec![json!({"a": 1})])).unwrap_err().to_string();
     assert!(err.contains("unknown replace strategy `swap`"), "{err}");
 }
+
+#[test]
+fn tls_modes_against_the_local_server() {
+    let Some(db) = Db::new() else { return };
+    // require: encrypted, certificate not checked (libpq's meaning); the local server has TLS on
+    let url = format!("{}?sslmode=require", db.url);
+    let mut p = dlt::pipeline("tls_req")
+        .destination(dlt::destinations::postgres(&url).unwrap())
+        .pipelines_dir(db.dir.path().join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .build()
+        .unwrap();
+    p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap();
+    let mut c = p.sql_client().unwrap();
+    let b = c.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").unwrap();
+    let ssl = b[0].column(0).as_any().downcast_ref::<arrow::array::BooleanArray>().unwrap().value(0);
+    assert!(ssl, "the connection is encrypted");
+    drop(c);
+    // verify-full: the server's self-signed certificate is refused, with a clear error
+    let url = format!("{}?sslmode=verify-full", db.url);
+    let mut p = dlt::pipeline("tls_full")
+        .destination(dlt::destinations::postgres(&url).unwrap())
+        .pipelines_dir(db.dir.path().join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .build()
+        .unwrap();
+    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err().to_string();
+    assert!(err.contains("cannot connect") && err.to_lowercase().contains("certificate"), "{err}");
+}
