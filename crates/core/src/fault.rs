@@ -2,14 +2,34 @@
 //! named point. Actions: `abort` (default; dies at once, like `kill -9`, no cleanup runs) or
 //! `sleep=<ms>` (so a test can send a real SIGKILL while the process sits there).
 //!
-//! Points: `extract.items_written`, `normalize.before_publish`, `load.in_transaction`
+//! Points: `extract.item.<n>` (while extracting the n-th item), `extract.items_written`, `normalize.before_publish`, `load.in_transaction`
 //! (all jobs inserted, nothing committed), `load.after_commit` (committed in the destination,
 //! package not yet moved locally).
 
+fn spec() -> Option<&'static (String, String)> {
+    static SPEC: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| {
+        let spec = std::env::var("DLT_FAULT").ok()?;
+        let (p, a) = spec.split_once(':').unwrap_or((spec.as_str(), "abort"));
+        Some((p.to_string(), a.to_string()))
+    })
+    .as_ref()
+}
+
+/// Stop at the `n`-th occurrence of a counted point (`DLT_FAULT=extract.item.<n>`).
+pub fn hit_nth(point: &str, n: u64) {
+    if let Some((p, _)) = spec()
+        && p.len() > point.len()
+        && p.starts_with(point)
+        && p[point.len() + 1..].parse() == Ok(n)
+    {
+        hit(p);
+    }
+}
+
 /// Stop here if `DLT_FAULT` names this point.
 pub fn hit(point: &str) {
-    let Ok(spec) = std::env::var("DLT_FAULT") else { return };
-    let (p, action) = spec.split_once(':').unwrap_or((spec.as_str(), "abort"));
+    let Some((p, action)) = spec() else { return };
     if p != point {
         return;
     }

@@ -864,6 +864,7 @@ impl Pipeline {
                         }
                     }
                 };
+                crate::fault::hit_nth("extract.item", total);
                 let n = writers.write(&table, item)?;
                 *pstate.extracted_items.entry(table).or_default() += n;
                 total += n;
