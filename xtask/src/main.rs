@@ -160,23 +160,36 @@ fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process
     if !must_pass.is_file() {
         return Ok(Err(format!("must-pass list {} is missing", must_pass.display())));
     }
-    let mut keep = TempDir::new("dlt-conformance")?;
-    let st = run_conformance(
-        ctx,
-        [
-            "--cases".into(),
-            cases.into_os_string(),
-            "--keep".into(),
-            keep.path().into(),
-            "--must-pass".into(),
-            must_pass.into_os_string(),
-        ],
-    )?;
-    if !st.success() {
-        let kept = keep.keep();
-        eprintln!("xtask: conformance outputs kept in {}", kept.display());
+    let must_pass_pg = ctx.repo.join("tests/conformance/must_pass_postgres.txt");
+    if !must_pass_pg.is_file() {
+        return Ok(Err(format!("must-pass list {} is missing", must_pass_pg.display())));
     }
-    Ok(Ok(st))
+    // the same cases on DuckDB, then on the Postgres server the tests use
+    let mut result = None;
+    for (destination, list) in [("duckdb", must_pass), ("postgres", must_pass_pg)] {
+        let mut keep = TempDir::new("dlt-conformance")?;
+        let st = run_conformance(
+            ctx,
+            [
+                "--cases".into(),
+                cases.clone().into_os_string(),
+                "--keep".into(),
+                keep.path().into(),
+                "--must-pass".into(),
+                list.into_os_string(),
+                "--destination".into(),
+                destination.into(),
+            ],
+        )?;
+        if !st.success() {
+            let kept = keep.keep();
+            eprintln!("xtask: conformance outputs ({destination}) kept in {}", kept.display());
+        }
+        if result.is_none() || !st.success() {
+            result = Some(st);
+        }
+    }
+    Ok(Ok(result.expect("two runs")))
 }
 
 fn outcome(st: std::process::ExitStatus) -> String {

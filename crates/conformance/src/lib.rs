@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod dump;
 pub mod jsonfmt;
+pub mod pg_mirror;
 pub mod pyfmt;
 pub mod runner;
 

@@ -1,20 +1,28 @@
 //! Tiny CLI around the library:
 //!
 //! ```text
-//! dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]   run cases through dlt-rs
+//! dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]
+//!                 [--destination duckdb|postgres] [--keep-db]                    run cases through dlt-rs
 //! dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]
 //! dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts]
 //!                 [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]
 //! ```
 //! `compare` exits 0 (equal), 1 (different) or 2 (bad input), like compare.py.
+//!
+//! `--destination postgres` runs every case in a fresh database of the PostgreSQL server of
+//! `DLT_TEST_POSTGRES_URL` (default `postgresql://postgres@127.0.0.1:5432/test`), mirrors the
+//! datasets into DuckDB after every run and dumps them from there (see `pg_mirror`); the
+//! database is dropped at the end of the case unless `--keep-db` is given.
 
+use dlt_conformance::runner::Target;
 use dlt_conformance::{CompareOptions, dump, format_report, to_pretty_json, try_compare};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
+        "usage:\n  dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
+         [--destination duckdb|postgres] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
          dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts] \
          [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]"
     );
@@ -133,6 +141,8 @@ fn run_cases(argv: &[String]) -> ExitCode {
     let mut must_pass = None;
     let mut filter = None;
     let mut verbose = false;
+    let mut destination = "duckdb".to_string();
+    let mut keep_db = false;
     let mut args = argv.iter().cloned();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -141,6 +151,15 @@ fn run_cases(argv: &[String]) -> ExitCode {
             "--must-pass" => must_pass = args.next().map(PathBuf::from),
             "--filter" => filter = args.next(),
             "-v" | "--verbose" => verbose = true,
+            "--destination" => match args.next() {
+                Some(d) => destination = d,
+                None => {
+                    eprintln!("--destination needs a value (duckdb or postgres)");
+                    return ExitCode::from(2);
+                }
+            },
+            "--keep-db" => keep_db = true,
+            other if other.starts_with("--destination=") => destination = other["--destination=".len()..].to_string(),
             other => {
                 eprintln!("unknown argument {other}");
                 return ExitCode::from(2);
@@ -148,8 +167,25 @@ fn run_cases(argv: &[String]) -> ExitCode {
         }
     }
     let (Some(cases), Some(keep)) = (cases, keep) else {
-        eprintln!("usage: run-cases --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]");
+        eprintln!(
+            "usage: dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
+             [--destination duckdb|postgres] [--keep-db]"
+        );
         return ExitCode::from(2);
+    };
+    let target = match destination.as_str() {
+        "duckdb" => {
+            if keep_db {
+                eprintln!("--keep-db only applies to --destination postgres");
+                return ExitCode::from(2);
+            }
+            Target::DuckDb
+        }
+        "postgres" | "postgresql" => Target::postgres_from_env(keep_db),
+        other => {
+            eprintln!("unknown destination {other:?} (expected duckdb or postgres)");
+            return ExitCode::from(2);
+        }
     };
     let must: Option<Vec<String>> = match must_pass.map(std::fs::read_to_string) {
         Some(Ok(s)) => Some(
@@ -161,7 +197,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
         }
         None => None,
     };
-    let outcomes = match dlt_conformance::runner::run_all(&cases, &keep, filter.as_deref()) {
+    let outcomes = match dlt_conformance::runner::run_all_on(&cases, &keep, filter.as_deref(), &target) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("conformance: error: {e:#}");
@@ -200,6 +236,12 @@ fn run_cases(argv: &[String]) -> ExitCode {
     }
     if known > 0 {
         println!("{known} case(s) still differ from dlt and are not required yet (DIFF lines above)");
+    }
+    if let Target::Postgres { server_url, .. } = &target {
+        println!(
+            "destination: postgres (server {}, one fresh database per case)",
+            dlt::dlt_core::config::mask_url(server_url)
+        );
     }
     println!("conformance: {passed} passed, {} failed", required_failed.len());
     if required_failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }

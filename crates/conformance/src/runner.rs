@@ -1,10 +1,115 @@
-//! Runs conformance cases through the dlt-rs engine into DuckDB and writes result files.
+//! Runs conformance cases through the dlt-rs engine into DuckDB (or a real PostgreSQL server,
+//! see [`Target`]) and writes result files.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+
+/// Default server of `--destination postgres` (overridden by `DLT_TEST_POSTGRES_URL`).
+pub const DEFAULT_POSTGRES_URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
+
+/// The destination the cases' runs load into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A fresh DuckDB file per case (`OUT/<case>/dest.duckdb`), dumped directly.
+    DuckDb,
+    /// A fresh database per case on the Postgres server of `server_url` (any database of it;
+    /// used to create and drop the case databases). After every run the case's datasets are
+    /// mirrored into `OUT/<case>/mirror.duckdb` (see [`crate::pg_mirror`]) and dumped from there.
+    Postgres {
+        /// Connection string of the server (e.g. [`DEFAULT_POSTGRES_URL`]).
+        server_url: String,
+        /// Keep each case's database instead of dropping it at the end.
+        keep_db: bool,
+    },
+}
+
+impl Target {
+    /// `duckdb` or `postgres`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::DuckDb => "duckdb",
+            Target::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Postgres against `DLT_TEST_POSTGRES_URL` (default [`DEFAULT_POSTGRES_URL`]).
+    pub fn postgres_from_env(keep_db: bool) -> Target {
+        let server_url = std::env::var("DLT_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
+        Target::Postgres { server_url, keep_db }
+    }
+}
+
+/// Postgres database name for a case: `dlt_conf_<sanitized case>_<random>` (≤ 63 bytes).
+pub fn case_database_name(case: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut sanitized: String =
+        case.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(40).collect();
+    if sanitized.is_empty() {
+        sanitized.push('x');
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    format!("dlt_conf_{sanitized}_{:08x}", h.finish() as u32)
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A case's Postgres database: created on construction, dropped on drop (unless kept).
+struct CaseDatabase {
+    admin: postgres::Client,
+    config: postgres::Config,
+    name: String,
+    keep: bool,
+}
+
+impl CaseDatabase {
+    fn create(server_url: &str, case: &str, keep: bool) -> Result<CaseDatabase> {
+        let mut server = postgres::Config::from_str(server_url.trim())
+            .with_context(|| format!("invalid Postgres URL {}", dlt::dlt_core::config::mask_url(server_url)))?;
+        if server.get_connect_timeout().is_none() {
+            server.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let mut admin = server.connect(postgres::NoTls).with_context(|| {
+            format!("cannot connect to the Postgres server {}", dlt::dlt_core::config::mask_url(server_url))
+        })?;
+        let name = case_database_name(case);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .with_context(|| format!("creating database {name}"))?;
+        let mut config = server.clone();
+        config.dbname(&name);
+        Ok(CaseDatabase { admin, config, name, keep })
+    }
+
+    fn connect(&self) -> Result<postgres::Client> {
+        self.config.connect(postgres::NoTls).with_context(|| format!("cannot connect to database {}", self.name))
+    }
+}
+
+impl Drop for CaseDatabase {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("conformance: kept Postgres database {}", self.name);
+            return;
+        }
+        if let Err(e) =
+            self.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.name)))
+        {
+            eprintln!("conformance: cannot drop Postgres database {}: {e}", self.name);
+        }
+    }
+}
 
 /// One case run's outcome.
 pub struct CaseOutcome {
@@ -62,8 +167,14 @@ fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-/// Run one case into `out_dir` (wiped first); returns the result document.
+/// Run one case into DuckDB in `out_dir` (wiped first); returns the result document.
 pub fn run_case(case_dir: &Path, out_dir: &Path) -> Result<Value> {
+    run_case_on(case_dir, out_dir, &Target::DuckDb)
+}
+
+/// Run one case against `target`, keeping files in `out_dir` (wiped first); returns the
+/// result document.
+pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<Value> {
     let case: Value = serde_json::from_str(&fs::read_to_string(case_dir.join("case.json"))?)?;
     let name = case["name"].as_str().unwrap_or_default().to_string();
     if out_dir.exists() {
@@ -71,8 +182,24 @@ pub fn run_case(case_dir: &Path, out_dir: &Path) -> Result<Value> {
     }
     fs::create_dir_all(out_dir)?;
     let db = out_dir.join("dest.duckdb");
-    // the oracle starts every case from an empty database file
-    drop(duckdb::Connection::open(&db)?);
+    let mut pg_db = None;
+    let destination: Arc<dyn dlt::Destination> = match target {
+        Target::DuckDb => {
+            // the oracle starts every case from an empty database file
+            drop(duckdb::Connection::open(&db)?);
+            dlt::destinations::duckdb(&db)
+        }
+        Target::Postgres { server_url, keep_db } => {
+            let cdb = CaseDatabase::create(server_url, &name, *keep_db)?;
+            let dest = dlt::destinations::postgres_impl::Postgres::from_config(cdb.config.clone())?;
+            pg_db = Some(cdb);
+            Arc::new(dest)
+        }
+    };
+    let mut pg_reader = match &pg_db {
+        Some(cdb) => Some(cdb.connect()?),
+        None => None,
+    };
     let pipelines = out_dir.join("pipelines");
     let runs = case["runs"].as_array().cloned().unwrap_or_default();
     let mut datasets: Vec<String> =
@@ -86,7 +213,7 @@ pub fn run_case(case_dir: &Path, out_dir: &Path) -> Result<Value> {
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
     let mut results = vec![];
     for (i, run) in runs.iter().enumerate() {
-        let outcome = match run_one(case_dir, run, &db, &pipelines) {
+        let outcome = match run_one(case_dir, run, &destination, &pipelines) {
             Ok(info) => json!({"status": "ok", "normalized_row_counts": info.row_counts}),
             Err(e) => {
                 let stage = e.step().map(|s| s.to_string()).unwrap_or_else(|| "extract".into());
@@ -98,26 +225,53 @@ pub fn run_case(case_dir: &Path, out_dir: &Path) -> Result<Value> {
                     "root_error_class": error_class(&e),
                     "error_chain": [error_class(&e)],
                     "message_head": msg.chars().take(300).collect::<String>(),
-                    "message_tail": "",
+                    // like run_dlt.py: the last 300 characters of a longer message
+                    "message_tail": if msg.chars().count() > 300 {
+                        let n = msg.chars().count();
+                        msg.chars().skip(n - 300).collect::<String>()
+                    } else {
+                        String::new()
+                    },
                 })
             }
         };
-        let dump = crate::dump(&db, &datasets, time_tokens.as_deref())?;
+        let dump = match &mut pg_reader {
+            None => crate::dump(&db, &datasets, time_tokens.as_deref())?,
+            Some(pg) => crate::pg_mirror::dump_postgres(
+                pg,
+                &datasets,
+                time_tokens.as_deref(),
+                Some(&out_dir.join("mirror.duckdb")),
+            )
+            .with_context(|| format!("dumping run {i} from Postgres"))?,
+        };
         results.push(json!({"index": i, "outcome": outcome, "dump": dump}));
     }
+    let mut oracle = json!({"dlt-rs": env!("CARGO_PKG_VERSION")});
+    if let Some(cdb) = &pg_db {
+        oracle["destination"] = json!("postgres");
+        oracle["database"] = json!(cdb.name);
+    }
+    drop(pg_reader);
+    drop(pg_db);
     Ok(json!({
         "result_format_version": 1,
         "case": name,
-        "oracle": {"dlt-rs": env!("CARGO_PKG_VERSION")},
+        "oracle": oracle,
         "runs": results,
     }))
 }
 
-fn run_one(case_dir: &Path, run: &Value, db: &Path, pipelines: &Path) -> dlt::Result<dlt::LoadInfo> {
+fn run_one(
+    case_dir: &Path,
+    run: &Value,
+    destination: &Arc<dyn dlt::Destination>,
+    pipelines: &Path,
+) -> dlt::Result<dlt::LoadInfo> {
     let pname = run["pipeline_name"].as_str().unwrap_or("p");
     let dataset = run["dataset_name"].as_str().unwrap_or("ds");
     let mut p = dlt::pipeline(pname)
-        .destination(dlt::destinations::duckdb(db))
+        .destination(destination.clone())
         .dataset_name(dataset)
         .pipelines_dir(pipelines)
         .config(dlt::Config::from_parts(vec![], None, None))
@@ -146,9 +300,13 @@ fn run_one(case_dir: &Path, run: &Value, db: &Path, pipelines: &Path) -> dlt::Re
     p.run(resources)
 }
 
-/// Run every case under `cases`, compare, print one line per case and the closing line.
-/// Returns the outcomes.
+/// Run every case under `cases` into DuckDB and compare; returns the outcomes.
 pub fn run_all(cases: &Path, keep: &Path, filter: Option<&str>) -> Result<Vec<CaseOutcome>> {
+    run_all_on(cases, keep, filter, &Target::DuckDb)
+}
+
+/// Run every case under `cases` against `target` and compare; returns the outcomes.
+pub fn run_all_on(cases: &Path, keep: &Path, filter: Option<&str>, target: &Target) -> Result<Vec<CaseOutcome>> {
     let dirs = find_cases(cases)?;
     if dirs.is_empty() {
         bail!("no cases (folders with case.json) under {}", cases.display());
@@ -162,7 +320,7 @@ pub fn run_all(cases: &Path, keep: &Path, filter: Option<&str>) -> Result<Vec<Ca
             continue;
         }
         let case_out = keep.join(&name);
-        let result = run_case(&d, &case_out).with_context(|| format!("case {name}"))?;
+        let result = run_case_on(&d, &case_out, target).with_context(|| format!("case {name}"))?;
         let result_path = case_out.join("result.json");
         fs::write(&result_path, crate::to_pretty_json(&result) + "\n")?;
         let expected: Value = serde_json::from_str(&fs::read_to_string(d.join("expected.json"))?)?;

@@ -515,9 +515,17 @@ impl<'a> Run<'a> {
             return i;
         }
         let t = schema.tables.get_mut(table).expect("table ensured");
+        // an scd2 root's `_dlt_id` is the row hash: a version that comes back has the same one,
+        // so it is the row version, not a unique row key (as dlt marks it)
+        let scd2_row_version = t.parent.is_none()
+            && t.merge_strategy() == Some("scd2")
+            && !t.columns.values().any(|c| c.extra.get("x-row-version") == Some(&serde_json::Value::Bool(true)));
         let col = t.columns.entry(name.to_string()).or_insert_with(|| {
             let mut c = Column::new(name, dt).not_null();
             match name {
+                C_DLT_ID if scd2_row_version => {
+                    c.extra.insert("x-row-version".into(), serde_json::Value::Bool(true));
+                }
                 C_DLT_ID => {
                     c.unique = true;
                     c.row_key = true;
