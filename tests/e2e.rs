@@ -460,3 +460,23 @@ fn duckdb_insert_from_staging_and_unsupported_strategy() {
     let err = p.run(r(vec![json!({"id": 3})])).unwrap_err().to_string();
     assert!(err.contains("does not support the replace strategy `staging-optimized`"), "{err}");
 }
+
+#[test]
+fn upsert_with_duplicate_keys_in_one_load_keeps_the_last_row() {
+    let env = Env::new();
+    let mut p = env.pipeline("ups", "ups_data");
+    let up = |rows: Vec<Value>| {
+        let mut wd = dlt::WriteDispositionConfig { disposition: dlt::WriteDisposition::Merge, ..Default::default() };
+        wd.strategy = Some(dlt::MergeStrategy::Upsert);
+        Resource::from_values("u", rows).write_disposition(wd).primary_key(["id"])
+    };
+    p.run(up(vec![json!({"id": 1, "v": "a"}), json!({"id": 1, "v": "b"}), json!({"id": 2, "v": "c", "l": [1]})]))
+        .unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT string_agg(id || v, ',' ORDER BY id) FROM ups_data.u"), "1b,2c");
+    p.run(up(vec![json!({"id": 2, "v": "d", "l": [7, 8]}), json!({"id": 2, "v": "e", "l": [9]})])).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT string_agg(id || v, ',' ORDER BY id) FROM ups_data.u"), "1b,2e");
+    // nested rows are keyed by the root key and the list position: the last row's list wins
+    // position by position (known limit: a longer list in an earlier duplicate leaves its tail)
+    assert_eq!(scalar(&env.db(), "SELECT value::VARCHAR FROM ups_data.u__l WHERE _dlt_list_idx = 0"), "9");
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM ups_data.u WHERE id = 2"), "1");
+}
