@@ -241,8 +241,12 @@ impl<'a> Run<'a> {
     }
 
     fn normalize_jsonl(&mut self, path: &Path, table: &str, on_progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
-        let f = File::open(path).at(path)?;
         let root = TableRef { path: Arc::from(table), name: Arc::from(table), parent: None };
+        // upsert / insert-only: a key that occurs several times in one load keeps its last row
+        // (dlt would insert every duplicate); found by a first pass over the file
+        let last_of_key = self.last_occurrences(path, table)?;
+        let f = File::open(path).at(path)?;
+        let mut index: u64 = 0;
         // one thread reads and parses lines, this one normalizes: two cores busy, memory bounded
         // by the channel (a few chunks of parsed items)
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Value>>>(4);
@@ -299,6 +303,20 @@ impl<'a> Run<'a> {
             for chunk in rx {
                 let chunk = chunk?;
                 for item in &chunk {
+                    let i = index;
+                    index += 1;
+                    if let Some(last) = &last_of_key {
+                        let map = match item {
+                            Value::Object(m) => Some(m),
+                            _ => None,
+                        };
+                        let pk = self.meta(&root.name).primary_key.clone();
+                        if let Some(m) = map
+                            && last.get(&self.key_hash(m, &pk)).is_some_and(|l| *l != i)
+                        {
+                            continue;
+                        }
+                    }
                     self.normalize_item(&root, item)?;
                     self.items += 1;
                     if self.items.is_multiple_of(10_000) {
@@ -311,6 +329,31 @@ impl<'a> Run<'a> {
         })?;
         on_progress(self.items);
         Ok(())
+    }
+
+    /// For tables whose row ids are key hashes: the index of the last item of every key, when some
+    /// key occurs more than once (`None` otherwise, or for other tables).
+    fn last_occurrences(&mut self, path: &Path, table: &str) -> Result<Option<HashMap<String, u64>>> {
+        let meta = self.meta(table);
+        if meta.id_mode != IdMode::KeyHash || meta.primary_key.is_empty() {
+            return Ok(None);
+        }
+        let pk = meta.primary_key.clone();
+        let f = File::open(path).at(path)?;
+        let mut last: HashMap<String, u64> = HashMap::default();
+        let mut dup = false;
+        let mut index = 0u64;
+        for line in BufReader::new(f).lines() {
+            let line = line.at(path)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&line) {
+                dup |= last.insert(self.key_hash(&m, &pk), index).is_some();
+            }
+            index += 1;
+        }
+        Ok(if dup { Some(last) } else { None })
     }
 
     /// Normalize one item of a root table.
