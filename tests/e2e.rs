@@ -2,6 +2,7 @@
 //! independent DuckDB connection (not through dlt-rs).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use dlt::{Resource, destinations};
 use serde_json::{Value, json};
@@ -477,4 +478,66 @@ fn upsert_with_duplicate_keys_in_one_load_keeps_the_last_row() {
     assert_eq!(scalar(&env.db(), "SELECT string_agg(id || v, ',' ORDER BY id) FROM ups_data.u"), "1b,2e");
     // the earlier duplicate's nested rows are gone with it
     assert_eq!(scalar(&env.db(), "SELECT string_agg(value::VARCHAR, ',' ORDER BY value) FROM ups_data.u__l"), "9");
+}
+
+#[test]
+fn transient_faults_are_retried_and_terminal_ones_leave_the_package_pending() {
+    use dlt::dlt_core::testing::{FaultConfig, Faulty};
+    let env = Env::new();
+    let cfg = || {
+        dlt::Config::from_parts(
+            vec![("LOAD__RETRY_BACKOFF_MS".into(), "1".into()), ("LOAD__RAISE_ON_MAX_RETRIES".into(), "20".into())],
+            None,
+            None,
+        )
+    };
+    // half of all commits fail transiently: every run still loads, each row once
+    let faulty = Arc::new(Faulty::new(
+        destinations::duckdb(env.db()),
+        FaultConfig { retry_prob: 0.5, seed: 42, ..Default::default() },
+    ));
+    let injected = faulty.injected.clone();
+    let mut p = dlt::pipeline("flt")
+        .destination(faulty)
+        .dataset_name("flt_data")
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(cfg())
+        .build()
+        .unwrap();
+    for round in 0..8 {
+        let rows: Vec<Value> = (0..10).map(|i| json!({"id": round * 10 + i})).collect();
+        p.run(Resource::from_values("t", rows)).unwrap();
+    }
+    assert!(injected.lock().unwrap().0 >= 3, "faults were injected: {:?}", injected.lock().unwrap());
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM flt_data.t"), "80");
+    assert_eq!(scalar(&env.db(), "SELECT count(DISTINCT id) FROM flt_data.t"), "80");
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM flt_data._dlt_loads"), "8");
+    drop(p);
+    // every commit fails terminally: the package stays pending with the reason, no retries
+    let faulty = Arc::new(Faulty::new(
+        destinations::duckdb(env.db()),
+        FaultConfig { fail_prob: 1.0, seed: 1, ..Default::default() },
+    ));
+    let injected = faulty.injected.clone();
+    let mut p = dlt::pipeline("flt")
+        .destination(faulty)
+        .dataset_name("flt_data")
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(cfg())
+        .build()
+        .unwrap();
+    let err = p.run(Resource::from_values("t", vec![json!({"id": 1000})])).unwrap_err().to_string();
+    assert!(err.contains("injected terminal failure"), "{err}");
+    assert_eq!(*injected.lock().unwrap(), (0, 1));
+    assert!(p.has_pending_packages().unwrap());
+    let pending = p.packages().list(dlt::dlt_core::package::PackageStage::Normalized).unwrap();
+    let exc =
+        std::fs::read_to_string(p.packages().normalized_dir().join(&pending[0]).join("failed_jobs/package.exception"))
+            .unwrap();
+    assert!(exc.contains("injected terminal failure"), "{exc}");
+    drop(p);
+    // the real destination completes it
+    let mut p = env.pipeline("flt", "flt_data");
+    p.run(Resource::from_values("t", vec![json!({"id": 1001})])).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM flt_data.t"), "82");
 }

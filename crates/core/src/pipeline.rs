@@ -1044,22 +1044,34 @@ impl Pipeline {
         let pstate = read_package_state(&dir)?;
         let schema = Schema::from_str_any(&fs::read_to_string(dir.join(SCHEMA_FILE)).at(dir.join(SCHEMA_FILE))?)?;
         let jobs = list_jobs(&dir, NEW_JOBS)?;
-        let mut client = self.destination.client(&self.dataset_name)?;
+        // transient errors (connection lost, lock timeouts) are retried with exponential backoff;
+        // terminal ones leave the package pending with the reason in failed_jobs/
+        let max_retries =
+            self.config.get(&["load"], "raise_on_max_retries").and_then(|v| v.as_i64()).unwrap_or(5).max(0) as u32;
+        let backoff_ms =
+            self.config.get(&["load"], "retry_backoff_ms").and_then(|v| v.as_i64()).unwrap_or(250).max(0) as u64;
         let mut attempt = 0u32;
         loop {
-            let r = self.try_commit(client.as_mut(), load_id, &schema, &jobs, &pstate);
+            let r = self
+                .destination
+                .client(&self.dataset_name)
+                .and_then(|mut client| self.try_commit(client.as_mut(), load_id, &schema, &jobs, &pstate));
             match r {
                 Ok(()) => break,
-                Err(e) if e.is_transient() && attempt < 4 => {
+                Err(e) if e.is_transient() && attempt < max_retries => {
                     attempt += 1;
-                    tracing::warn!("load of package {load_id} failed with a transient error, retry {attempt}: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(250 * (1 << attempt)));
-                    client = self.destination.client(&self.dataset_name)?;
+                    tracing::warn!(
+                        "load of package {load_id} failed with a transient error, retry {attempt}/{max_retries}: {e}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        backoff_ms.saturating_mul(1 << attempt.min(10)),
+                    ));
                 }
                 Err(e) => {
                     let failed = dir.join(FAILED_JOBS);
                     let _ = fs::create_dir_all(&failed);
-                    let _ = fs::write(failed.join("package.exception"), format!("{e}\n"));
+                    let note = if e.is_transient() { format!(" (after {attempt} retries)") } else { String::new() };
+                    let _ = fs::write(failed.join("package.exception"), format!("{e}{note}\n"));
                     return Err(e);
                 }
             }
