@@ -250,7 +250,7 @@ fn unreachable_server_and_unknown_role_lose_nothing() {
     let mut p = dlt::pipeline("pg_down")
         .destination(dlt::destinations::postgres("postgresql://postgres@127.0.0.1:1/x?connect_timeout=2").unwrap())
         .pipelines_dir(db.dir.path().join("pipelines"))
-        .config(dlt::Config::from_parts(vec![], None, None))
+        .config(dlt::Config::from_parts(vec![("LOAD__RETRY_BACKOFF_MS".into(), "1".into())], None, None))
         .build()
         .unwrap();
     let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err();
