@@ -37,7 +37,7 @@ pub use dlt_core::typed;
 /// The trait `#[derive(dlt::Table)]` implements (`dlt::Table` itself is the schema's table
 /// struct in the type namespace and the derive macro in the macro namespace).
 pub use dlt_core::typed::{ColumnType, Table as TypedTable};
-pub use dlt_core::{Error, LoadInfo, Pipeline, PipelineBuilder, Progress, Result, Step, Trace};
+pub use dlt_core::{DropOptions, Error, LoadInfo, Pipeline, PipelineBuilder, Progress, Refresh, Result, Step, Trace};
 /// `#[derive(dlt::Table)]`: a resource's columns from a struct's fields (see [`typed`]).
 pub use dlt_derive::Table;
 pub use dlt_normalize::RelationalNormalizer;

@@ -541,3 +541,59 @@ fn transient_faults_are_retried_and_terminal_ones_leave_the_package_pending() {
     p.run(Resource::from_values("t", vec![json!({"id": 1001})])).unwrap();
     assert_eq!(scalar(&env.db(), "SELECT count(*) FROM flt_data.t"), "82");
 }
+
+#[test]
+fn refresh_modes_and_state_only_drop() {
+    let env = Env::new();
+    let mut p = env.pipeline("rf", "rf_data");
+    let inc = |ids: std::ops::Range<i64>| {
+        let hints = dlt::ResourceHints::from_json(&json!({"incremental": {"cursor_path": "id"}})).unwrap();
+        Resource::from_values("ev", ids.map(|i| json!({"id": i, "l": [i]})).collect::<Vec<_>>()).with_hints(hints)
+    };
+    let other = || Resource::from_values("other", vec![json!({"x": 1})]);
+    p.run(vec![inc(0..10), other()]).unwrap();
+    p.run(inc(0..15)).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.ev"), "15", "incremental: only new rows");
+    // drop_data: the resource's tables are emptied and its cursor reset, in the same load
+    p.run_with_refresh(inc(0..12), Some(dlt::Refresh::DropData)).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.ev"), "12");
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.ev__l"), "12");
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.other"), "1", "other resources keep their data");
+    // drop_resources: the tables are dropped, so a changed type starts fresh
+    let changed = Resource::from_values("ev", vec![json!({"id": "a-text-id"})]);
+    p.run_with_refresh(changed, Some(dlt::Refresh::DropResources)).unwrap();
+    let cols = columns(&env.db(), "rf_data", "ev");
+    assert_eq!(cols[0], ("id".into(), "VARCHAR".into(), "YES".into()));
+    assert_eq!(
+        scalar(
+            &env.db(),
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'rf_data' AND table_name = 'ev__l'"
+        ),
+        "0"
+    );
+    // drop_sources: every table of the source goes, other resources included
+    p.run_with_refresh(inc(0..3), Some(dlt::Refresh::DropSources)).unwrap();
+    assert_eq!(
+        scalar(
+            &env.db(),
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'rf_data' AND table_name = 'other'"
+        ),
+        "0"
+    );
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.ev"), "3");
+    // a state-only drop keeps the rows and resets the cursor: the next run loads everything again
+    p.drop_resources_with("rf", &["ev".to_string()], &dlt::DropOptions { state_only: true, ..Default::default() })
+        .unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.ev"), "3");
+    p.run(inc(0..5)).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT count(*) FROM rf_data.ev"), "8");
+    // state paths: remove only the cursor
+    p.drop_resources_with(
+        "rf",
+        &[],
+        &dlt::DropOptions { state_only: true, state_paths: vec!["resources.ev.incremental".into()] },
+    )
+    .unwrap();
+    let st = p.state().get("sources").cloned().unwrap();
+    assert!(st["rf"]["resources"].get("ev").is_some_and(|ev| ev.get("incremental").is_none()), "{st}");
+}

@@ -13,7 +13,14 @@ use dlt::dlt_core::pipeline::default_pipelines_dir;
 use dlt::{Config, DestinationContext, Pipeline, PipelineFile, Progress};
 use serde_json::{Value, json};
 
-pub fn run(file: &Path, json_out: bool, no_progress: bool) -> Result<()> {
+pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>) -> Result<()> {
+    let refresh = match refresh {
+        Some(r) => Some(
+            dlt::Refresh::parse(r)
+                .ok_or_else(|| anyhow!("unknown refresh mode `{r}` (drop_sources, drop_resources, drop_data)"))?,
+        ),
+        None => None,
+    };
     let pf = PipelineFile::load(file)?;
     let registry = dlt::registry();
     let progress: Option<Arc<dyn Progress>> = if !no_progress && !json_out && std::io::stderr().is_terminal() {
@@ -24,7 +31,7 @@ pub fn run(file: &Path, json_out: bool, no_progress: bool) -> Result<()> {
     let mut pipeline = pf.pipeline(&registry, progress)?;
     remember_pipeline_file(&pipeline, file);
     let source = pf.source(&registry, pipeline.config())?;
-    let info = pipeline.run(source)?;
+    let info = pipeline.run_with_refresh(source, refresh)?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
@@ -77,6 +84,12 @@ enum PipelineOp {
         /// Drop every resource.
         #[arg(long)]
         drop_all: bool,
+        /// Reset the resources' state only; keep their tables.
+        #[arg(long)]
+        state_only: bool,
+        /// Also remove these paths from the source state (dotted, e.g. resources.issues.incremental).
+        #[arg(long, num_args = 1..)]
+        state_paths: Vec<String>,
     },
     /// A load package's jobs (default: the newest).
     LoadPackage {
@@ -111,7 +124,9 @@ pub fn pipeline(args: PipelineArgs, yes: bool, verbose: bool) -> Result<()> {
         PipelineOp::Trace => trace(&wd),
         PipelineOp::LoadPackage { load_id } => load_package(&wd, load_id),
         PipelineOp::FailedJobs => failed_jobs(&wd),
-        PipelineOp::Drop { resources, drop_all } => drop(&name, &dir, &wd, resources, drop_all, yes),
+        PipelineOp::Drop { resources, drop_all, state_only, state_paths } => {
+            drop(&name, &dir, &wd, resources, drop_all, yes, dlt::DropOptions { state_only, state_paths })
+        }
         PipelineOp::Sync => sync(&name, &dir, &wd, yes),
         PipelineOp::DropPendingPackages => {
             let p = open(&name, &dir, &wd)?;
@@ -418,7 +433,15 @@ fn confirm(yes: bool, what: &str) -> Result<bool> {
     Ok(matches!(s.trim(), "y" | "Y" | "yes"))
 }
 
-fn drop(name: &str, dir: &Path, wd: &Path, resources: Vec<String>, drop_all: bool, yes: bool) -> Result<()> {
+fn drop(
+    name: &str,
+    dir: &Path,
+    wd: &Path,
+    resources: Vec<String>,
+    drop_all: bool,
+    yes: bool,
+    opts: dlt::DropOptions,
+) -> Result<()> {
     let mut p = open(name, dir, wd)?;
     let schema = p.default_schema()?.ok_or_else(|| anyhow!("pipeline `{name}` has no schema"))?;
     let all: Vec<String> = schema
@@ -437,8 +460,8 @@ fn drop(name: &str, dir: &Path, wd: &Path, resources: Vec<String>, drop_all: boo
         }
         resources
     };
-    if selected.is_empty() {
-        bail!("name resources to drop, or pass --drop-all");
+    if selected.is_empty() && opts.state_paths.is_empty() {
+        bail!("name resources to drop, or pass --drop-all or --state-paths");
     }
     let mut tables = vec![];
     for r in &selected {
@@ -456,12 +479,17 @@ fn drop(name: &str, dir: &Path, wd: &Path, resources: Vec<String>, drop_all: boo
     );
     println!("Selected schema:: {}", schema.name);
     println!("Selected resource(s):: {:?}", selected);
+    if opts.state_only {
+        tables.clear();
+    }
     println!("Table(s) to drop:: {:?}", tables);
+    println!("Resource(s) state to reset:: {:?}", selected);
+    println!("Source state path(s) to reset:: {:?}", opts.state_paths);
     if !confirm(yes, "Drop these tables and reset the resources' state")? {
         println!("Aborted");
         return Ok(());
     }
-    let dropped = p.drop_resources(&schema.name, &selected)?;
+    let dropped = p.drop_resources_with(&schema.name, &selected, &opts)?;
     println!("Dropped {} table(s); schema and state written to the destination as load {}", dropped.0.len(), dropped.1);
     Ok(())
 }

@@ -33,6 +33,9 @@ enum Command {
         /// Never draw progress bars.
         #[arg(long)]
         no_progress: bool,
+        /// dlt's refresh: drop_sources, drop_resources or drop_data.
+        #[arg(long)]
+        refresh: Option<String>,
     },
     /// Inspect and manage pipelines in the pipelines dir.
     Pipeline(commands::PipelineArgs),
@@ -49,7 +52,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .try_init();
     let result = match cli.command {
-        Command::Run { file, json, no_progress } => commands::run(&file, json, no_progress),
+        Command::Run { file, json, no_progress, refresh } => {
+            commands::run(&file, json, no_progress, refresh.as_deref())
+        }
         Command::Pipeline(args) => commands::pipeline(args, cli.yes, cli.verbose),
     };
     if let Err(e) = result {

@@ -21,6 +21,6 @@ pub mod testing;
 pub mod typed;
 
 pub use error::{Error, Result, Step};
-pub use pipeline::{LoadInfo, Pipeline, PipelineBuilder, Progress, Trace};
+pub use pipeline::{DropOptions, LoadInfo, Pipeline, PipelineBuilder, Progress, Refresh, Trace};
 pub use resource::{Item, Resource, ResourceHints, Source};
 pub use schema::{Column, DataType, Schema, Table, WriteDisposition};

@@ -40,6 +40,9 @@ pub struct PackageState {
     /// Tables that received jobs.
     #[serde(default)]
     pub tables_with_jobs: Vec<String>,
+    /// Tables a `drop_data` refresh empties with this package.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh_truncate: Vec<String>,
     /// Completion time (RFC 3339), once loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded_at: Option<String>,

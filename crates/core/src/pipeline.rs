@@ -216,6 +216,8 @@ impl PipelineBuilder {
             dev_mode: self.dev_mode,
             import_schema_path: self.import_schema_path,
             export_schema_path: self.export_schema_path,
+            refresh: None,
+            refresh_truncate: vec![],
         })
     }
 }
@@ -360,6 +362,9 @@ pub struct Pipeline {
     dev_mode: bool,
     import_schema_path: Option<PathBuf>,
     export_schema_path: Option<PathBuf>,
+    refresh: Option<Refresh>,
+    /// Tables a `drop_data` refresh empties with the next package.
+    refresh_truncate: Vec<String>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -598,6 +603,15 @@ impl Pipeline {
         Ok(true)
     }
 
+    /// Run with a dlt `refresh` mode: tables and state of the source (or of the resources being
+    /// run) are dropped or emptied before the new data loads.
+    pub fn run_with_refresh(&mut self, data: impl IntoSource, refresh: Option<Refresh>) -> Result<LoadInfo> {
+        self.refresh = refresh;
+        let r = self.run(data);
+        self.refresh = None;
+        r
+    }
+
     /// Run a source: finish pending packages, then extract, normalize and load.
     pub fn run(&mut self, data: impl IntoSource) -> Result<LoadInfo> {
         let started_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -707,7 +721,66 @@ impl Pipeline {
         Ok(all.pop())
     }
 
+    /// Drop or empty what a refresh mode names; returns tables to empty with the next package.
+    fn apply_refresh(&mut self, mode: Refresh, source: &Source) -> Result<Vec<String>> {
+        let Some(mut schema) = self.schema(&source.name)? else { return Ok(vec![]) };
+        let resources: Vec<String> = match mode {
+            Refresh::DropSources => schema
+                .tables
+                .values()
+                .filter(|t| t.parent.is_none() && !t.name.starts_with("_dlt"))
+                .filter_map(|t| t.resource.clone())
+                .collect(),
+            _ => source.resources.iter().map(|r| r.name.clone()).collect(),
+        };
+        let mut tables = vec![];
+        for r in &resources {
+            for t in schema.resource_tables(r) {
+                if !tables.contains(&t) {
+                    tables.push(t);
+                }
+            }
+        }
+        tables.reverse();
+        // the state this run starts from: the source's (drop_sources) or the resources' reset
+        let src = self.state.source_state_mut(&source.name);
+        if mode == Refresh::DropSources {
+            src.clear();
+        } else if let Some(res) = src.get_mut("resources").and_then(Value::as_object_mut) {
+            for r in &resources {
+                res.shift_remove(r);
+            }
+        }
+        if mode == Refresh::DropData {
+            return Ok(tables);
+        }
+        let mut client = self.destination.client(&self.dataset_name)?;
+        client.initialize_storage()?;
+        client.drop_tables(&tables)?;
+        drop(client);
+        if mode == Refresh::DropSources {
+            let fresh = Schema::new(&source.name);
+            let old = schema.clone();
+            schema = fresh;
+            schema.version = old.version;
+            schema.previous_hashes = old.previous_hashes;
+            schema.version_hash = old.version_hash;
+        } else {
+            for t in &tables {
+                schema.tables.shift_remove(t);
+            }
+        }
+        schema.bump_version();
+        self.save_schema(&schema)?;
+        Ok(vec![])
+    }
+
     fn extract_inner(&mut self, source: Source) -> Result<String> {
+        let refresh_truncate = match self.refresh {
+            Some(mode) => self.apply_refresh(mode, &source).map_err(|e| step_err(Step::Extract, None, e))?,
+            None => vec![],
+        };
+        self.refresh_truncate = refresh_truncate;
         let load_id = new_load_id(self.last_load_id()?.as_deref());
         let r = self.extract_package(source, &load_id);
         if r.is_err() {
@@ -737,6 +810,7 @@ impl Pipeline {
             schema.settings.schema_contract = Some(c.clone());
         }
         let mut pstate = PackageState {
+            refresh_truncate: std::mem::take(&mut self.refresh_truncate),
             load_id: load_id.to_string(),
             schema_name: schema.name.clone(),
             created_at: load_id_time(load_id).unwrap_or_else(Utc::now).to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -994,6 +1068,11 @@ impl Pipeline {
                 }
             }
         }
+        for t in &pstate.refresh_truncate {
+            if !truncate.contains(t) {
+                truncate.push(t.clone());
+            }
+        }
         pstate.truncate_tables = truncate;
         // a replaced table that got no rows still reports them (dlt: `table: 0`)
         for tables in pstate.resources.values() {
@@ -1107,6 +1186,18 @@ impl Pipeline {
     /// resources' state, and commit the new schema and state to the destination as a new load.
     /// Returns the dropped tables and the load id.
     pub fn drop_resources(&mut self, schema_name: &str, resources: &[String]) -> Result<(Vec<String>, String)> {
+        self.drop_resources_with(schema_name, resources, &DropOptions::default())
+    }
+
+    /// [`Pipeline::drop_resources`] with dlt's options: `state_only` resets the resources' state
+    /// and keeps their tables; `state_paths` also removes these paths (dotted, relative to the
+    /// source's state, e.g. `resources.issues.incremental`) from the state.
+    pub fn drop_resources_with(
+        &mut self,
+        schema_name: &str,
+        resources: &[String],
+        opts: &DropOptions,
+    ) -> Result<(Vec<String>, String)> {
         if self.has_pending_packages()? {
             return Err(Error::Pipeline(format!(
                 "pipeline `{}` has pending load packages; run it (or drop them) before dropping resources",
@@ -1124,20 +1215,28 @@ impl Pipeline {
             }
         }
         tables.reverse();
-        let mut client = self.destination.client(&self.dataset_name)?;
-        client.initialize_storage()?;
-        client.drop_tables(&tables)?;
-        // one open client per database at a time: the load below opens its own
-        drop(client);
-        for t in &tables {
-            schema.tables.shift_remove(t);
+        if opts.state_only {
+            tables.clear();
+        } else {
+            let mut client = self.destination.client(&self.dataset_name)?;
+            client.initialize_storage()?;
+            client.drop_tables(&tables)?;
+            // one open client per database at a time: the load below opens its own
+            drop(client);
+            for t in &tables {
+                schema.tables.shift_remove(t);
+            }
+            schema.bump_version();
         }
-        schema.bump_version();
         let mut st = self.state.clone();
-        if let Some(res) = st.source_state_mut(schema_name).get_mut("resources").and_then(Value::as_object_mut) {
+        let src = st.source_state_mut(schema_name);
+        if let Some(res) = src.get_mut("resources").and_then(Value::as_object_mut) {
             for r in resources {
                 res.shift_remove(r);
             }
+        }
+        for path in &opts.state_paths {
+            remove_path(src, path);
         }
         st.bump_version();
         // a package holding only the new state row
@@ -1229,6 +1328,53 @@ impl Pipeline {
         }
         Ok(s)
     }
+}
+
+/// Options of [`Pipeline::drop_resources_with`].
+#[derive(Debug, Clone, Default)]
+pub struct DropOptions {
+    /// Reset state only; keep tables and schema.
+    pub state_only: bool,
+    /// Dotted paths in the source state to remove (`resources.r.incremental`, `$.x.y`).
+    pub state_paths: Vec<String>,
+}
+
+/// dlt's `refresh` modes of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Drop every table of the source's schema and reset the schema and the source's state.
+    DropSources,
+    /// Drop the tables of the resources being run and reset their state.
+    DropResources,
+    /// Empty the tables of the resources being run and reset their state; keep the schema.
+    DropData,
+}
+
+impl Refresh {
+    /// Parse dlt's name.
+    pub fn parse(s: &str) -> Option<Refresh> {
+        Some(match s {
+            "drop_sources" => Refresh::DropSources,
+            "drop_resources" => Refresh::DropResources,
+            "drop_data" => Refresh::DropData,
+            _ => return None,
+        })
+    }
+}
+
+/// Remove a dotted path from a JSON object (missing parts are ignored).
+fn remove_path(root: &mut serde_json::Map<String, Value>, path: &str) {
+    let p = path.strip_prefix("$.").unwrap_or(path);
+    let parts: Vec<&str> = p.split('.').filter(|x| !x.is_empty()).collect();
+    let Some((last, init)) = parts.split_last() else { return };
+    let mut cur = root;
+    for part in init {
+        match cur.get_mut(*part).and_then(Value::as_object_mut) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    cur.shift_remove(*last);
 }
 
 /// The `tables` contract for a table at extract: only a new table is subject to it.
