@@ -597,3 +597,46 @@ fn refresh_modes_and_state_only_drop() {
     let st = p.state().get("sources").cloned().unwrap();
     assert!(st["rf"]["resources"].get("ev").is_some_and(|ev| ev.get("incremental").is_none()), "{st}");
 }
+
+#[test]
+fn deferred_resource_sees_its_window_and_keeps_its_own_state() {
+    use dlt::dlt_core::incremental::{IncrementalConfig, LastValueFn};
+    let env = Env::new();
+    let mut p = env.pipeline("dfr", "dfr_data");
+    // an "API" with ids 0..n: the resource asks only for ids after the cursor
+    let make = |n: i64| {
+        let mut cfg = IncrementalConfig::new("id");
+        cfg.initial_value = Some(json!(2));
+        Resource::deferred("api", move |ctx| {
+            let since = ctx.start_value.clone().and_then(|v| v.as_i64()).unwrap_or(0);
+            let calls = ctx.state().get("calls").and_then(Value::as_i64).unwrap_or(0);
+            ctx.state().insert("calls".into(), json!(calls + 1));
+            ctx.state().insert("asked_since".into(), json!(since));
+            (since..n).map(|i| Ok::<_, dlt::Error>(json!({"id": i})))
+        })
+        .incremental(cfg)
+    };
+    p.run(make(5)).unwrap();
+    p.run(make(8)).unwrap();
+    // ids 2..5 then 5..8 (the boundary row 4 was asked for again and deduplicated)
+    assert_eq!(scalar(&env.db(), "SELECT string_agg(id::VARCHAR, ',' ORDER BY id) FROM dfr_data.api"), "2,3,4,5,6,7");
+    let state = p.state().get("sources").cloned().unwrap();
+    assert_eq!(state["dfr"]["resources"]["api"]["calls"], json!(2), "{state}");
+    assert_eq!(state["dfr"]["resources"]["api"]["asked_since"], json!(4));
+    assert_eq!(state["dfr"]["resources"]["api"]["incremental"]["id"]["last_value"], json!(7));
+    // the state reached the destination with the load
+    let stored = scalar(&env.db(), "SELECT state FROM dfr_data._dlt_pipeline_state ORDER BY version DESC LIMIT 1");
+    let decoded = dlt::dlt_core::state::PipelineState::decode_from_destination(&stored).unwrap();
+    assert_eq!(decoded.get("sources").unwrap()["dfr"]["resources"]["api"]["calls"], json!(2));
+    // a Rust last_value_func: the longest string wins
+    let mut cfg = IncrementalConfig::new("name");
+    cfg.last_value_fn = Some(LastValueFn(Arc::new(|a: &Value, b: &Value| {
+        a.as_str().unwrap_or("").len() > b.as_str().unwrap_or("").len()
+    })));
+    let r = Resource::from_values("names", vec![json!({"name": "ab"}), json!({"name": "abcd"}), json!({"name": "x"})])
+        .incremental(cfg.clone());
+    p.run(r).unwrap();
+    let r = Resource::from_values("names", vec![json!({"name": "abc"}), json!({"name": "abcdef"})]).incremental(cfg);
+    p.run(r).unwrap();
+    assert_eq!(scalar(&env.db(), "SELECT string_agg(name, ',' ORDER BY name) FROM dfr_data.names"), "ab,abcd,abcdef,x");
+}

@@ -43,6 +43,45 @@ pub struct IncrementalConfig {
     /// Re-open the start by this amount (numbers only here).
     #[serde(default)]
     pub lag: Option<f64>,
+    /// A Rust comparison instead of `max`/`min`: `f(a, b)` is true when `a` is a better last
+    /// value than `b`.
+    #[serde(skip)]
+    pub last_value_fn: Option<LastValueFn>,
+}
+
+/// A custom `last_value_func`: is the first value better than the second?
+#[derive(Clone)]
+pub struct LastValueFn(pub std::sync::Arc<dyn Fn(&Value, &Value) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for LastValueFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LastValueFn(..)")
+    }
+}
+
+impl PartialEq for LastValueFn {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl IncrementalConfig {
+    /// A cursor on `cursor_path` with dlt's defaults.
+    pub fn new(cursor_path: impl Into<String>) -> Self {
+        IncrementalConfig {
+            cursor_path: cursor_path.into(),
+            initial_value: None,
+            end_value: None,
+            last_value_func: None,
+            primary_key: None,
+            row_order: None,
+            on_cursor_value_missing: None,
+            range_start: None,
+            range_end: None,
+            lag: None,
+            last_value_fn: None,
+        }
+    }
 }
 
 /// Compare two cursor values (numbers numerically, strings lexically — ISO timestamps order so).
@@ -223,6 +262,9 @@ impl Cursor {
     }
 
     fn better(&self, a: &Value, b: &Value) -> Result<bool> {
+        if let Some(f) = &self.cfg.last_value_fn {
+            return Ok((f.0)(a, b));
+        }
         let o = compare(a, b)?;
         Ok(if self.max { o == Ordering::Greater } else { o == Ordering::Less })
     }
@@ -262,8 +304,18 @@ impl Cursor {
             }
         }
         if let Some(start) = self.start_value.clone() {
-            let o = compare(&value, &start)?;
-            let before = if self.max { o == Ordering::Less } else { o == Ordering::Greater };
+            let o = compare(&value, &start).unwrap_or(Ordering::Equal);
+            let before = match &self.cfg.last_value_fn {
+                Some(f) => (f.0)(&start, &value) && value != start,
+                None => {
+                    if self.max {
+                        o == Ordering::Less
+                    } else {
+                        o == Ordering::Greater
+                    }
+                }
+            };
+            let o = if self.cfg.last_value_fn.is_some() && value == start { Ordering::Equal } else { o };
             if before {
                 let past_end = self.cfg.row_order.as_deref() == Some(if self.max { "desc" } else { "asc" });
                 return Ok(if past_end { Decision::Stop } else { Decision::Skip });

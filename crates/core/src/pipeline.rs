@@ -856,6 +856,23 @@ impl Pipeline {
                 }
                 None => None,
             };
+            // the resource's own state, handed to deferred resources and committed with the load
+            let res_state: serde_json::Map<String, Value> = new_state
+                .source_state_mut(&schema.name)
+                .get("resources")
+                .and_then(|r| r.get(&name))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let res_state = Arc::new(std::sync::Mutex::new(res_state));
+            let items: crate::resource::ItemIter = match items {
+                crate::resource::Items::Ready(it) => it,
+                crate::resource::Items::Deferred(build) => build(crate::resource::ResourceContext::new(
+                    cursor.as_ref().and_then(|c| c.start_value.clone()),
+                    hints.incremental.as_ref().and_then(|c| c.end_value.clone()),
+                    res_state.clone(),
+                )),
+            };
             let mut table_cache: HashMap<String, String> = HashMap::new();
             for (idx, item) in items.enumerate() {
                 let item = item.map_err(|e| match e {
@@ -944,6 +961,20 @@ impl Pipeline {
                 total += n;
                 if total.is_multiple_of(10_000) {
                     self.report(|p| p.items(Step::Extract, total));
+                }
+            }
+            {
+                let st = res_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let st: serde_json::Map<String, Value> = st.into_iter().filter(|(k, _)| k != "incremental").collect();
+                if !st.is_empty() {
+                    let src = new_state.source_state_mut(&schema.name);
+                    let resources = src.entry("resources").or_insert_with(|| json!({}));
+                    let res =
+                        resources.as_object_mut().expect("object").entry(name.clone()).or_insert_with(|| json!({}));
+                    let res = res.as_object_mut().expect("object");
+                    for (k, v) in st {
+                        res.insert(k, v);
+                    }
                 }
             }
             if let (Some(c), Some(cfg)) = (cursor, &hints.incremental)

@@ -223,7 +223,45 @@ pub struct Resource {
     pub name: String,
     /// Table hints.
     pub hints: ResourceHints,
-    items: ItemIter,
+    items: Items,
+}
+
+/// What a deferred resource gets when extraction starts.
+#[derive(Debug, Clone)]
+pub struct ResourceContext {
+    /// The incremental window's start (stored last value, else the initial value).
+    pub start_value: Option<Value>,
+    /// The window's end, if bounded.
+    pub end_value: Option<Value>,
+    state: std::sync::Arc<std::sync::Mutex<serde_json::Map<String, Value>>>,
+}
+
+impl ResourceContext {
+    /// A context (used by the pipeline).
+    pub fn new(
+        start_value: Option<Value>,
+        end_value: Option<Value>,
+        state: std::sync::Arc<std::sync::Mutex<serde_json::Map<String, Value>>>,
+    ) -> Self {
+        ResourceContext { start_value, end_value, state }
+    }
+
+    /// The resource's own state (`sources.<source>.resources.<resource>`): read it to resume,
+    /// write to it while producing items; it is committed with the load, like the cursor.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, serde_json::Map<String, Value>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Builds a resource's items once its incremental window and state are known.
+pub type DeferredItems = Box<dyn FnOnce(ResourceContext) -> ItemIter + Send>;
+
+/// The items of a resource: ready, or built at extract time from a [`ResourceContext`].
+pub enum Items {
+    /// An iterator.
+    Ready(ItemIter),
+    /// A builder called with the context.
+    Deferred(DeferredItems),
 }
 
 impl std::fmt::Debug for Resource {
@@ -243,7 +281,7 @@ impl Resource {
         Resource {
             name: name.into(),
             hints: ResourceHints::default(),
-            items: Box::new(items.into_iter().map(|r| r.map(Into::into))),
+            items: Items::Ready(Box::new(items.into_iter().map(|r| r.map(Into::into)))),
         }
     }
 
@@ -293,8 +331,40 @@ impl Resource {
     }
 
     /// Take the item iterator out (used by extract).
-    pub fn into_parts(self) -> (String, ResourceHints, ItemIter) {
+    pub fn into_parts(self) -> (String, ResourceHints, Items) {
         (self.name, self.hints, self.items)
+    }
+
+    /// A resource whose items are built when extraction starts, from its incremental window and
+    /// its own state — how an API or database resource asks only for what is new:
+    ///
+    /// ```
+    /// # use dlt_core::resource::{Resource, ResourceHints};
+    /// # use serde_json::json;
+    /// let r = Resource::deferred("events", |ctx| {
+    ///     let since = ctx.start_value.clone().unwrap_or(json!(0)).as_i64().unwrap_or(0);
+    ///     ctx.state().insert("last_request_since".into(), json!(since));
+    ///     (since..since + 3).map(|i| Ok::<_, dlt_core::Error>(json!({"id": i})))
+    /// });
+    /// ```
+    pub fn deferred<F, I, T>(name: impl Into<String>, build: F) -> Self
+    where
+        F: FnOnce(ResourceContext) -> I + Send + 'static,
+        I: IntoIterator<Item = Result<T>>,
+        I::IntoIter: Send + 'static,
+        T: Into<Item>,
+    {
+        Resource {
+            name: name.into(),
+            hints: ResourceHints::default(),
+            items: Items::Deferred(Box::new(move |ctx| Box::new(build(ctx).into_iter().map(|r| r.map(Into::into))))),
+        }
+    }
+
+    /// Set an incremental cursor.
+    pub fn incremental(mut self, cfg: crate::incremental::IncrementalConfig) -> Self {
+        self.hints.incremental = Some(cfg);
+        self
     }
 }
 
