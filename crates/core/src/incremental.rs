@@ -51,7 +51,10 @@ pub struct IncrementalConfig {
 
 /// A custom `last_value_func`: is the first value better than the second?
 #[derive(Clone)]
-pub struct LastValueFn(pub std::sync::Arc<dyn Fn(&Value, &Value) -> bool + Send + Sync>);
+pub struct LastValueFn(pub std::sync::Arc<BetterFn>);
+
+/// `f(a, b)`: is `a` a better last value than `b`?
+pub type BetterFn = dyn Fn(&Value, &Value) -> bool + Send + Sync;
 
 impl std::fmt::Debug for LastValueFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
