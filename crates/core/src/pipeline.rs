@@ -858,8 +858,9 @@ impl Pipeline {
             };
             // the resource's own state, handed to deferred resources and committed with the load
             let res_state: serde_json::Map<String, Value> = new_state
-                .source_state_mut(&schema.name)
-                .get("resources")
+                .get("sources")
+                .and_then(|s| s.get(&schema.name))
+                .and_then(|s| s.get("resources"))
                 .and_then(|r| r.get(&name))
                 .and_then(Value::as_object)
                 .cloned()

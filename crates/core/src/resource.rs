@@ -256,6 +256,23 @@ impl ResourceContext {
 /// Builds a resource's items once its incremental window and state are known.
 pub type DeferredItems = Box<dyn FnOnce(ResourceContext) -> ItemIter + Send>;
 
+impl Iterator for Items {
+    type Item = Result<Item>;
+    /// Iterate directly (a deferred resource is built with an empty context: no window, no state).
+    fn next(&mut self) -> Option<Result<Item>> {
+        if matches!(self, Items::Deferred(_)) {
+            let Items::Deferred(build) = std::mem::replace(self, Items::Ready(Box::new(std::iter::empty()))) else {
+                unreachable!("checked")
+            };
+            *self = Items::Ready(build(ResourceContext::new(None, None, Default::default())));
+        }
+        match self {
+            Items::Ready(it) => it.next(),
+            Items::Deferred(_) => None,
+        }
+    }
+}
+
 /// The items of a resource: ready, or built at extract time from a [`ResourceContext`].
 pub enum Items {
     /// An iterator.

@@ -345,7 +345,6 @@ mod tests {
         std::fs::write(d.path().join("x2.csv"), "id,name\n3,c\n").unwrap();
         let r = resource("x", "x*.csv", d.path(), None).unwrap();
         let (_, _, items) = r.into_parts();
-        let dlt_core::resource::Items::Ready(items) = items else { panic!("files gives ready items") };
         let rows: usize = items
             .map(|i| match i.unwrap() {
                 Item::Arrow(b) => b.num_rows(),
