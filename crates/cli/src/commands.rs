@@ -115,7 +115,7 @@ pub fn pipeline(args: PipelineArgs, yes: bool, verbose: bool) -> Result<()> {
     }
     let name = args.name.clone().expect("checked");
     let wd = dir.join(&name);
-    if !wd.join("state.json").exists() && !wd.join("schemas").exists() {
+    if !wd.is_dir() {
         bail!("pipeline `{name}` not found in {}", dir.display());
     }
     match args.op.unwrap_or(PipelineOp::Info) {

@@ -487,3 +487,35 @@ fn exactly_once_under_kills_postgres() {
         (r.get(0), r.get(1))
     });
 }
+
+#[test]
+fn sync_restores_state_and_schema_from_the_destination() {
+    let p = Project::new("cli_sync", 5, "append");
+    let toml = std::fs::read_to_string(p.root.join("pipeline.toml")).unwrap()
+        + "[source.resources.incremental]\ncursor_path = \"id\"\n";
+    std::fs::write(p.root.join("pipeline.toml"), toml).unwrap();
+    ok(&p.dlt(&["run", "pipeline.toml"]));
+    let wd = p.root.join("dlt-data/pipelines/cli_sync");
+    let before: Value = serde_json::from_str(&std::fs::read_to_string(wd.join("state.json")).unwrap()).unwrap();
+    // a fresh machine: the local state is gone; sync brings it back from DuckDB
+    std::fs::remove_file(wd.join("state.json")).unwrap();
+    std::fs::remove_dir_all(wd.join("schemas")).unwrap();
+    let out = ok(&p.dlt(&["-y", "pipeline", "cli_sync", "sync"]));
+    assert!(out.contains("Restoring from destination") && out.contains("restored"), "{out}");
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(wd.join("state.json")).unwrap()).unwrap();
+    assert_eq!(after["_version_hash"], before["_version_hash"]);
+    assert_eq!(after["sources"]["cli_sync"]["resources"]["issues"]["incremental"]["id"]["last_value"], json_4());
+    assert!(wd.join("schemas/cli_sync.schema.json").exists());
+    // the incremental cursor survived: the same file loads nothing new
+    let json: Value = serde_json::from_slice(&p.dlt(&["run", "pipeline.toml", "--json"]).stdout).unwrap();
+    assert!(json["row_counts"].get("issues").is_none(), "{json}");
+    // without the working dir at all, `run` restores before extracting
+    std::fs::remove_dir_all(&wd).unwrap();
+    let json: Value = serde_json::from_slice(&p.dlt(&["run", "pipeline.toml", "--json"]).stdout).unwrap();
+    assert!(json["row_counts"].get("issues").is_none(), "{json}");
+    assert_eq!(count(&p.db("cli_sync"), "SELECT count(*) FROM ds.issues"), 5);
+}
+
+fn json_4() -> Value {
+    serde_json::json!(4)
+}

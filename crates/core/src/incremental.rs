@@ -230,9 +230,17 @@ impl Cursor {
         } else {
             stored_last.or_else(|| cfg.initial_value.clone())
         };
-        if let (Some(lag), Some(Value::Number(n))) = (cfg.lag, &start_value) {
-            let v = n.as_f64().unwrap_or(0.0) + if max { -lag } else { lag };
-            start_value = Some(json!(v));
+        if let Some(lag) = cfg.lag {
+            let lag = if max { -lag } else { lag };
+            start_value = match start_value {
+                Some(Value::Number(n)) => match n.as_i64() {
+                    Some(i) if lag.fract() == 0.0 => Some(json!(i + lag as i64)),
+                    _ => Some(json!(n.as_f64().unwrap_or(0.0) + lag)),
+                },
+                // timestamps move by seconds, dates by days (as dlt's lag)
+                Some(Value::String(s)) => Some(Value::String(shift_iso(&s, lag).unwrap_or(s))),
+                other => other,
+            };
         }
         let prior_hashes: Vec<String> = if cfg.end_value.is_some() {
             vec![]
@@ -373,6 +381,23 @@ impl Cursor {
     }
 }
 
+/// Move an ISO timestamp by `secs` seconds, or an ISO date by `secs` days.
+fn shift_iso(s: &str, amount: f64) -> Option<String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Some((d + chrono::Duration::days(amount as i64)).format("%Y-%m-%d").to_string());
+    }
+    let delta = chrono::Duration::microseconds((amount * 1_000_000.0) as i64);
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some((d + delta).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(d) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some((d + delta).format("%Y-%m-%dT%H:%M:%S%.f").to_string());
+        }
+    }
+    None
+}
+
 fn truncate(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
@@ -424,5 +449,16 @@ mod tests {
         let err = m.check(&json!({"id": 1})).unwrap_err().to_string();
         assert!(err.contains("meta.ts") && err.contains("missing"), "{err}");
         assert_eq!(lookup(&json!({"a": [{"b": 3}]}), "$.a[0].b"), Some(&json!(3)));
+        // lag re-opens the window: seconds for timestamps, days for dates, units for numbers
+        let state = json!({"last_value": "2024-01-02T00:00:00Z"});
+        let c = Cursor::new(cfg(json!({"cursor_path": "t", "lag": 3600})), state.as_object(), &[]).unwrap();
+        assert_eq!(c.start_value, Some(json!("2024-01-01T23:00:00Z")));
+        let state = json!({"last_value": "2024-01-02"});
+        let c = Cursor::new(cfg(json!({"cursor_path": "t", "lag": 2})), state.as_object(), &[]).unwrap();
+        assert_eq!(c.start_value, Some(json!("2023-12-31")));
+        let state = json!({"last_value": 20});
+        let mut c = Cursor::new(cfg(json!({"cursor_path": "t", "lag": 5})), state.as_object(), &[]).unwrap();
+        assert_eq!(c.start_value, Some(json!(15)));
+        assert_eq!(c.check(&json!({"t": 16})).unwrap(), Decision::Keep);
     }
 }
