@@ -623,6 +623,7 @@ impl<'a> Run<'a> {
         cells: &mut Vec<(usize, Cell)>,
     ) -> Result<bool> {
         let tname: &str = &table.name;
+        let contract = self.contract(tname)?;
         let buf = self.buffers.get_mut(tname).expect("buffer");
         for (name, v) in row {
             if v.is_null() {
@@ -648,30 +649,8 @@ impl<'a> Run<'a> {
                     coerce::NewKind::Completed => ContractMode::Evolve,
                     _ if planned.col.name.starts_with("_dlt") => ContractMode::Evolve,
                     coerce::NewKind::Column if self.new_tables.contains(tname) => ContractMode::Evolve,
-                    coerce::NewKind::Column => {
-                        self.contracts
-                            .get(tname)
-                            .copied()
-                            .map(Ok)
-                            .unwrap_or_else(|| {
-                                let c = SchemaContract::for_table(self.schema, tname)?;
-                                self.contracts.insert(table.name.clone(), c);
-                                Ok::<_, Error>(c)
-                            })?
-                            .columns
-                    }
-                    coerce::NewKind::Variant => {
-                        self.contracts
-                            .get(tname)
-                            .copied()
-                            .map(Ok)
-                            .unwrap_or_else(|| {
-                                let c = SchemaContract::for_table(self.schema, tname)?;
-                                self.contracts.insert(table.name.clone(), c);
-                                Ok::<_, Error>(c)
-                            })?
-                            .data_type
-                    }
+                    coerce::NewKind::Column => contract.columns,
+                    coerce::NewKind::Variant => contract.data_type,
                 };
                 match mode {
                     ContractMode::Evolve => coerce::add_column(self.schema, tname, &planned.col),

@@ -20,7 +20,7 @@ use dlt_core::destination::{
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory};
 use dlt_core::resource::MergeStrategy;
-use dlt_core::schema::{Column, DataType, LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE, WriteDisposition};
+use dlt_core::schema::{Column, DataType, LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
@@ -496,25 +496,8 @@ impl DestinationClient for PgClient {
     fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
         let existing = self.table_columns()?;
         let schema = package.schema;
-        let mut merge_roots: Vec<String> = vec![];
-        let mut staged: Vec<String> = vec![];
-        for job in package.jobs {
-            let root = schema.root_table_name(&job.table).to_string();
-            let wd = schema.tables.get(&root).and_then(|t| t.write_disposition);
-            if wd == Some(WriteDisposition::Merge) {
-                if !staged.contains(&job.table) {
-                    staged.push(job.table.clone());
-                }
-                if !merge_roots.contains(&root) {
-                    merge_roots.push(root);
-                }
-            } else if wd == Some(WriteDisposition::Replace)
-                && package.replace_strategy != ReplaceStrategy::TruncateAndInsert
-                && !staged.contains(&job.table)
-            {
-                staged.push(job.table.clone());
-            }
-        }
+        let dlt_sql::StagingPlan { staged, merge_roots } =
+            dlt_sql::staging_plan(schema, package.jobs, package.replace_strategy);
         let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
         let dataset = self.dataset.clone();
         let staging = format!("{dataset}_staging");

@@ -116,6 +116,46 @@ pub fn schema_update_sql(
     stmts
 }
 
+/// Which job tables a package loads through the staging dataset, and which root tables merge.
+#[derive(Debug, Default, Clone)]
+pub struct StagingPlan {
+    /// Tables whose jobs go to the staging dataset.
+    pub staged: Vec<String>,
+    /// Root tables merged from staging.
+    pub merge_roots: Vec<String>,
+}
+
+/// Plan a package: merge tables always stage; replaced tables stage unless the strategy is
+/// truncate-and-insert.
+pub fn staging_plan(
+    schema: &Schema,
+    jobs: &[dlt_core::destination::JobFile],
+    replace_strategy: dlt_core::destination::ReplaceStrategy,
+) -> StagingPlan {
+    use dlt_core::schema::WriteDisposition;
+    let mut plan = StagingPlan::default();
+    for job in jobs {
+        let root = schema.root_table_name(&job.table).to_string();
+        let wd = schema.tables.get(&root).and_then(|t| t.write_disposition);
+        let stage = match wd {
+            Some(WriteDisposition::Merge) => {
+                if !plan.merge_roots.contains(&root) {
+                    plan.merge_roots.push(root);
+                }
+                true
+            }
+            Some(WriteDisposition::Replace) => {
+                replace_strategy != dlt_core::destination::ReplaceStrategy::TruncateAndInsert
+            }
+            _ => false,
+        };
+        if stage && !plan.staged.contains(&job.table) {
+            plan.staged.push(job.table.clone());
+        }
+    }
+    plan
+}
+
 /// Quote a string literal.
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
