@@ -1,80 +1,13 @@
 //! End-to-end tests through the `dlt` facade against a real DuckDB file, read back with an
 //! independent DuckDB connection (not through dlt-rs).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dlt::{Resource, destinations};
 use serde_json::{Value, json};
 
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        Env { _dir: dir, root }
-    }
-    fn db(&self) -> PathBuf {
-        self.root.join("dest.duckdb")
-    }
-    fn pipeline(&self, name: &str, dataset: &str) -> dlt::Pipeline {
-        dlt::pipeline(name)
-            .destination(destinations::duckdb(self.db()))
-            .dataset_name(dataset)
-            .pipelines_dir(self.root.join("pipelines"))
-            .config(dlt::Config::from_parts(vec![], None, None))
-            .build()
-            .unwrap()
-    }
-}
-
-/// Independent reader: a plain DuckDB connection, values cast to text by DuckDB itself.
-fn query(db: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
-    let conn = duckdb::Connection::open(db).unwrap();
-    let mut stmt = conn.prepare(sql).unwrap();
-    let mut rows = stmt.query([]).unwrap();
-    let mut out = vec![];
-    while let Some(r) = rows.next().unwrap() {
-        let n = r.as_ref().column_count();
-        let mut row = vec![];
-        for i in 0..n {
-            let v: duckdb::types::Value = r.get(i).unwrap();
-            row.push(match v {
-                duckdb::types::Value::Null => None,
-                duckdb::types::Value::Text(s) => Some(s),
-                duckdb::types::Value::BigInt(i) => Some(i.to_string()),
-                duckdb::types::Value::Int(i) => Some(i.to_string()),
-                duckdb::types::Value::HugeInt(i) => Some(i.to_string()),
-                duckdb::types::Value::Boolean(b) => Some(b.to_string()),
-                duckdb::types::Value::Double(f) => Some(f.to_string()),
-                other => Some(format!("{other:?}")),
-            });
-        }
-        out.push(row);
-    }
-    out
-}
-
-fn scalar(db: &Path, sql: &str) -> String {
-    query(db, sql)[0][0].clone().unwrap_or_default()
-}
-
-fn columns(db: &Path, schema: &str, table: &str) -> Vec<(String, String, String)> {
-    query(
-        db,
-        &format!(
-            "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
-             WHERE table_schema = '{schema}' AND table_name = '{table}' ORDER BY ordinal_position"
-        ),
-    )
-    .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone().unwrap()))
-    .collect()
-}
+mod common;
+use common::{Env, columns, query, scalar};
 
 fn issues(n: usize) -> Vec<Value> {
     (0..n)
@@ -491,19 +424,22 @@ fn transient_faults_are_retried_and_terminal_ones_leave_the_package_pending() {
             None,
         )
     };
+    let build = |d: Arc<Faulty>| {
+        dlt::pipeline("flt")
+            .destination(d)
+            .dataset_name("flt_data")
+            .pipelines_dir(env.root.join("pipelines"))
+            .config(cfg())
+            .build()
+            .unwrap()
+    };
     // half of all commits fail transiently: every run still loads, each row once
     let faulty = Arc::new(Faulty::new(
         destinations::duckdb(env.db()),
         FaultConfig { retry_prob: 0.5, seed: 42, ..Default::default() },
     ));
     let injected = faulty.injected.clone();
-    let mut p = dlt::pipeline("flt")
-        .destination(faulty)
-        .dataset_name("flt_data")
-        .pipelines_dir(env.root.join("pipelines"))
-        .config(cfg())
-        .build()
-        .unwrap();
+    let mut p = build(faulty);
     for round in 0..8 {
         let rows: Vec<Value> = (0..10).map(|i| json!({"id": round * 10 + i})).collect();
         p.run(Resource::from_values("t", rows)).unwrap();
@@ -519,13 +455,7 @@ fn transient_faults_are_retried_and_terminal_ones_leave_the_package_pending() {
         FaultConfig { fail_prob: 1.0, seed: 1, ..Default::default() },
     ));
     let injected = faulty.injected.clone();
-    let mut p = dlt::pipeline("flt")
-        .destination(faulty)
-        .dataset_name("flt_data")
-        .pipelines_dir(env.root.join("pipelines"))
-        .config(cfg())
-        .build()
-        .unwrap();
+    let mut p = build(faulty);
     let err = p.run(Resource::from_values("t", vec![json!({"id": 1000})])).unwrap_err().to_string();
     assert!(err.contains("injected terminal failure"), "{err}");
     assert_eq!(*injected.lock().unwrap(), (0, 1));

@@ -419,31 +419,22 @@ impl DestinationClient for DuckDbClient {
             }
             let mut present: Vec<String> = existing.keys().cloned().collect();
             present.extend(staged.iter().cloned());
+            let ctx = dlt_sql::MergeContext {
+                dialect: &DuckDbDialect,
+                schema,
+                dataset: &c.dataset,
+                staging: &staging,
+                load_id: package.load_id,
+                staged: &staged,
+                existing: &present,
+            };
             if via_staging && !package.truncate_tables.is_empty() {
                 // insert-from-staging (staging-optimized is not a DuckDB strategy)
-                let ctx = dlt_sql::MergeContext {
-                    dialect: &DuckDbDialect,
-                    schema,
-                    dataset: &c.dataset,
-                    staging: &staging,
-                    load_id: package.load_id,
-                    staged: &staged,
-                    existing: &present,
-                };
                 for stmt in dlt_sql::replace_from_staging(&ctx, package.truncate_tables) {
                     c.exec(&stmt)?;
                 }
             }
             for root in &merge_roots {
-                let ctx = dlt_sql::MergeContext {
-                    dialect: &DuckDbDialect,
-                    schema,
-                    dataset: &c.dataset,
-                    staging: &staging,
-                    load_id: package.load_id,
-                    staged: &staged,
-                    existing: &present,
-                };
                 for stmt in dlt_sql::merge_statements(&ctx, root)? {
                     c.conn.execute_batch(&stmt).map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
                 }

@@ -534,6 +534,15 @@ impl DestinationClient for PgClient {
         }
         let mut present: Vec<String> = existing.keys().cloned().collect();
         present.extend(staged.iter().cloned());
+        let ctx = dlt_sql::MergeContext {
+            dialect: &PgDialect,
+            schema,
+            dataset: &dataset,
+            staging: &staging,
+            load_id: package.load_id,
+            staged: &staged,
+            existing: &present,
+        };
         if via_staging && !package.truncate_tables.is_empty() {
             if package.replace_strategy == ReplaceStrategy::StagingOptimized {
                 // swap the staged tables in; tables without rows in this load are emptied
@@ -553,30 +562,12 @@ impl DestinationClient for PgClient {
                     }
                 }
             } else {
-                let ctx = dlt_sql::MergeContext {
-                    dialect: &PgDialect,
-                    schema,
-                    dataset: &dataset,
-                    staging: &staging,
-                    load_id: package.load_id,
-                    staged: &staged,
-                    existing: &present,
-                };
                 for stmt in dlt_sql::replace_from_staging(&ctx, package.truncate_tables) {
                     Self::tx_exec(&mut tx, &stmt)?;
                 }
             }
         }
         for root in &merge_roots {
-            let ctx = dlt_sql::MergeContext {
-                dialect: &PgDialect,
-                schema,
-                dataset: &dataset,
-                staging: &staging,
-                load_id: package.load_id,
-                staged: &staged,
-                existing: &present,
-            };
             for stmt in dlt_sql::merge_statements(&ctx, root)? {
                 tx.batch_execute(&stmt)
                     .map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
