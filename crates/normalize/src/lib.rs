@@ -245,6 +245,7 @@ impl<'a> Run<'a> {
         // upsert / insert-only: a key that occurs several times in one load keeps its last row
         // (dlt would insert every duplicate); found by a first pass over the file
         let last_of_key = self.last_occurrences(path, table)?;
+        let key_columns = self.meta(table).primary_key.clone();
         let f = File::open(path).at(path)?;
         let mut index: u64 = 0;
         // one thread reads and parses lines, this one normalizes: two cores busy, memory bounded
@@ -310,9 +311,8 @@ impl<'a> Run<'a> {
                             Value::Object(m) => Some(m),
                             _ => None,
                         };
-                        let pk = self.meta(&root.name).primary_key.clone();
                         if let Some(m) = map
-                            && last.get(&self.key_hash(m, &pk)).is_some_and(|l| *l != i)
+                            && last.get(&self.key_hash(m, &key_columns)).is_some_and(|l| *l != i)
                         {
                             continue;
                         }
