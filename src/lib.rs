@@ -75,6 +75,8 @@ pub mod destinations {
 pub mod sources {
     #[cfg(feature = "files")]
     pub use dlt_files as files;
+    #[cfg(feature = "rest_api")]
+    pub use dlt_rest_api as rest_api;
 }
 
 /// The registry of compiled-in sources and destinations.
@@ -87,6 +89,8 @@ pub fn registry() -> Registry {
     r.register_destination(Arc::new(dlt_postgres::PostgresFactory));
     #[cfg(feature = "files")]
     r.register_source(Arc::new(dlt_files::FilesFactory));
+    #[cfg(feature = "rest_api")]
+    r.register_source(Arc::new(dlt_rest_api::RestApiFactory));
     r
 }
 

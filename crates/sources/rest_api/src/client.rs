@@ -1,0 +1,369 @@
+//! HTTP requests with retries (429 with `Retry-After`, 5xx, connection errors, timeouts), response
+//! actions, and the page iterator of one endpoint request.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dlt_core::error::{Error, Result};
+use reqwest::blocking::Client;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+use crate::auth::Auth;
+use crate::config::{PaginatorConfig, ResponseAction};
+use crate::jsonpath::{JsonPath, detect_data_path};
+use crate::paginator::{Page, Paginator, Request};
+
+/// How failed requests are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// Backoff base in seconds.
+    pub backoff_factor: f64,
+    /// Longest wait in seconds (also caps `Retry-After`).
+    pub max_delay: f64,
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let secs = self.backoff_factor * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        Duration::from_secs_f64(secs.clamp(0.0, self.max_delay.max(0.0)))
+    }
+}
+
+/// The HTTP side of a source: one client shared by all its resources.
+#[derive(Debug)]
+pub struct Http {
+    /// The reqwest client (timeouts, gzip).
+    pub client: Client,
+    /// `client.base_url`.
+    pub base_url: String,
+    /// `client.headers`.
+    pub headers: Vec<(String, String)>,
+    /// Retries.
+    pub policy: RetryPolicy,
+}
+
+/// A response that was read.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// What a request came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A successful response.
+    Ok(Response),
+    /// A response action said to ignore it.
+    Ignored,
+}
+
+/// A reqwest error with its causes, without the URL (which may hold a secret).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() { "timed out".to_string() } else { String::new() };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !t.is_empty() && !s.contains(&t) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    if s.is_empty() { "request failed".to_string() } else { s }
+}
+
+fn retryable(e: &reqwest::Error) -> bool {
+    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    v.parse::<f64>().ok().filter(|s| *s >= 0.0 && s.is_finite()).map(Duration::from_secs_f64)
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let s = s.trim();
+    if s.len() > 200 { format!("{}…", &s[..s.floor_char_boundary(200)]) } else { s.to_string() }
+}
+
+/// Does a response action match?
+pub fn action_matches(a: &ResponseAction, status: u16, body: &str) -> bool {
+    match (a.status_code, a.content.as_deref()) {
+        (Some(s), Some(c)) => s == status && body.contains(c),
+        (Some(s), None) => s == status,
+        (None, Some(c)) => body.contains(c),
+        (None, None) => false,
+    }
+}
+
+/// The URL with the query parameters, as shown in logs and errors (the value of a secret
+/// query parameter masked).
+pub fn full_url(req: &Request) -> Url {
+    let mut u = req.url.clone();
+    if !req.params.is_empty() {
+        u.query_pairs_mut().extend_pairs(req.params.iter());
+    }
+    u
+}
+
+fn shown_url(u: &Url, secret_param: Option<&str>) -> String {
+    match secret_param {
+        Some(p) if u.query_pairs().any(|(k, _)| k == p) => {
+            let mut m = u.clone();
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| (k.to_string(), if k == p { "***".to_string() } else { v.to_string() }))
+                .collect();
+            m.query_pairs_mut().clear().extend_pairs(pairs);
+            m.to_string()
+        }
+        _ => u.to_string(),
+    }
+}
+
+impl Http {
+    /// Send a request: retry what may pass on a later attempt, apply response actions, refresh an
+    /// OAuth2 token once on 401. `what` names the request in errors (`GET <url> (page N)`).
+    pub fn send(
+        &self,
+        req: &Request,
+        auth: Option<&Auth>,
+        actions: &[ResponseAction],
+        resource: &str,
+        page: u64,
+    ) -> Result<Outcome> {
+        let url = full_url(req);
+        let what = format!("{} {} (page {page})", req.method, shown_url(&url, auth.and_then(Auth::secret_query_param)));
+        let fail =
+            |message: String, transient: bool| Error::Source { resource: resource.to_string(), message, transient };
+        let mut attempt = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let mut rb = self.client.request(req.method.clone(), url.clone());
+            for (k, v) in self.headers.iter().chain(req.headers.iter()) {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+            if let Some(j) = &req.json {
+                rb = rb.json(j);
+            }
+            match &req.data {
+                Some(Value::Object(m)) => {
+                    let form: Vec<(String, String)> =
+                        m.iter().map(|(k, v)| (k.clone(), crate::placeholder::value_text(v))).collect();
+                    rb = rb.form(&form);
+                }
+                Some(Value::String(s)) => rb = rb.body(s.clone()),
+                Some(Value::Null) | None => {}
+                Some(other) => rb = rb.body(other.to_string()),
+            }
+            if let Some(a) = auth {
+                rb = a.apply(rb, &self.client, resource)?;
+            }
+            let result = rb.send().and_then(|r| {
+                let status = r.status();
+                let headers = r.headers().clone();
+                r.bytes().map(|b| Response { status, headers, body: b.to_vec() })
+            });
+            let resp = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    let can = retryable(&e);
+                    if can && attempt < self.policy.max_attempts {
+                        let wait = self.policy.backoff(attempt);
+                        tracing::warn!(request = %what, attempt, error = %describe_reqwest(&e), wait_s = wait.as_secs_f64(), "rest_api: request failed, retrying");
+                        std::thread::sleep(wait);
+                        continue;
+                    }
+                    let tail = if can { format!(" (gave up after {attempt} attempts)") } else { String::new() };
+                    return Err(fail(format!("{what}: {}{tail}", describe_reqwest(&e)), can));
+                }
+            };
+            let status = resp.status.as_u16();
+            if !actions.is_empty() {
+                let text = String::from_utf8_lossy(&resp.body);
+                if let Some(a) = actions.iter().find(|a| action_matches(a, status, &text)) {
+                    if a.action == "ignore" {
+                        tracing::info!(request = %what, status, "rest_api: ignoring the response (response_actions)");
+                        return Ok(Outcome::Ignored);
+                    }
+                }
+            }
+            if resp.status == StatusCode::UNAUTHORIZED
+                && !refreshed
+                && let Some(a) = auth
+                && a.invalidate()
+            {
+                refreshed = true;
+                attempt -= 1;
+                tracing::info!(request = %what, "rest_api: 401, fetching a new OAuth2 token");
+                continue;
+            }
+            if resp.status == StatusCode::TOO_MANY_REQUESTS || resp.status.is_server_error() {
+                if attempt < self.policy.max_attempts {
+                    let wait = retry_after(&resp.headers)
+                        .unwrap_or_else(|| self.policy.backoff(attempt))
+                        .min(Duration::from_secs_f64(self.policy.max_delay.max(0.0)));
+                    tracing::warn!(request = %what, status, attempt, wait_s = wait.as_secs_f64(), "rest_api: retrying");
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                return Err(fail(
+                    format!("{what}: HTTP {} (gave up after {attempt} attempts): {}", resp.status, excerpt(&resp.body)),
+                    true,
+                ));
+            }
+            if !resp.status.is_success() {
+                return Err(fail(format!("{what}: HTTP {}: {}", resp.status, excerpt(&resp.body)), false));
+            }
+            return Ok(Outcome::Ok(resp));
+        }
+    }
+}
+
+/// How one endpoint is read: paginator, data selector, response actions and auth.
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    /// Resource name (errors).
+    pub resource: String,
+    /// The paginator config.
+    pub paginator: PaginatorConfig,
+    /// The data selector (detected when `None`).
+    pub data_selector: Option<JsonPath>,
+    /// Response actions.
+    pub actions: Vec<ResponseAction>,
+    /// Auth.
+    pub auth: Option<Arc<Auth>>,
+}
+
+/// The records of one request sequence, page by page, lazily.
+pub struct PageIter {
+    http: Arc<Http>,
+    spec: Arc<ReadSpec>,
+    req: Request,
+    paginator: Option<Paginator>,
+    page_no: u64,
+    buf: VecDeque<Value>,
+    done: bool,
+    detected_logged: bool,
+}
+
+impl PageIter {
+    /// Iterate the pages starting with `req`.
+    pub fn new(http: Arc<Http>, spec: Arc<ReadSpec>, req: Request) -> PageIter {
+        PageIter {
+            http,
+            spec,
+            req,
+            paginator: None,
+            page_no: 0,
+            buf: VecDeque::new(),
+            done: false,
+            detected_logged: false,
+        }
+    }
+
+    fn err(&self, message: String) -> Error {
+        Error::Source { resource: self.spec.resource.clone(), message, transient: false }
+    }
+
+    fn fetch(&mut self) -> Result<()> {
+        let mut paginator = match self.paginator.take() {
+            Some(p) => p,
+            None => {
+                let mut p = Paginator::new(&self.spec.paginator).map_err(|e| self.err(e))?;
+                p.init_request(&mut self.req);
+                p
+            }
+        };
+        self.page_no += 1;
+        let page_no = self.page_no;
+        let auth = self.spec.auth.as_deref();
+        let shown = format!(
+            "{} {} (page {page_no})",
+            self.req.method,
+            shown_url(&full_url(&self.req), auth.and_then(Auth::secret_query_param))
+        );
+        let what = || shown.clone();
+        let resp = match self.http.send(&self.req, auth, &self.spec.actions, &self.spec.resource, page_no)? {
+            Outcome::Ok(r) => r,
+            Outcome::Ignored => {
+                self.done = true;
+                return Ok(());
+            }
+        };
+        let body: Option<Value> = if resp.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            Some(
+                serde_json::from_slice(&resp.body)
+                    .map_err(|e| self.err(format!("{}: malformed JSON in the response: {e}", what())))?,
+            )
+        };
+        let data: Vec<Value> = match (&self.spec.data_selector, &body) {
+            (_, None) => vec![],
+            (Some(sel), Some(b)) => sel.records(b).ok_or_else(|| {
+                self.err(format!("{}: data_selector `{sel}` matched nothing in the response", what()))
+            })?,
+            (None, Some(b)) => match detect_data_path(b) {
+                Some(p) => {
+                    if !self.detected_logged {
+                        tracing::info!(resource = %self.spec.resource, path = %p, "rest_api: detected the page data");
+                        self.detected_logged = true;
+                    }
+                    JsonPath::parse(&p).ok().and_then(|jp| jp.records(b)).unwrap_or_default()
+                }
+                None => vec![b.clone()],
+            },
+        };
+        let discard = paginator
+            .update_state(&Page { headers: &resp.headers, body: body.as_ref(), data: &data })
+            .map_err(|e| self.err(format!("{}: {e}", what())))?;
+        if !discard {
+            self.buf.extend(data);
+        }
+        if paginator.has_next() {
+            if self.spec.paginator.max_pages.is_some_and(|m| page_no >= m) {
+                tracing::warn!(resource = %self.spec.resource, max_pages = page_no, "rest_api: stopped at max_pages although there are more pages");
+                self.done = true;
+            } else {
+                paginator.update_request(&mut self.req).map_err(|e| self.err(format!("{}: {e}", what())))?;
+            }
+        } else {
+            self.done = true;
+        }
+        self.paginator = Some(paginator);
+        Ok(())
+    }
+}
+
+impl Iterator for PageIter {
+    type Item = Result<Value>;
+    fn next(&mut self) -> Option<Result<Value>> {
+        loop {
+            if let Some(v) = self.buf.pop_front() {
+                return Some(Ok(v));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.fetch() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}
