@@ -1,9 +1,11 @@
 //! Per-table columnar buffers flushed to parquet job files.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
@@ -12,17 +14,17 @@ use arrow::array::{
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use dlt_core::destination::{FileFormat, JobFile};
-use dlt_core::error::{IoContext, Result};
+use dlt_core::error::{Error, IoContext, Result};
 use dlt_core::schema::{Column, DataType};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-/// A value already coerced to its column's type.
+/// A value already coerced to its column's type (text borrowed from the item where it can be).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     /// Text or JSON text.
-    Str(String),
+    Str(Cow<'a, str>),
     /// Integer.
     Int(i64),
     /// Float.
@@ -39,6 +41,23 @@ pub enum Cell {
     Decimal(i128),
     /// Bytes.
     Bytes(Vec<u8>),
+}
+
+impl Cell<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> Cell<'static> {
+        match self {
+            Cell::Str(s) => Cell::Str(Cow::Owned(s.into_owned())),
+            Cell::Int(v) => Cell::Int(v),
+            Cell::Float(v) => Cell::Float(v),
+            Cell::Bool(v) => Cell::Bool(v),
+            Cell::Micros(v) => Cell::Micros(v),
+            Cell::Days(v) => Cell::Days(v),
+            Cell::TimeMicros(v) => Cell::TimeMicros(v),
+            Cell::Decimal(v) => Cell::Decimal(v),
+            Cell::Bytes(v) => Cell::Bytes(v),
+        }
+    }
 }
 
 /// The Arrow type a dlt column is written as.
@@ -84,17 +103,27 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(t: &ArrowType) -> Builder {
+    /// A builder sized for `rows` values (and `bytes` of text or binary data).
+    fn with_capacity(t: &ArrowType, rows: usize, bytes: usize) -> Builder {
         match t {
-            ArrowType::Utf8 => Builder::Str(StringBuilder::new()),
-            ArrowType::Int64 => Builder::Int(Int64Builder::new()),
-            ArrowType::Float64 => Builder::Float(Float64Builder::new()),
-            ArrowType::Boolean => Builder::Bool(BooleanBuilder::new()),
-            ArrowType::Timestamp(_, tz) => Builder::Ts(TimestampMicrosecondBuilder::new(), tz.clone()),
-            ArrowType::Date32 => Builder::Date(Date32Builder::new()),
-            ArrowType::Time64(_) => Builder::Time(Time64MicrosecondBuilder::new()),
-            ArrowType::Decimal128(p, s) => Builder::Dec(Decimal128Builder::new(), *p, *s),
-            _ => Builder::Bin(BinaryBuilder::new()),
+            ArrowType::Utf8 => Builder::Str(StringBuilder::with_capacity(rows, bytes)),
+            ArrowType::Int64 => Builder::Int(Int64Builder::with_capacity(rows)),
+            ArrowType::Float64 => Builder::Float(Float64Builder::with_capacity(rows)),
+            ArrowType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            ArrowType::Timestamp(_, tz) => Builder::Ts(TimestampMicrosecondBuilder::with_capacity(rows), tz.clone()),
+            ArrowType::Date32 => Builder::Date(Date32Builder::with_capacity(rows)),
+            ArrowType::Time64(_) => Builder::Time(Time64MicrosecondBuilder::with_capacity(rows)),
+            ArrowType::Decimal128(p, s) => Builder::Dec(Decimal128Builder::with_capacity(rows), *p, *s),
+            _ => Builder::Bin(BinaryBuilder::with_capacity(rows, bytes)),
+        }
+    }
+
+    /// Bytes of text or binary data held.
+    fn data_bytes(&self) -> usize {
+        match self {
+            Builder::Str(b) => b.values_slice().len(),
+            Builder::Bin(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -126,9 +155,9 @@ impl Builder {
         }
     }
 
-    fn append(&mut self, c: &Cell) {
+    fn append(&mut self, c: &Cell<'_>) {
         match (self, c) {
-            (Builder::Str(b), Cell::Str(s)) => b.append_value(s),
+            (Builder::Str(b), Cell::Str(s)) => b.append_value(s.as_ref()),
             (Builder::Int(b), Cell::Int(i)) => b.append_value(*i),
             (Builder::Float(b), Cell::Float(f)) => b.append_value(*f),
             (Builder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
@@ -161,6 +190,118 @@ impl Builder {
     }
 }
 
+/// Parquet encoding and compression, off the normalizing thread: table buffers hand finished
+/// batches to one writer thread, which owns every open job file of the package.
+pub struct JobWriter {
+    tx: Option<SyncSender<WriteMsg>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    failed: Arc<Mutex<Option<Error>>>,
+}
+
+enum WriteMsg {
+    /// Append a batch to the file at `path` (opened on first use with the batch's schema).
+    Batch(PathBuf, RecordBatch),
+    /// Close the file at `path`.
+    Close(PathBuf),
+}
+
+/// Batches in flight to the writer thread (bounds memory).
+const WRITER_QUEUE: usize = 4;
+
+impl JobWriter {
+    /// Start the writer thread.
+    pub fn start() -> JobWriter {
+        let (tx, rx) = sync_channel::<WriteMsg>(WRITER_QUEUE);
+        let failed: Arc<Mutex<Option<Error>>> = Arc::default();
+        let fail = failed.clone();
+        let handle = std::thread::Builder::new()
+            .name("dlt-parquet".into())
+            .spawn(move || {
+                let mut open: HashMap<PathBuf, ArrowWriter<File>> = HashMap::default();
+                let run = |open: &mut HashMap<PathBuf, ArrowWriter<File>>, msg: WriteMsg| -> Result<()> {
+                    match msg {
+                        WriteMsg::Batch(path, batch) => {
+                            if !open.contains_key(&path) {
+                                let f = File::create(&path).at(&path)?;
+                                open.insert(path.clone(), ArrowWriter::try_new(f, batch.schema(), Some(props()))?);
+                            }
+                            open.get_mut(&path).expect("opened").write(&batch)?;
+                        }
+                        WriteMsg::Close(path) => {
+                            if let Some(w) = open.remove(&path) {
+                                w.close()?;
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                for msg in rx {
+                    if let Err(e) = run(&mut open, msg) {
+                        *fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return; // dropping the receiver makes later sends fail
+                    }
+                }
+                for (_, w) in open.drain() {
+                    if let Err(e) = w.close() {
+                        *fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.into());
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the parquet writer thread");
+        JobWriter { tx: Some(tx), handle: Some(handle), failed }
+    }
+
+    fn handle(&self) -> WriterHandle {
+        WriterHandle { tx: self.tx.clone().expect("writer running"), failed: self.failed.clone() }
+    }
+
+    /// Wait until every file is written and closed.
+    pub fn finish(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.tx.take();
+        if let Some(h) = self.handle.take()
+            && h.join().is_err()
+        {
+            return Err(Error::Package("the parquet writer thread panicked".into()));
+        }
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for JobWriter {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A table buffer's way to the writer thread.
+#[derive(Clone)]
+struct WriterHandle {
+    tx: SyncSender<WriteMsg>,
+    failed: Arc<Mutex<Option<Error>>>,
+}
+
+impl WriterHandle {
+    fn send(&self, msg: WriteMsg) -> Result<()> {
+        if self.tx.send(msg).is_err() {
+            return Err(self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| Error::Package("the parquet writer thread stopped".into())));
+        }
+        Ok(())
+    }
+}
+
 /// Buffered rows of one table and the parquet file they go to.
 pub struct TableBuffer {
     table: String,
@@ -170,7 +311,9 @@ pub struct TableBuffer {
     /// Columns of this table by name, for coercion without touching the schema.
     cols: HashMap<String, (usize, Column)>,
     rows: usize,
-    writer: Option<(ArrowWriter<File>, SchemaRef)>,
+    /// The job file being written and its schema.
+    file: Option<(PathBuf, SchemaRef)>,
+    writer: WriterHandle,
     dir: PathBuf,
     /// Rows written in total.
     pub total_rows: u64,
@@ -187,8 +330,8 @@ fn props() -> WriterProperties {
 }
 
 impl TableBuffer {
-    /// A buffer writing job files into `dir`.
-    pub fn new(table: &str, dir: &Path) -> Self {
+    /// A buffer writing job files into `dir` through `writer`.
+    pub fn new(table: &str, dir: &Path, writer: &JobWriter) -> Self {
         TableBuffer {
             table: table.to_string(),
             fields: vec![],
@@ -196,7 +339,8 @@ impl TableBuffer {
             index: HashMap::default(),
             cols: HashMap::default(),
             rows: 0,
-            writer: None,
+            file: None,
+            writer: writer.handle(),
             dir: dir.to_path_buf(),
             total_rows: 0,
         }
@@ -208,7 +352,7 @@ impl TableBuffer {
     }
 
     /// Coerce a value into a known column without schema changes; `None` = take the slow path.
-    pub fn try_fast(&self, name: &str, v: &serde_json::Value) -> Option<(usize, Cell)> {
+    pub fn try_fast<'v>(&self, name: &str, v: &'v serde_json::Value) -> Option<(usize, Cell<'v>)> {
         let (i, col) = self.cols.get(name)?;
         crate::coerce::coerce(col, v).map(|c| (*i, c))
     }
@@ -221,7 +365,7 @@ impl TableBuffer {
             return i;
         }
         let t = arrow_type(col);
-        let mut b = Builder::new(&t);
+        let mut b = Builder::with_capacity(&t, BUFFER_ROWS, 0);
         for _ in 0..self.rows {
             b.append_null();
         }
@@ -234,7 +378,7 @@ impl TableBuffer {
     }
 
     /// Append one row given as (column index, cell) pairs.
-    pub fn push_row(&mut self, cells: &mut Vec<(usize, Cell)>) -> Result<()> {
+    pub fn push_row(&mut self, cells: &mut Vec<(usize, Cell<'_>)>) -> Result<()> {
         for (i, c) in cells.drain(..) {
             let b = &mut self.builders[i];
             if b.len() > self.rows {
@@ -255,37 +399,46 @@ impl TableBuffer {
         Ok(())
     }
 
-    /// Write buffered rows to the job file.
+    /// Hand buffered rows to the writer thread.
     pub fn flush(&mut self) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
         }
         let schema = Arc::new(ArrowSchema::new(self.fields.clone()));
-        let cols: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
-        let batch = RecordBatch::try_new(schema.clone(), cols)?;
-        if self.writer.as_ref().map(|(_, s)| s != &schema).unwrap_or(false) {
-            let (w, _) = self.writer.take().expect("checked");
-            w.close()?;
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.builders.len());
+        for (b, f) in self.builders.iter_mut().zip(&self.fields) {
+            // the next batch's builder gets this one's size up front: no regrowth while filling
+            let bytes = b.data_bytes();
+            let mut next = Builder::with_capacity(f.data_type(), BUFFER_ROWS, bytes + bytes / 8);
+            std::mem::swap(b, &mut next);
+            cols.push(next.finish());
         }
-        if self.writer.is_none() {
+        let batch = RecordBatch::try_new(schema.clone(), cols)?;
+        if let Some((path, s)) = &self.file
+            && s != &schema
+        {
+            // new columns: the rest of the rows go to a new file with the wider schema
+            self.writer.send(WriteMsg::Close(path.clone()))?;
+            self.file = None;
+        }
+        if self.file.is_none() {
             let id: [u8; 5] = rand::random();
             let id: String = id.iter().map(|x| format!("{x:02x}")).collect();
             let p = self.dir.join(JobFile::file_name(&self.table, &id, 0, FileFormat::Parquet));
-            let f = File::create(&p).at(&p)?;
-            self.writer = Some((ArrowWriter::try_new(f, schema.clone(), Some(props()))?, schema));
+            self.file = Some((p, schema));
         }
-        let (w, _) = self.writer.as_mut().expect("opened");
-        w.write(&batch)?;
+        let (path, _) = self.file.as_ref().expect("set");
+        self.writer.send(WriteMsg::Batch(path.clone(), batch))?;
         self.total_rows += self.rows as u64;
         self.rows = 0;
         Ok(())
     }
 
-    /// Flush and close the job file.
+    /// Flush and close the job file (the writer thread finishes it).
     pub fn finish(mut self) -> Result<u64> {
         self.flush()?;
-        if let Some((w, _)) = self.writer.take() {
-            w.close()?;
+        if let Some((path, _)) = self.file.take() {
+            self.writer.send(WriteMsg::Close(path))?;
         }
         Ok(self.total_rows)
     }

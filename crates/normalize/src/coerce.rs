@@ -1,5 +1,7 @@
 //! Type inference, coercion into existing columns, and variant columns (dlt's matrix).
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use dlt_core::error::{Error, Result};
 use dlt_core::naming::NamingConvention;
@@ -115,19 +117,19 @@ fn decode_binary(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Coerce `v` (of Python type `from`) into a column of type `col`; `None` when dlt would raise.
-pub(crate) fn coerce(col: &Column, v: &Value) -> Option<Cell> {
+pub(crate) fn coerce<'v>(col: &Column, v: &'v Value) -> Option<Cell<'v>> {
     let to = col.data_type?;
     let from = py_type(v);
     Some(match (to, v) {
-        (DataType::Text, Value::String(s)) => Cell::Str(s.clone()),
-        (DataType::Text, Value::Number(n)) => Cell::Str(number_text(n)),
-        (DataType::Text, Value::Bool(b)) => Cell::Str(if *b { "True".into() } else { "False".into() }),
-        (DataType::Text, other) => Cell::Str(serde_json::to_string(other).ok()?),
+        (DataType::Text, Value::String(s)) => Cell::Str(Cow::Borrowed(s)),
+        (DataType::Text, Value::Number(n)) => Cell::Str(number_text(n).into()),
+        (DataType::Text, Value::Bool(b)) => Cell::Str(Cow::Borrowed(if *b { "True" } else { "False" })),
+        (DataType::Text, other) => Cell::Str(serde_json::to_string(other).ok()?.into()),
         (DataType::Json, Value::String(s)) if from == DataType::Text => {
             let parsed: Value = serde_json::from_str(s).ok()?;
-            Cell::Str(serde_json::to_string(&parsed).ok()?)
+            Cell::Str(serde_json::to_string(&parsed).ok()?.into())
         }
-        (DataType::Json, Value::Object(_) | Value::Array(_)) => Cell::Str(serde_json::to_string(v).ok()?),
+        (DataType::Json, Value::Object(_) | Value::Array(_)) => Cell::Str(serde_json::to_string(v).ok()?.into()),
         (DataType::Bigint, Value::Number(n)) => {
             if is_integer(n) {
                 Cell::Int(n.as_i64()?)
@@ -183,12 +185,12 @@ pub fn coerce_value(
     table: &str,
     name: &str,
     v: &Value,
-) -> Result<(Column, Cell)> {
+) -> Result<(Column, Cell<'static>)> {
     let c = plan_value(schema, naming, table, name, v)?;
     if c.new.is_some() {
         add_column(schema, table, &c.col);
     }
-    Ok((c.col, c.cell))
+    Ok((c.col, c.cell.into_owned()))
 }
 
 /// What a coercion needs added to the schema.
@@ -204,11 +206,11 @@ pub enum NewKind {
 
 /// A coerced value, and the column it goes to (to be added to the schema when `new` is set).
 #[derive(Debug, Clone)]
-pub struct Coerced {
+pub struct Coerced<'v> {
     /// The column.
     pub col: Column,
     /// The value.
-    pub cell: Cell,
+    pub cell: Cell<'v>,
     /// Whether the column must be added first.
     pub new: Option<NewKind>,
 }
@@ -227,24 +229,24 @@ pub fn add_column(schema: &mut Schema, table: &str, col: &Column) {
 /// Coerce a non-null value of column `name` in `table` as dlt does, without changing the schema:
 /// a new column is inferred, an incomplete (declared) column is completed, and a value that
 /// cannot be coerced goes to the variant column `<name>__v_<type>`.
-pub fn plan_value(
+pub fn plan_value<'v>(
     schema: &Schema,
     naming: &dyn NamingConvention,
     table: &str,
     name: &str,
-    v: &Value,
-) -> Result<Coerced> {
+    v: &'v Value,
+) -> Result<Coerced<'v>> {
     plan_inner(schema, naming, table, name, v, false)
 }
 
-fn plan_inner(
+fn plan_inner<'v>(
     schema: &Schema,
     naming: &dyn NamingConvention,
     table: &str,
     name: &str,
-    v: &Value,
+    v: &'v Value,
     is_variant: bool,
-) -> Result<Coerced> {
+) -> Result<Coerced<'v>> {
     let existing = schema.tables.get(table).and_then(|t| t.columns.get(name));
     if let Some(col) = existing.filter(|c| c.is_complete()) {
         if let Some(cell) = coerce(col, v) {

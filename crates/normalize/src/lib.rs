@@ -26,8 +26,8 @@ use dlt_core::schema::{
 };
 use serde_json::{Map, Value};
 
-use buffers::TableBuffer;
 pub use buffers::{BUFFER_ROWS, Cell, arrow_type};
+use buffers::{JobWriter, TableBuffer};
 
 /// Items parsed per chunk handed to the normalizing thread.
 const PARSE_CHUNK: usize = 512;
@@ -69,6 +69,8 @@ impl Normalizer for RelationalNormalizer {
             table_meta: HashMap::default(),
             cells: Vec::with_capacity(64),
             items: 0,
+            writer: JobWriter::start(),
+            json_cols: HashMap::default(),
         };
         let mut arrow_counts: indexmap::IndexMap<String, u64> = indexmap::IndexMap::new();
         for f in req.files {
@@ -96,8 +98,12 @@ impl Normalizer for RelationalNormalizer {
         let mut row_counts = indexmap::IndexMap::new();
         let mut buffers: Vec<(Arc<str>, TableBuffer)> = run.buffers.drain().collect();
         buffers.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut counted = Vec::with_capacity(buffers.len());
         for (t, b) in buffers {
-            let n = b.finish()?;
+            counted.push((t, b.finish()?));
+        }
+        run.writer.finish()?;
+        for (t, n) in counted {
             if n > 0 {
                 row_counts.insert(t.to_string(), n);
                 if let Some(tbl) = run.schema.tables.get_mut(t.as_ref()) {
@@ -144,12 +150,24 @@ struct Names {
     nested: HashMap<Arc<str>, HashMap<String, PathName>>,
     /// table (unshortened path) -> nested list path -> (child unshortened path, child table name)
     tables: HashMap<Arc<str>, HashMap<Arc<str>, PathName>>,
+    /// Column names made so far.
+    produced: rustc_hash::FxHashSet<Arc<str>>,
+    /// Column names produced by more than one key path (keys colliding after normalization):
+    /// only these need a duplicate check within a row.
+    ambiguous: rustc_hash::FxHashSet<Arc<str>>,
     empty: Arc<str>,
 }
 
 impl Names {
     fn new(naming: Arc<dyn NamingConvention>) -> Self {
-        Names { naming, nested: HashMap::default(), tables: HashMap::default(), empty: Arc::from("") }
+        Names {
+            naming,
+            nested: HashMap::default(),
+            tables: HashMap::default(),
+            produced: Default::default(),
+            ambiguous: Default::default(),
+            empty: Arc::from(""),
+        }
     }
 
     fn key(&mut self, prefix: &Arc<str>, k: &str) -> (Arc<str>, Arc<str>) {
@@ -165,6 +183,10 @@ impl Names {
             let short = self.naming.make_path(&[prefix.as_ref(), &nk]);
             (Arc::from(full), Arc::from(short))
         };
+        // a (prefix, key) pair is normalized once: a name made again comes from another key
+        if !self.produced.insert(v.1.clone()) {
+            self.ambiguous.insert(v.1.clone());
+        }
         self.nested.entry(prefix.clone()).or_default().insert(k.to_string(), v.clone());
         v
     }
@@ -197,8 +219,19 @@ struct Run<'a> {
     out_dir: &'a Path,
     buffers: HashMap<Arc<str>, TableBuffer>,
     table_meta: HashMap<String, TableMeta>,
-    cells: Vec<(usize, Cell)>,
+    /// A row's cells; kept empty between rows so its allocation is reused.
+    cells: Vec<(usize, Cell<'static>)>,
     items: u64,
+    writer: JobWriter,
+    /// Columns of type json per table (nested values there are not flattened), cached.
+    json_cols: HashMap<Arc<str>, rustc_hash::FxHashSet<String>>,
+}
+
+/// An empty vector of cells of any lifetime, reusing `v`'s allocation.
+fn recycle<'a, 'b>(mut v: Vec<(usize, Cell<'a>)>) -> Vec<(usize, Cell<'b>)> {
+    v.clear();
+    // in-place collect: same element layout, so the allocation is kept and nothing is copied
+    v.into_iter().map(|_| unreachable!("empty")).collect()
 }
 
 /// Where a row sits in the tree.
@@ -396,13 +429,19 @@ impl<'a> Run<'a> {
         digest_b64(to_sorted_json(&Value::Object(m)).as_bytes(), DLT_ID_LENGTH_BYTES)
     }
 
-    fn is_json_column(&self, table: &str, col: &str) -> bool {
-        self.schema
-            .tables
-            .get(table)
-            .and_then(|t| t.columns.get(col))
-            .map(|c| c.data_type == Some(DataType::Json))
-            .unwrap_or(false)
+    fn is_json_column(&mut self, table: &Arc<str>, col: &str) -> bool {
+        if !self.json_cols.contains_key(table.as_ref()) {
+            let cols = self
+                .schema
+                .tables
+                .get(table.as_ref())
+                .map(|t| {
+                    t.columns.values().filter(|c| c.data_type == Some(DataType::Json)).map(|c| c.name.clone()).collect()
+                })
+                .unwrap_or_default();
+            self.json_cols.insert(table.clone(), cols);
+        }
+        self.json_cols[table.as_ref()].contains(col)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -437,7 +476,12 @@ impl<'a> Run<'a> {
                     }
                     _ => {}
                 }
-                if let Some(slot) = row.iter_mut().find(|(n, _)| *n == name) {
+                let dup = if self.names.ambiguous.is_empty() || !self.names.ambiguous.contains(&name) {
+                    None
+                } else {
+                    row.iter_mut().find(|(n, _)| *n == name)
+                };
+                if let Some(slot) = dup {
                     // keys colliding after normalization: the last one wins, as in dlt; unlike dlt,
                     // say so (once per table and column) instead of dropping data silently
                     if self.collisions.insert((table.name.clone(), name.clone())) {
@@ -548,7 +592,7 @@ impl<'a> Run<'a> {
                 t.parent = table.parent.as_ref().map(|p| p.to_string());
                 self.schema.tables.insert(table.name.to_string(), t);
             }
-            self.buffers.insert(table.name.clone(), TableBuffer::new(&table.name, self.out_dir));
+            self.buffers.insert(table.name.clone(), TableBuffer::new(&table.name, self.out_dir, &self.writer));
         }
         self.buffers.get_mut(table.name.as_ref()).expect("inserted")
     }
@@ -594,34 +638,28 @@ impl<'a> Run<'a> {
         root_id: Option<&str>,
     ) -> Result<()> {
         self.buffer(table);
-        let mut cells = std::mem::take(&mut self.cells);
-        let r = self.fill_cells(table, row, row_id, link, root_id, &mut cells);
-        if let Ok(false) = r {
-            cells.clear();
-            self.cells = cells;
-            return Ok(()); // the contract discards this row
-        }
-        if r.is_ok() {
-            let buf = self.buffers.get_mut(table.name.as_ref()).expect("buffer");
-            let r2 = buf.push_row(&mut cells);
-            cells.clear();
-            self.cells = cells;
-            return r2;
-        }
-        cells.clear();
-        self.cells = cells;
-        r.map(|_| ())
+        let mut cells = recycle(std::mem::take(&mut self.cells));
+        let r = match self.fill_cells(table, row, row_id, link, root_id, &mut cells) {
+            Ok(true) => self.buffers.get_mut(table.name.as_ref()).expect("buffer").push_row(&mut cells),
+            Ok(false) => Ok(()), // the contract discards this row
+            Err(e) => Err(e),
+        };
+        self.cells = recycle(cells);
+        r
     }
 
-    fn fill_cells(
+    fn fill_cells<'c>(
         &mut self,
         table: &TableRef,
-        row: &[(Arc<str>, &Value)],
-        row_id: &str,
-        link: Option<Link<'_>>,
-        root_id: Option<&str>,
-        cells: &mut Vec<(usize, Cell)>,
-    ) -> Result<bool> {
+        row: &[(Arc<str>, &'c Value)],
+        row_id: &'c str,
+        link: Option<Link<'c>>,
+        root_id: Option<&'c str>,
+        cells: &mut Vec<(usize, Cell<'c>)>,
+    ) -> Result<bool>
+    where
+        'a: 'c,
+    {
         let tname: &str = &table.name;
         let contract = self.contract(tname)?;
         let buf = self.buffers.get_mut(tname).expect("buffer");
@@ -653,7 +691,10 @@ impl<'a> Run<'a> {
                     coerce::NewKind::Variant => contract.data_type,
                 };
                 match mode {
-                    ContractMode::Evolve => coerce::add_column(self.schema, tname, &planned.col),
+                    ContractMode::Evolve => {
+                        coerce::add_column(self.schema, tname, &planned.col);
+                        self.json_cols.remove(tname);
+                    }
                     ContractMode::Freeze => {
                         let entity = if kind == coerce::NewKind::Variant { "data_type" } else { "columns" };
                         return Err(violation(entity, tname, Some(&planned.col.name), Some(v)));
@@ -668,22 +709,22 @@ impl<'a> Run<'a> {
         match link {
             None => {
                 let i = Self::dlt_column(self.schema, buf, tname, C_DLT_LOAD_ID, DataType::Text);
-                cells.push((i, Cell::Str(self.load_id.to_string())));
+                cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(self.load_id))));
             }
             Some(l) => {
                 if let Some(r) = root_id {
                     let i = Self::dlt_column(self.schema, buf, tname, C_DLT_ROOT_ID, DataType::Text);
-                    cells.push((i, Cell::Str(r.to_string())));
+                    cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(r))));
                 }
                 let i = Self::dlt_column(self.schema, buf, tname, C_DLT_PARENT_ID, DataType::Text);
-                cells.push((i, Cell::Str(l.parent_id.to_string())));
+                cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(l.parent_id))));
                 let i = Self::dlt_column(self.schema, buf, tname, C_DLT_LIST_IDX, DataType::Bigint);
                 cells.push((i, Cell::Int(l.idx as i64)));
             }
         }
         if !row.iter().any(|(n, _)| n.as_ref() == C_DLT_ID) {
             let i = Self::dlt_column(self.schema, buf, tname, C_DLT_ID, DataType::Text);
-            cells.push((i, Cell::Str(row_id.to_string())));
+            cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(row_id))));
         }
         Ok(true)
     }
