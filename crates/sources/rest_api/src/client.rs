@@ -119,6 +119,18 @@ pub fn full_url(req: &Request) -> Url {
     u
 }
 
+fn strip_param(u: &mut Url, name: &str) {
+    if u.query_pairs().any(|(k, _)| k == name) {
+        let pairs: Vec<(String, String)> =
+            u.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if pairs.is_empty() {
+            u.set_query(None);
+        } else {
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+}
+
 fn shown_url(u: &Url, secret_param: Option<&str>) -> String {
     match secret_param {
         Some(p) if u.query_pairs().any(|(k, _)| k == p) => {
@@ -145,7 +157,11 @@ impl Http {
         resource: &str,
         page: u64,
     ) -> Result<Outcome> {
-        let url = full_url(req);
+        let mut url = full_url(req);
+        if let Some(p) = auth.and_then(Auth::secret_query_param) {
+            // a next-page URL may echo the key back: the auth adds it once
+            strip_param(&mut url, p);
+        }
         let what = format!("{} {} (page {page})", req.method, shown_url(&url, auth.and_then(Auth::secret_query_param)));
         let fail =
             |message: String, transient: bool| Error::Source { resource: resource.to_string(), message, transient };
@@ -195,11 +211,11 @@ impl Http {
             let status = resp.status.as_u16();
             if !actions.is_empty() {
                 let text = String::from_utf8_lossy(&resp.body);
-                if let Some(a) = actions.iter().find(|a| action_matches(a, status, &text)) {
-                    if a.action == "ignore" {
-                        tracing::info!(request = %what, status, "rest_api: ignoring the response (response_actions)");
-                        return Ok(Outcome::Ignored);
-                    }
+                if let Some(a) = actions.iter().find(|a| action_matches(a, status, &text))
+                    && a.action == "ignore"
+                {
+                    tracing::info!(request = %what, status, "rest_api: ignoring the response (response_actions)");
+                    return Ok(Outcome::Ignored);
                 }
             }
             if resp.status == StatusCode::UNAUTHORIZED

@@ -179,7 +179,7 @@ pub enum ParamValue {
     /// A plain value (strings may hold `{resources.…}` / `{incremental.…}` placeholders).
     Value(Value),
     /// The incremental window's start (`{type = "incremental", cursor_path, initial_value, …}`).
-    Incremental(IncrementalSpec),
+    Incremental(Box<IncrementalSpec>),
     /// A parent field (dlt's older `{type = "resolve", resource, field}` form).
     Resolve {
         /// The parent resource.
@@ -194,7 +194,9 @@ impl<'de> Deserialize<'de> for ParamValue {
         let v = Value::deserialize(d)?;
         let Value::Object(m) = &v else { return Ok(ParamValue::Value(v)) };
         match m.get("type").and_then(Value::as_str) {
-            Some("incremental") => serde_json::from_value(v).map(ParamValue::Incremental).map_err(D::Error::custom),
+            Some("incremental") => {
+                serde_json::from_value(v).map(|s| ParamValue::Incremental(Box::new(s))).map_err(D::Error::custom)
+            }
             Some("resolve") => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
@@ -575,7 +577,10 @@ fn de_resources<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Reso
                 parse_resource(Value::Object(m)).map_err(|e| D::Error::custom(format!("{who}: {e}")))?
             }
             other => {
-                return Err(D::Error::custom(format!("resource #{}: expected a string or a table, got {other}", i + 1)));
+                return Err(D::Error::custom(format!(
+                    "resource #{}: expected a string or a table, got {other}",
+                    i + 1
+                )));
             }
         });
     }

@@ -208,7 +208,7 @@ fn plan_resource(
                 if let Some(e) = &spec.end_param {
                     params.push((e.clone(), ParamPlan::End));
                 }
-                incremental = Some(spec.clone());
+                incremental = Some((**spec).clone());
             }
             ParamValue::Resolve { resource, field } => {
                 parents.push(resource.clone());

@@ -43,8 +43,20 @@ pub struct Request {
 impl Request {
     /// Set a query parameter, replacing earlier values.
     pub fn set_param(&mut self, k: &str, v: String) {
-        self.params.retain(|(pk, _)| pk != k);
-        self.params.push((k.to_string(), v));
+        match self.params.iter().position(|(pk, _)| pk == k) {
+            Some(i) => {
+                self.params[i].1 = v;
+                let mut i = i + 1;
+                while i < self.params.len() {
+                    if self.params[i].0 == k {
+                        self.params.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            None => self.params.push((k.to_string(), v)),
+        }
     }
 }
 
