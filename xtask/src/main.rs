@@ -5,6 +5,7 @@
 
 mod bench;
 mod duckdb;
+mod json_server;
 mod services;
 mod util;
 
@@ -22,7 +23,8 @@ usage: cargo xtask <task> [args]
 tasks:
   setup                     make the prebuilt DuckDB library available (no C++ build):
                             <repo>/.duckdb/libduckdb.so and $CARGO_TARGET_DIR/{debug,release}/deps
-  test [NEXTEST ARGS…]      setup, check/start PostgreSQL + MariaDB, `cargo nextest run
+  test [NEXTEST ARGS…]      setup, check/start PostgreSQL + MariaDB, install json-server
+                            (npm, for the rest_api tests), `cargo nextest run
                             --workspace --no-fail-fast [ARGS]`, then the conformance cases
                             (`--skip-conformance` skips those; CI never passes it)
   conformance --cases DIR --keep OUT [--must-pass FILE] [ARGS…]
@@ -39,7 +41,9 @@ environment:
   DLT_RS_CACHE              cache dir for libduckdb.so and bench data (default ~/.cache/dlt-rs)
   DLT_TEST_POSTGRES_URL     default postgresql://postgres@127.0.0.1:5432/test
   DLT_TEST_MYSQL_URL        default mysql://root@127.0.0.1:3306/test
-  CI=true                   test services that stay down are an error, not a warning
+  DLT_TEST_JSON_SERVER      json-server binary (default: installed into $DLT_RS_CACHE/node)
+  CI=true                   test services that stay down (or a json-server that cannot be
+                            installed) are an error, not a warning
 ";
 
 fn main() {
@@ -115,6 +119,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
 
     duckdb::setup(ctx)?;
     services::ensure(ctx)?;
+    json_server::ensure(ctx)?;
     ensure_nextest(ctx)?;
 
     let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;
