@@ -70,6 +70,7 @@ impl Normalizer for RelationalNormalizer {
             cells: Vec::with_capacity(64),
             items: 0,
             writer: JobWriter::start(),
+            pre: None,
             json_cols: HashMap::default(),
         };
         let mut arrow_counts: indexmap::IndexMap<String, u64> = indexmap::IndexMap::new();
@@ -223,6 +224,8 @@ struct Run<'a> {
     cells: Vec<(usize, Cell<'static>)>,
     items: u64,
     writer: JobWriter,
+    /// Row ids the parsing thread made for the current item.
+    pre: Option<ItemIds>,
     /// Columns of type json per table (nested values there are not flattened), cached.
     json_cols: HashMap<Arc<str>, rustc_hash::FxHashSet<String>>,
 }
@@ -232,6 +235,79 @@ fn recycle<'a, 'b>(mut v: Vec<(usize, Cell<'a>)>) -> Vec<(usize, Cell<'b>)> {
     v.clear();
     // in-place collect: same element layout, so the allocation is kept and nothing is copied
     v.into_iter().map(|_| unreachable!("empty")).collect()
+}
+
+/// A parsed item and the row ids made for it on the parsing thread.
+type Parsed = (Value, Option<ItemIds>);
+
+/// Row ids of one item: its root id and the ids of the elements of each nested list.
+#[derive(Default)]
+struct ItemIds {
+    root: String,
+    lists: Vec<ListIds>,
+}
+
+/// Ids of the elements of one list (found by the address of its elements).
+struct ListIds {
+    list: usize,
+    parent_id: String,
+    table: Arc<str>,
+    ids: Vec<String>,
+}
+
+/// Makes an item's row ids as the normalizer would (random root id, child ids hashed from the
+/// parent id, the child table name and the list index), following the same flattening.
+struct IdMaker {
+    names: Names,
+    max_nesting: u32,
+}
+
+impl IdMaker {
+    fn item(&mut self, root_path: &Arc<str>, v: &Value) -> ItemIds {
+        let mut out = ItemIds { root: random_row_id(), lists: Vec::new() };
+        if let Value::Object(m) = v {
+            let root = match m.get(C_DLT_ID) {
+                Some(Value::String(s)) => s.clone(),
+                _ => out.root.clone(),
+            };
+            self.row(root_path, m, &root, 0, &mut out.lists);
+        }
+        out
+    }
+
+    fn row(&mut self, table_path: &Arc<str>, map: &Map<String, Value>, row_id: &str, lvl: u32, out: &mut Vec<ListIds>) {
+        let mut lists: Vec<(Arc<str>, &Vec<Value>)> = vec![];
+        let mut stack: Vec<(&Map<String, Value>, Arc<str>, u32)> = vec![(map, self.names.empty.clone(), lvl)];
+        while let Some((d, prefix, l)) = stack.pop() {
+            for (k, v) in d {
+                match v {
+                    Value::Object(o) if l < self.max_nesting => {
+                        let (path, _) = self.names.key(&prefix, k);
+                        stack.push((o, path, l + 1));
+                    }
+                    Value::Array(a) if l < self.max_nesting && !a.is_empty() => {
+                        let (path, _) = self.names.key(&prefix, k);
+                        lists.push((path, a));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (list_path, list) in lists {
+            let (child_path, child_name) = self.names.child_table(table_path, &list_path);
+            let ids: Vec<String> = (0..list.len()).map(|i| child_row_id(row_id, &child_name, i)).collect();
+            for (el, id) in list.iter().zip(&ids) {
+                if let Value::Object(m) = el {
+                    let id = match m.get(C_DLT_ID) {
+                        Some(Value::String(s)) => s.as_str(),
+                        _ => id.as_str(),
+                    };
+                    self.row(&child_path, m, id, lvl + 1, out);
+                }
+            }
+            out.push(ListIds { list: list.as_ptr() as usize, parent_id: row_id.to_string(), table: child_name, ids });
+        }
+    }
 }
 
 /// Where a row sits in the tree.
@@ -283,10 +359,20 @@ impl<'a> Run<'a> {
         let mut index: u64 = 0;
         // one thread reads and parses lines, this one normalizes: two cores busy, memory bounded
         // by the channel (a few chunks of parsed items)
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Value>>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Parsed>>>(4);
         // processed chunks go back to be freed by the thread that allocated them (allocators
         // reuse same-thread frees at once; cross-thread frees cost fresh pages)
-        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Value>>();
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Parsed>>();
+        // with random root ids, the parsing thread also makes every row id (hashing is a large
+        // part of the work); the normalizer checks each against its own parent and table
+        let naming = self.naming.clone();
+        let mut ids = match self.meta(table) {
+            m if m.id_mode == IdMode::Random && last_of_key.is_none() => {
+                Some(IdMaker { names: Names::new(naming), max_nesting: m.max_nesting })
+            }
+            _ => None,
+        };
+        let root_path: Arc<str> = root.path.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut reader = BufReader::with_capacity(1 << 20, f);
@@ -308,7 +394,10 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     match serde_json::from_str::<Value>(&line) {
-                        Ok(v) => chunk.push(v),
+                        Ok(v) => {
+                            let pre = ids.as_mut().map(|m| m.item(&root_path, &v));
+                            chunk.push((v, pre));
+                        }
                         Err(e) => {
                             let _ = tx.send(Err(Error::BadInput {
                                 location: format!("{}:{lineno}", path.display()),
@@ -335,8 +424,8 @@ impl<'a> Run<'a> {
                 }
             });
             for chunk in rx {
-                let chunk = chunk?;
-                for item in &chunk {
+                let mut chunk = chunk?;
+                for (item, pre) in &mut chunk {
                     let i = index;
                     index += 1;
                     if let Some(last) = &last_of_key {
@@ -350,6 +439,7 @@ impl<'a> Run<'a> {
                             continue;
                         }
                     }
+                    self.pre = pre.take();
                     self.normalize_item(&root, item)?;
                     self.items += 1;
                     if self.items.is_multiple_of(10_000) {
@@ -406,7 +496,7 @@ impl<'a> Run<'a> {
         let row_id = match map.get(C_DLT_ID) {
             Some(Value::String(s)) => s.clone(),
             _ => match id_mode {
-                IdMode::Random => random_row_id(),
+                IdMode::Random => self.pre.as_mut().map(|p| std::mem::take(&mut p.root)).unwrap_or_else(random_row_id),
                 IdMode::KeyHash => {
                     let pk = self.meta(&root.name).primary_key.clone();
                     if pk.is_empty() { random_row_id() } else { self.key_hash(map, &pk) }
@@ -514,13 +604,18 @@ impl<'a> Run<'a> {
         lvl: u32,
         max_nesting: u32,
     ) -> Result<()> {
+        let mut pre = self.precomputed(list, parent_id, &table.name);
+        let mut child_id = |idx: usize| match pre.as_mut().and_then(|ids| ids.get_mut(idx)) {
+            Some(id) => std::mem::take(id),
+            None => child_row_id(parent_id, &table.name, idx),
+        };
         for (idx, v) in list.iter().enumerate() {
             let link = Link { parent_id, idx };
             match v {
                 Value::Object(m) => {
                     let id = match m.get(C_DLT_ID) {
                         Some(Value::String(s)) => s.clone(),
-                        _ => child_row_id(parent_id, &table.name, idx),
+                        _ => child_id(idx),
                     };
                     self.normalize_row(table, m, &id, Some(link), root_id, lvl, max_nesting)?;
                 }
@@ -528,14 +623,14 @@ impl<'a> Run<'a> {
                     // a list of lists: an intermediate row, the inner list under the key `list`
                     let mut wrap = Map::new();
                     wrap.insert("list".to_string(), Value::Array(inner.clone()));
-                    let id = child_row_id(parent_id, &table.name, idx);
+                    let id = child_id(idx);
                     self.normalize_row(table, &wrap, &id, Some(link), root_id, lvl, max_nesting)?;
                 }
                 scalar => {
                     if !self.admit_table(table)? {
                         return Ok(());
                     }
-                    let id = child_row_id(parent_id, &table.name, idx);
+                    let id = child_id(idx);
                     let (_, value_name) = self.names.key(&self.names.empty.clone(), "value");
                     let row = [(value_name, scalar)];
                     self.write_row(table, &row, &id, Some(link), root_id)?;
@@ -543,6 +638,16 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The ids the parsing thread made for the elements of `list`, if it made them for this
+    /// parent and table.
+    fn precomputed(&mut self, list: &[Value], parent_id: &str, table: &str) -> Option<Vec<String>> {
+        let pre = self.pre.as_mut()?;
+        let at = list.as_ptr() as usize;
+        let i = pre.lists.iter().position(|l| l.list == at)?;
+        let l = pre.lists.swap_remove(i);
+        (l.parent_id == parent_id && l.table.as_ref() == table && l.ids.len() == list.len()).then_some(l.ids)
     }
 
     fn contract(&mut self, table: &str) -> Result<SchemaContract> {
@@ -744,4 +849,128 @@ fn row_hash(map: &Map<String, Value>) -> String {
 /// Helper for tests and tools: the job files of a folder.
 pub fn job_files(dir: &Path) -> Result<Vec<JobFile>> {
     dlt_core::package::list_jobs(dir, ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array, StringArray};
+    use dlt_core::destination::Capabilities;
+    use std::collections::HashMap as StdMap;
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            preferred_file_format: FileFormat::Parquet,
+            supported_file_formats: vec![FileFormat::Parquet],
+            max_identifier_length: 65536,
+            max_column_identifier_length: 65536,
+            supports_transactions: true,
+            merge_strategies: vec![],
+            replace_strategies: vec![],
+            timestamp_precision: 6,
+            decimal_precision: (38, 9),
+            type_map: vec![],
+        }
+    }
+
+    /// `_dlt_id`, `_dlt_parent_id`, `_dlt_list_idx` of a row.
+    type IdRow = (String, Option<String>, Option<i64>);
+
+    /// Rows of every job file by table.
+    fn id_rows(dir: &Path) -> StdMap<String, Vec<IdRow>> {
+        let mut out: StdMap<String, Vec<_>> = StdMap::new();
+        for job in job_files(dir).unwrap() {
+            let f = File::open(&job.path).unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(f, 1024).unwrap();
+            for batch in reader {
+                let b = batch.unwrap();
+                let col = |n: &str| b.column_by_name(n).cloned();
+                let ids = col(C_DLT_ID).unwrap();
+                let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+                let parents = col(C_DLT_PARENT_ID);
+                let parents = parents.as_ref().map(|a| a.as_any().downcast_ref::<StringArray>().unwrap());
+                let idx = col(C_DLT_LIST_IDX);
+                let idx = idx.as_ref().map(|a| a.as_any().downcast_ref::<Int64Array>().unwrap());
+                for i in 0..b.num_rows() {
+                    out.entry(job.table.clone()).or_default().push((
+                        ids.value(i).to_string(),
+                        parents.map(|p| p.value(i).to_string()),
+                        idx.filter(|a| !a.is_null(i)).map(|a| a.value(i)),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Child ids are dlt's hash of (parent id, child table, list index) at every depth, whichever
+    /// thread computes them; a `_dlt_id` in the data wins.
+    #[test]
+    fn child_row_ids_follow_parent_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("t.jsonl");
+        let mut lines = String::new();
+        for i in 0..1500 {
+            // more items than one parse chunk, lists of objects with lists, of lists, of scalars
+            lines.push_str(&format!(
+                r#"{{"id":{i},"Nested":{{"Tags":["a","b"]}},"items":[{{"n":1,"subs":[{{"x":1}},{{"x":2}}]}},{{"n":2,"_dlt_id":"own{i}","subs":[{{"x":3}}]}}],"grid":[[1,2],[3]]}}"#
+            ));
+            lines.push('\n');
+        }
+        std::fs::write(&input, lines).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut schema = Schema::new("s");
+        schema.tables.insert("t".into(), Table::new("t"));
+        let files = vec![JobFile {
+            table: "t".into(),
+            file_id: "x".into(),
+            retry: 0,
+            format: FileFormat::Jsonl,
+            path: input.clone(),
+        }];
+        let config = dlt_core::config::Config::default();
+        let res = RelationalNormalizer
+            .normalize(NormalizeRequest {
+                load_id: "1",
+                files: &files,
+                output_dir: &out,
+                schema: &mut schema,
+                capabilities: &caps(),
+                config: &config,
+                on_progress: &|_| {},
+            })
+            .unwrap();
+        assert_eq!(res.row_counts["t"], 1500);
+        assert_eq!(res.row_counts["t__items"], 3000);
+        assert_eq!(res.row_counts["t__items__subs"], 4500);
+        assert_eq!(res.row_counts["t__nested__tags"], 3000);
+        assert_eq!(res.row_counts["t__grid"], 3000);
+        assert_eq!(res.row_counts["t__grid__list"], 4500);
+        let rows = id_rows(&out);
+        let mut checked = 0;
+        for (table, parent_table) in [
+            ("t__items", "t"),
+            ("t__items__subs", "t__items"),
+            ("t__nested__tags", "t"),
+            ("t__grid", "t"),
+            ("t__grid__list", "t__grid"),
+        ] {
+            let parents: rustc_hash::FxHashSet<&str> = rows[parent_table].iter().map(|r| r.0.as_str()).collect();
+            for (id, parent, idx) in &rows[table] {
+                let parent = parent.as_deref().unwrap();
+                assert!(parents.contains(parent), "{table}: parent {parent} missing");
+                let expected = child_row_id(parent, table, idx.unwrap() as usize);
+                if id.starts_with("own") {
+                    assert_eq!(table, "t__items");
+                } else {
+                    assert_eq!(id, &expected, "{table} row {idx:?} of {parent}");
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3000 + 4500 + 3000 + 3000 + 4500);
+        // the rows under an item with its own `_dlt_id` hang from that id
+        assert!(rows["t__items__subs"].iter().any(|r| r.1.as_deref() == Some("own7")));
+    }
 }

@@ -118,7 +118,7 @@ pub struct DuckDb {
 
 /// DuckDB's memory limit while loading, unless configured: keeps a load's memory flat however
 /// large the data (DuckDB spills to disk beyond it).
-pub const DEFAULT_MEMORY_LIMIT: &str = "256MB";
+pub const DEFAULT_MEMORY_LIMIT: &str = "160MB";
 
 impl DuckDb {
     /// A destination writing to the database file at `path` (created if missing).
