@@ -42,6 +42,7 @@ enum Command {
 }
 
 fn main() {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let filter = if cli.verbose { "info" } else { "warn" };
     let _ = tracing_subscriber::fmt()
@@ -68,5 +69,16 @@ fn main() {
         }
         eprintln!("ERROR: {}", msg.replace('\n', " "));
         std::process::exit(1);
+    }
+}
+
+/// The normalizer's column buffers are allocated and freed batch after batch; with transparent
+/// huge pages every fresh 2 MiB page is zeroed on first touch, which cost about a tenth of the
+/// normalize step (and more peak memory). Ordinary 4 KiB pages are cheaper here.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and only sets a process flag.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
