@@ -4,6 +4,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
+mod init;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,17 @@ enum Command {
     },
     /// Inspect and manage pipelines in the pipelines dir.
     Pipeline(commands::PipelineArgs),
+    /// Start a project: a commented pipeline file for SOURCE and DESTINATION, `.dlt/config.toml`,
+    /// a `.dlt/secrets.toml` template and a `.gitignore` for the secrets.
+    Init {
+        /// rest_api, sql_database or files.
+        source: String,
+        /// duckdb, postgres or filesystem.
+        destination: String,
+        /// Overwrite an existing pipeline file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() {
@@ -57,6 +69,9 @@ fn main() {
             commands::run(&file, json, no_progress, refresh.as_deref())
         }
         Command::Pipeline(args) => commands::pipeline(args, cli.yes, cli.verbose),
+        Command::Init { source, destination, force } => {
+            std::env::current_dir().map_err(Into::into).and_then(|d| init::init(&d, &source, &destination, force))
+        }
     };
     if let Err(e) = result {
         let mut msg = format!("{e}");

@@ -1,0 +1,282 @@
+//! `dlt init <source> <destination>`: a commented starter pipeline file, `.dlt/config.toml`,
+//! a `.dlt/secrets.toml` template and a `.gitignore` that keeps the secrets out of git.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Sources `init` has a template for.
+pub const SOURCES: &[&str] = &["rest_api", "sql_database", "files"];
+/// Destinations `init` has a template for.
+pub const DESTINATIONS: &[&str] = &["duckdb", "postgres", "filesystem"];
+
+/// The files `init` writes, as (path relative to the project folder, contents).
+pub fn files(source: &str, destination: &str) -> Result<Vec<(String, String)>> {
+    if !SOURCES.contains(&source) {
+        bail!("no template for source `{source}`; templates exist for: {}", SOURCES.join(", "));
+    }
+    if !DESTINATIONS.contains(&destination) {
+        bail!("no template for destination `{destination}`; templates exist for: {}", DESTINATIONS.join(", "));
+    }
+    let name = format!("{source}_pipeline");
+    let head = format!(
+        "# A dlt-rs pipeline: {source} -> {destination}, written by `dlt init {source} {destination}`.\n\
+         #\n\
+         #   dlt run {name}.toml               # extract, normalize and load\n\
+         #   dlt pipeline {name} info          # what was loaded\n\
+         #\n\
+         # Secrets (tokens, passwords) belong in .dlt/secrets.toml or in environment variables,\n\
+         # never in this file; environment variables win over both files.\n\n\
+         [pipeline]\n\
+         name = \"{name}\"\n\
+         destination = \"{destination}\"\n\
+         dataset_name = \"{source}_data\"\n\n"
+    );
+    let source_part = match source {
+        "rest_api" => REST_API,
+        "sql_database" => SQL_DATABASE,
+        _ => FILES,
+    };
+    let mut secrets = String::from(
+        "# Secrets for dlt-rs. Keep this file out of version control (see .gitignore).\n\
+         # Every value here can also come from an environment variable: the section path in upper\n\
+         # case joined with `__`, e.g. SOURCES__REST_API__CREDENTIALS__TOKEN.\n\n",
+    );
+    secrets.push_str(match source {
+        "rest_api" => REST_API_SECRETS,
+        "sql_database" => SQL_DATABASE_SECRETS,
+        _ => "",
+    });
+    let mut config = String::from(
+        "# Settings for dlt-rs (not secrets). Environment variables win over this file,\n\
+         # e.g. NORMALIZE__LOADER_FILE_FORMAT or DESTINATION__DUCKDB__MEMORY_LIMIT.\n\n\
+         [runtime]\n\
+         log_level = \"WARNING\"\n\n",
+    );
+    match destination {
+        "postgres" => secrets.push_str(POSTGRES_SECRETS),
+        "filesystem" => config.push_str(FILESYSTEM_CONFIG),
+        _ => config.push_str(DUCKDB_CONFIG),
+    }
+    Ok(vec![
+        (format!("{name}.toml"), format!("{head}{source_part}")),
+        (".dlt/config.toml".into(), config),
+        (".dlt/secrets.toml".into(), secrets),
+        (".gitignore".into(), "# dlt-rs: secrets and local data\n.dlt/secrets.toml\n*.duckdb\n*.wal\n".into()),
+    ])
+}
+
+/// Write the starter files into `dir`. An existing pipeline file is kept unless `force`;
+/// existing `.dlt` files and `.gitignore` are never overwritten (the `.gitignore` gets the
+/// secrets line appended when it lacks it).
+pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<()> {
+    let files = files(source, destination)?;
+    fs::create_dir_all(dir.join(".dlt")).with_context(|| format!("creating {}", dir.join(".dlt").display()))?;
+    for (i, (rel, body)) in files.iter().enumerate() {
+        let p = dir.join(rel);
+        let exists = p.exists();
+        if i == 0 && exists && !force {
+            bail!("{} exists; pass --force to overwrite it", p.display());
+        }
+        if rel == ".gitignore" && exists {
+            let cur = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            if !cur.lines().any(|l| l.trim() == ".dlt/secrets.toml") {
+                let sep = if cur.ends_with('\n') || cur.is_empty() { "" } else { "\n" };
+                fs::write(&p, format!("{cur}{sep}.dlt/secrets.toml\n"))
+                    .with_context(|| format!("writing {}", p.display()))?;
+                println!("added .dlt/secrets.toml to {rel}");
+            }
+            continue;
+        }
+        if i > 0 && exists {
+            println!("kept existing {rel}");
+            continue;
+        }
+        fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {rel}");
+    }
+    let name = format!("{source}_pipeline");
+    println!();
+    println!("Next: edit {name}.toml, put credentials into .dlt/secrets.toml, then run `dlt run {name}.toml`.");
+    Ok(())
+}
+
+const REST_API: &str = r#"[source]
+type = "rest_api"
+
+# The API: base URL, headers, authentication and how pages follow each other.
+[source.client]
+base_url = "https://pokeapi.co/api/v2/"
+# headers = { Accept = "application/json" }
+# Authentication; the secret itself goes into .dlt/secrets.toml ([sources.rest_api.credentials]):
+# auth = { type = "bearer" }                                   # Authorization: Bearer <token>
+# auth = { type = "api_key", name = "X-API-Key", location = "header" }
+# auth = { type = "http_basic", username = "me" }
+# auth = { type = "oauth2_client_credentials", access_token_url = "https://…/token" }
+# Pagination: when unset it is detected from the first response, and a response that looks
+# paginated without a recognizable scheme stops the run instead of loading one page.
+# paginator = { type = "json_link", next_url_path = "next" }
+# paginator = { type = "header_link" }
+# paginator = { type = "offset", limit = 100, total_path = "total" }
+# paginator = { type = "page_number", base_page = 1, total_path = "total_pages" }
+# paginator = { type = "cursor", cursor_path = "cursors.next", cursor_param = "cursor" }
+# paginator = "single_page"
+
+# Settings every resource starts from.
+[source.resource_defaults]
+write_disposition = "replace"
+endpoint = { params = { limit = 1000 } }
+
+[[source.resources]]
+name = "pokemon"
+endpoint = { path = "pokemon", data_selector = "results", paginator = { type = "json_link", next_url_path = "next" } }
+
+[[source.resources]]
+name = "berry"
+primary_key = "name"
+write_disposition = "merge"
+endpoint = { path = "berry", data_selector = "results", paginator = { type = "json_link", next_url_path = "next" } }
+
+# A child resource: one request per parent item, with parent fields copied into its rows
+# (as `_pokemon_name`).
+# [[source.resources]]
+# name = "pokemon_details"
+# include_from_parent = ["name"]
+# endpoint = { path = "pokemon/{resources.pokemon.name}", paginator = "single_page" }
+
+# Incremental loading: only what changed since the last run is requested.
+# [[source.resources]]
+# name = "issues"
+# primary_key = "id"
+# write_disposition = "merge"
+# [source.resources.endpoint]
+# path = "repos/OWNER/REPO/issues"
+# params = { since = { type = "incremental", cursor_path = "updated_at", initial_value = "2024-01-01T00:00:00Z" } }
+"#;
+
+const REST_API_SECRETS: &str = r#"[sources.rest_api.credentials]
+# token = "<your API token>"           # for auth type bearer
+# api_key = "<your API key>"           # for auth type api_key
+# password = "<your password>"         # for auth type http_basic
+# client_id = "<id>"                   # for oauth2_client_credentials
+# client_secret = "<secret>"
+
+"#;
+
+const SQL_DATABASE: &str = r#"[source]
+type = "sql_database"
+# The connection URL is a secret: .dlt/secrets.toml [sources.sql_database] credentials, or
+# SOURCES__SQL_DATABASE__CREDENTIALS. postgresql://…, mysql://… and sqlite:///path work.
+schema = "public"
+# table_names = ["customers", "orders"]   # all tables of the schema when unset
+chunk_size = 50000
+# reflection_level = "full"               # minimal | full | full_with_precision
+write_disposition = "replace"
+
+# Per-table settings, e.g. an incremental merge on a timestamp column:
+# [source.tables.orders]
+# write_disposition = "merge"
+# primary_key = "id"
+# incremental = { cursor_path = "updated_at", initial_value = "2024-01-01T00:00:00Z" }
+"#;
+
+const SQL_DATABASE_SECRETS: &str = r#"[sources.sql_database]
+credentials = "postgresql://loader:<password>@localhost:5432/dlt_data"
+
+"#;
+
+const FILES: &str = r#"[source]
+type = "files"
+
+# Each resource reads files (a path or a glob, relative to this file): JSONL, JSON, CSV or
+# Parquet, optionally .gz. Nested JSON becomes child tables (`<table>__<list>`).
+[[source.resources]]
+name = "events"
+path = "data/*.jsonl"
+write_disposition = "append"
+
+# [[source.resources]]
+# name = "users"
+# path = "data/users.csv"
+# write_disposition = "merge"
+# primary_key = "id"
+"#;
+
+const POSTGRES_SECRETS: &str = r#"[destination.postgres.credentials]
+database = "dlt_data"
+username = "loader"
+password = "<configure me>"
+host = "localhost"
+port = 5432
+connect_timeout = 15
+# or all in one: credentials = "postgresql://loader:<password>@localhost:5432/dlt_data"
+"#;
+
+const FILESYSTEM_CONFIG: &str = r#"[destination.filesystem]
+# A local folder, or s3://bucket/path, gs://…, az://… (their credentials go into
+# .dlt/secrets.toml [destination.filesystem.credentials]).
+bucket_url = "data_lake"
+"#;
+
+const DUCKDB_CONFIG: &str = r#"[destination.duckdb]
+# The database file; by default <pipeline name>.duckdb in the folder `dlt run` runs in.
+# credentials = "my_data.duckdb"
+# DuckDB's memory limit while loading (keeps memory flat however large the load).
+# memory_limit = "160MB"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_is_valid_toml_and_names_the_pipeline() {
+        for s in SOURCES {
+            for d in DESTINATIONS {
+                let files = files(s, d).unwrap();
+                for (rel, body) in &files {
+                    if rel.ends_with(".toml") {
+                        let t: toml::Table = body.parse().unwrap_or_else(|e| panic!("{s}/{d} {rel}: {e}"));
+                        if rel.ends_with("_pipeline.toml") {
+                            assert_eq!(t["pipeline"]["destination"].as_str(), Some(*d));
+                            assert_eq!(t["source"]["type"].as_str(), Some(*s));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(files("nope", "duckdb").unwrap_err().to_string().contains("rest_api"));
+        assert!(files("rest_api", "nope").unwrap_err().to_string().contains("duckdb"));
+    }
+
+    #[test]
+    fn the_rest_api_template_builds_a_source() {
+        let files = files("rest_api", "duckdb").unwrap();
+        let t: toml::Table = files[0].1.parse().unwrap();
+        let src = t["source"].as_table().unwrap();
+        let config = dlt::Config::default();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dlt::SourceContext { pipeline_name: "p", config: &config, base_dir: dir.path() };
+        let source = dlt::registry().source("rest_api").unwrap().build(src, &ctx).unwrap();
+        let names: Vec<&str> = source.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["pokemon", "berry"]);
+    }
+
+    #[test]
+    fn init_keeps_existing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(".dlt")).unwrap();
+        fs::write(dir.path().join(".dlt/secrets.toml"), "[mine]\nx = 1\n").unwrap();
+        fs::write(dir.path().join(".gitignore"), "target").unwrap();
+        init(dir.path(), "rest_api", "postgres", false).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join(".dlt/secrets.toml")).unwrap(), "[mine]\nx = 1\n");
+        assert_eq!(fs::read_to_string(dir.path().join(".gitignore")).unwrap(), "target\n.dlt/secrets.toml\n");
+        assert!(dir.path().join("rest_api_pipeline.toml").is_file());
+        assert!(fs::read_to_string(dir.path().join(".dlt/config.toml")).unwrap().contains("[runtime]"));
+        // a second init does not overwrite the pipeline file without --force
+        let err = init(dir.path(), "rest_api", "postgres", false).unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+        init(dir.path(), "rest_api", "postgres", true).unwrap();
+    }
+}
