@@ -275,6 +275,8 @@ pub struct PageIter {
     buf: VecDeque<Value>,
     done: bool,
     detected_logged: bool,
+    /// An error to return once the records before it are out.
+    pending: Option<Error>,
 }
 
 impl PageIter {
@@ -289,6 +291,7 @@ impl PageIter {
             buf: VecDeque::new(),
             done: false,
             detected_logged: false,
+            pending: None,
         }
     }
 
@@ -356,7 +359,20 @@ impl PageIter {
                 tracing::warn!(resource = %self.spec.resource, max_pages = page_no, "rest_api: stopped at max_pages although there are more pages");
                 self.done = true;
             } else {
-                paginator.update_request(&mut self.req).map_err(|e| self.err(format!("{}: {e}", what())))?;
+                // an error here comes after this page's records
+                let before = (full_url(&self.req), self.req.json.clone());
+                match paginator.update_request(&mut self.req) {
+                    Err(e) => self.pending = Some(self.err(format!("{}: {e}", what()))),
+                    Ok(()) if (full_url(&self.req), self.req.json.clone()) == before => {
+                        self.pending = Some(self.err(format!(
+                            "{}: the {} paginator would request the same page again; check its settings",
+                            what(),
+                            paginator.name()
+                        )))
+                    }
+                    Ok(()) => {}
+                }
+                self.done = self.pending.is_some();
             }
         } else {
             self.done = true;
@@ -374,7 +390,7 @@ impl Iterator for PageIter {
                 return Some(Ok(v));
             }
             if self.done {
-                return None;
+                return self.pending.take().map(Err);
             }
             if let Err(e) = self.fetch() {
                 self.done = true;

@@ -605,14 +605,18 @@ fn short(v: &Value) -> String {
 
 /// dlt's detectors, in order, on the first response.
 pub fn detect(page: &Page<'_>) -> PResult<Paginator> {
-    let has_next_link = page
+    // a `Link` header with pagination rels (dlt looks for `next` only; `first`/`last`/`prev`
+    // without `next` is the last page of a Link-paginated API)
+    let has_link = page
         .headers
         .get_all(reqwest::header::LINK)
         .iter()
         .filter_map(|h| h.to_str().ok())
         .flat_map(parse_link_header)
-        .any(|(_, rels)| rels.iter().any(|r| r.eq_ignore_ascii_case("next")));
-    if has_next_link {
+        .any(|(_, rels)| {
+            rels.iter().any(|r| ["next", "last", "first", "prev", "previous"].iter().any(|x| r.eq_ignore_ascii_case(x)))
+        });
+    if has_link {
         return Ok(Paginator::HeaderLink { key: "next".into(), next: None });
     }
     let mut nexts = vec![];
@@ -661,7 +665,9 @@ pub fn detect(page: &Page<'_>) -> PResult<Paginator> {
         }
         return Ok(Paginator::AutoPages(a));
     }
-    if let Some((p, _)) = nexts.iter().find(|(_, v)| scalar_text(v).is_some()) {
+    // a cursor only where the records are a list inside an object (not a field of one record)
+    let has_list = page.body.is_some_and(|b| b.is_object() && detect_data_path(b).is_some());
+    if let Some((p, _)) = nexts.iter().find(|(_, v)| has_list && scalar_text(v).is_some()) {
         return Ok(Paginator::Cursor {
             path: to_path(p),
             param: "cursor".into(),
@@ -831,6 +837,16 @@ mod tests {
         assert_eq!(detect(&page(&h, &b, &[json!(1)])).unwrap().name(), "json_link");
         let b = json!({"data": [1], "next_cursor": "abc"});
         assert_eq!(detect(&page(&h, &b, &[json!(1)])).unwrap().name(), "cursor");
+        // a Link header without `next` (the only page of a Link-paginated API)
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            HeaderValue::from_static("<http://h/p?page=1>; rel=\"first\", <http://h/p?page=1>; rel=\"last\""),
+        );
+        assert_eq!(detect(&page(&h, &json!([1]), &[json!(1)])).unwrap().name(), "header_link");
+        let h = HeaderMap::new();
+        // a `next…` field of a single record is not a cursor
+        assert_eq!(detect(&page(&h, &json!({"id": 1, "next_step": "x"}), &[json!(1)])).unwrap().name(), "single_page");
         // plain list, plain object: one page
         assert_eq!(detect(&page(&h, &json!([1, 2]), &[json!(1)])).unwrap().name(), "single_page");
         assert_eq!(detect(&page(&h, &json!({"id": 1, "count": 3}), &[json!(1)])).unwrap().name(), "single_page");

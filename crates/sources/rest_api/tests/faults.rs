@@ -247,3 +247,13 @@ fn query_api_key_never_shows_in_errors() {
     assert!(srv.requests()[0].target.contains("key=s3cr3t"), "the key was sent");
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }
+
+#[test]
+fn a_paginator_that_would_repeat_a_request_stops_with_an_error() {
+    let srv = FaultServer::start(|_, _| Reply::json(200, r#"{"items": [{"id": 1}], "next": "/items?page=1"}"#));
+    let (items, err) = collect(&cfg(&srv.url, json!({"path": "items", "params": {"page": 1}})));
+    let msg = err.unwrap().to_string();
+    assert!(msg.contains("same page again") && msg.contains("json_link"), "{msg}");
+    assert_eq!(items.len(), 1);
+    assert_eq!(srv.requests().len(), 1);
+}
