@@ -257,3 +257,40 @@ fn a_paginator_that_would_repeat_a_request_stops_with_an_error() {
     assert_eq!(items.len(), 1);
     assert_eq!(srv.requests().len(), 1);
 }
+
+#[test]
+fn post_bodies_take_parent_and_incremental_placeholders() {
+    let srv = FaultServer::start(|s, _| match (s.method.as_str(), s.target.as_str()) {
+        ("GET", "/parents") => {
+            Reply::json(200, r#"[{"id": 1, "meta": {"slug": "a"}}, {"id": 2, "meta": {"slug": "b"}}]"#)
+        }
+        ("POST", "/search") => {
+            let body: Value = serde_json::from_str(&s.body).unwrap();
+            Reply::json(200, &json!([{"ts": 10, "echo": body}]).to_string())
+        }
+        _ => Reply::json(404, "{}"),
+    });
+    let c = RestApiConfig::from_json(json!({
+        "client": {"base_url": srv.url, "session": session(), "paginator": "single_page"},
+        "resources": [
+            {"name": "parents", "selected": false},
+            {"name": "hits", "endpoint": {"path": "search", "method": "post",
+                "json": {"parent": "{resources.parents.id}", "q": "slug:{resources.parents.meta.slug}",
+                         "since": "{incremental.start_value}"},
+                "incremental": {"cursor_path": "ts", "initial_value": 5}}}
+        ]
+    }))
+    .unwrap();
+    let rs = rest_api_resources(&c, &providers()).unwrap();
+    assert_eq!(rs.len(), 1, "the unselected parent is not a resource");
+    assert_eq!(rs[0].hints.incremental.as_ref().unwrap().cursor_path, "ts");
+    let (items, err) = collect(&c);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(
+        items.iter().map(|v| v["echo"].clone()).collect::<Vec<_>>(),
+        [json!({"parent": 1, "q": "slug:a", "since": 5}), json!({"parent": 2, "q": "slug:b", "since": 5})]
+    );
+    let posts: Vec<_> = srv.requests().into_iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0].header("content-type"), Some("application/json"));
+}
