@@ -77,6 +77,8 @@ pub mod sources {
     pub use dlt_files as files;
     #[cfg(feature = "rest_api")]
     pub use dlt_rest_api as rest_api;
+    #[cfg(feature = "sql_database")]
+    pub use dlt_sql_database as sql_database;
 }
 
 /// The registry of compiled-in sources and destinations.
@@ -91,6 +93,8 @@ pub fn registry() -> Registry {
     r.register_source(Arc::new(dlt_files::FilesFactory));
     #[cfg(feature = "rest_api")]
     r.register_source(Arc::new(dlt_rest_api::RestApiFactory));
+    #[cfg(feature = "sql_database")]
+    r.register_source(Arc::new(dlt_sql_database::SqlDatabaseFactory));
     r
 }
 

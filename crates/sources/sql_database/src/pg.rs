@@ -1,0 +1,520 @@
+//! Postgres: connection (rustls TLS from the Postgres destination), reflection from the
+//! catalogs, and reading with `COPY (SELECT …) TO STDOUT (FORMAT binary)` decoded straight into
+//! Arrow builders.
+
+use std::io::Read;
+use std::str::FromStr;
+
+use dlt_core::error::{Error, Result};
+use postgres::types::{Kind, Type};
+
+use crate::batch::{BatchBuilder, ColBuilder, fits, pow10};
+use crate::credentials::Credentials;
+use crate::query::{self, quote_ident};
+use crate::table::{SqlColumn, TableSchema};
+use crate::types::{self, DEFAULT_DECIMAL, Mapped, ValueKind};
+use crate::{ReadJob, source_error};
+
+/// Microseconds from 1970-01-01 to 2000-01-01 (Postgres' epoch).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+pub(crate) fn classify(e: postgres::Error, what: &str) -> Error {
+    let transient = e.is_closed()
+        || e.as_db_error().is_none() && e.to_string().contains("connect")
+        || e.code().is_some_and(|c| {
+            let s = c.code();
+            s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
+        });
+    let msg = match e.as_db_error() {
+        Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
+        None => {
+            let mut m = format!("{what}: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                m.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            m
+        }
+    };
+    source_error(msg, transient)
+}
+
+/// Open a connection (session in UTC, intervals in ISO 8601).
+pub(crate) fn connect(c: &Credentials) -> Result<postgres::Client> {
+    let mut plain = c.clone();
+    plain.drivername = "postgresql".into();
+    let (client_url, mode, root) = dlt_postgres::tls::split_tls_options(&plain.url())?;
+    let mut cfg = postgres::Config::from_str(&client_url)
+        .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", c.display())))?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    cfg.application_name("dlt-rs sql_database");
+    let mut client = match dlt_postgres::tls::connector(&mode, root.as_ref())? {
+        None => cfg.connect(postgres::NoTls),
+        Some(t) => cfg.connect(t),
+    }
+    .map_err(|e| classify(e, &format!("cannot connect to {}", c.display())))?;
+    client
+        .batch_execute("SET TimeZone = 'UTC'; SET intervalstyle = 'iso_8601'")
+        .map_err(|e| classify(e, "setting up the session"))?;
+    Ok(client)
+}
+
+const REFLECT_SQL: &str = "\
+SELECT c.relname::text, c.relkind::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
+       bt.typname::text, bt.typtype::text, bt.typcategory::text, \
+       (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int4, \
+       (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)) \
+FROM pg_class c \
+JOIN pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+JOIN pg_type t ON t.oid = a.atttypid \
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END \
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'f', 'v', 'm') AND NOT c.relispartition \
+ORDER BY c.relname, a.attnum";
+
+const PK_SQL: &str = "\
+SELECT c.relname::text, a.attname::text \
+FROM pg_index i \
+JOIN pg_class c ON c.oid = i.indrelid \
+JOIN pg_namespace n ON n.oid = c.relnamespace \
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+WHERE i.indisprimary AND n.nspname = $1 \
+ORDER BY c.relname, k.ord";
+
+/// All tables (and views) of a schema (`None` = `current_schema()`).
+pub(crate) fn reflect(client: &mut postgres::Client, schema: Option<&str>) -> Result<(String, Vec<TableSchema>)> {
+    let schema = match schema {
+        Some(s) => s.to_string(),
+        None => client
+            .query_one("SELECT current_schema()::text", &[])
+            .map_err(|e| classify(e, "reading the current schema"))?
+            .get::<_, Option<String>>(0)
+            .unwrap_or_else(|| "public".into()),
+    };
+    let rows = client.query(REFLECT_SQL, &[&schema]).map_err(|e| classify(e, "reflecting tables"))?;
+    let mut tables: Vec<TableSchema> = vec![];
+    for r in rows {
+        let tname: String = r.get(0);
+        let relkind: String = r.get(1);
+        let mapped: Mapped =
+            types::postgres(&r.get::<_, String>(4), &r.get::<_, String>(5), &r.get::<_, String>(6), r.get(7));
+        let col = SqlColumn::new(r.get::<_, String>(2), r.get::<_, String>(3), mapped, !r.get::<_, bool>(8));
+        match tables.last_mut() {
+            Some(t) if t.name == tname => t.columns.push(col),
+            _ => tables.push(TableSchema {
+                schema: Some(schema.clone()),
+                name: tname,
+                is_view: matches!(relkind.as_str(), "v" | "m"),
+                columns: vec![col],
+                primary_key: vec![],
+            }),
+        }
+    }
+    for r in client.query(PK_SQL, &[&schema]).map_err(|e| classify(e, "reflecting primary keys"))? {
+        let (t, c): (String, String) = (r.get(0), r.get(1));
+        if let Some(t) = tables.iter_mut().find(|x| x.name == t) {
+            if let Some(col) = t.column_mut(&c) {
+                col.primary_key = true;
+                col.nullable = false;
+            }
+            t.primary_key.push(c);
+        }
+    }
+    Ok((schema, tables))
+}
+
+/// How a value arrives in the binary COPY stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Text,
+    Jsonb,
+    Uuid,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+}
+
+/// The wire format of a result column when it can be decoded as `kind` without a cast.
+fn direct_wire(t: &Type, kind: ValueKind) -> Option<Wire> {
+    let text_like =
+        matches!(*t, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME) || matches!(t.kind(), Kind::Enum(_));
+    Some(match kind {
+        ValueKind::Bool if *t == Type::BOOL => Wire::Bool,
+        ValueKind::Int if *t == Type::INT2 => Wire::Int2,
+        ValueKind::Int if *t == Type::INT4 => Wire::Int4,
+        ValueKind::Int if *t == Type::INT8 => Wire::Int8,
+        ValueKind::Double if *t == Type::FLOAT4 => Wire::Float4,
+        ValueKind::Double if *t == Type::FLOAT8 => Wire::Float8,
+        ValueKind::Decimal { .. } if *t == Type::NUMERIC => Wire::Numeric,
+        ValueKind::Text if text_like || *t == Type::JSON => Wire::Text,
+        ValueKind::Text if *t == Type::UUID => Wire::Uuid,
+        ValueKind::Text | ValueKind::Json if *t == Type::JSONB => Wire::Jsonb,
+        ValueKind::Json if *t == Type::JSON => Wire::Text,
+        ValueKind::Binary if *t == Type::BYTEA => Wire::Bytea,
+        ValueKind::Date if *t == Type::DATE => Wire::Date,
+        ValueKind::Time if *t == Type::TIME => Wire::Time,
+        ValueKind::Timestamp { tz: false } if *t == Type::TIMESTAMP => Wire::Timestamp,
+        ValueKind::Timestamp { tz: true } if *t == Type::TIMESTAMPTZ => Wire::Timestamp,
+        _ => return None,
+    })
+}
+
+/// A cast of `e` (of type `t`) the server does so that the result decodes as `kind`.
+fn cast(e: &str, t: &Type, kind: ValueKind) -> (String, Wire) {
+    match kind {
+        ValueKind::Bool => (format!("({e})::boolean"), Wire::Bool),
+        ValueKind::Int => (format!("({e})::int8"), Wire::Int8),
+        ValueKind::Double => (format!("({e})::float8"), Wire::Float8),
+        ValueKind::Decimal { .. } => (format!("({e})::numeric"), Wire::Numeric),
+        ValueKind::Text => (format!("({e})::text"), Wire::Text),
+        ValueKind::Json => (format!("to_json({e})::text"), Wire::Text),
+        ValueKind::Binary => (format!("({e})::bytea"), Wire::Bytea),
+        ValueKind::Date => (format!("({e})::date"), Wire::Date),
+        ValueKind::Time if *t == Type::TIMETZ => (format!("(({e}) AT TIME ZONE 'UTC')::time"), Wire::Time),
+        ValueKind::Time => (format!("({e})::time"), Wire::Time),
+        ValueKind::Timestamp { tz: true } => (format!("({e})::timestamptz"), Wire::Timestamp),
+        ValueKind::Timestamp { tz: false } => (format!("({e})::timestamp"), Wire::Timestamp),
+    }
+}
+
+/// The kind of a query-result column that is not a table column.
+fn natural_kind(t: &Type) -> ValueKind {
+    match *t {
+        Type::BOOL => ValueKind::Bool,
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => ValueKind::Int,
+        Type::FLOAT4 | Type::FLOAT8 => ValueKind::Double,
+        Type::NUMERIC => DEFAULT_DECIMAL,
+        Type::JSON | Type::JSONB => ValueKind::Json,
+        Type::BYTEA => ValueKind::Binary,
+        Type::DATE => ValueKind::Date,
+        Type::TIME | Type::TIMETZ => ValueKind::Time,
+        Type::TIMESTAMP => ValueKind::Timestamp { tz: false },
+        Type::TIMESTAMPTZ => ValueKind::Timestamp { tz: true },
+        _ if matches!(t.kind(), Kind::Array(_) | Kind::Composite(_)) => ValueKind::Json,
+        _ => ValueKind::Text,
+    }
+}
+
+struct Plan {
+    copy_sql: String,
+    names: Vec<String>,
+    kinds: Vec<ValueKind>,
+    wires: Vec<Wire>,
+}
+
+fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
+    let d = crate::credentials::Dialect::Postgres;
+    let t = &job.table;
+    let (mut names, mut kinds, mut wires, mut exprs) = (vec![], vec![], vec![], vec![]);
+    let finish = |exprs: &[String]| -> Result<String> {
+        Ok(match &job.query {
+            Some(q) => format!("SELECT {} FROM ({q}) AS _dlt_q", exprs.join(", ")),
+            None => query::select(d, t, exprs, job.window.as_ref())?.sql,
+        })
+    };
+    let probe = match &job.query {
+        Some(q) => format!("SELECT * FROM ({q}) AS _dlt_q"),
+        None => finish(&query::plain_exprs(d, t))?,
+    };
+    let stmt = client.prepare(&probe).map_err(|e| classify(e, &format!("preparing the query of `{}`", t.name)))?;
+    for (i, c) in stmt.columns().iter().enumerate() {
+        let (expr, name, kind) = match &job.query {
+            Some(_) => {
+                let e = format!("_dlt_q.{}", quote_ident(d, c.name()));
+                match t
+                    .columns
+                    .iter()
+                    .find(|x| x.name == c.name())
+                    .or_else(|| t.columns.iter().find(|x| x.output_name == c.name()))
+                {
+                    Some(col) => (e, col.output_name.clone(), col.kind()),
+                    None => (e, c.name().to_string(), natural_kind(c.type_())),
+                }
+            }
+            None => {
+                let col = &t.columns[i];
+                (quote_ident(d, &col.name), col.output_name.clone(), col.kind())
+            }
+        };
+        let (expr, wire) = match direct_wire(c.type_(), kind) {
+            Some(w) => (expr, w),
+            None => cast(&expr, c.type_(), kind),
+        };
+        names.push(name);
+        kinds.push(kind);
+        wires.push(wire);
+        exprs.push(expr);
+    }
+    let sql = finish(&exprs)?;
+    Ok(Plan { copy_sql: format!("COPY ({sql}) TO STDOUT (FORMAT binary)"), names, kinds, wires })
+}
+
+/// A read buffer over the COPY stream.
+struct Stream<R: Read> {
+    r: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl<R: Read> Stream<R> {
+    /// Make at least `n` bytes available; `false` at the end of the stream.
+    fn ensure(&mut self, n: usize) -> std::io::Result<bool> {
+        while self.end - self.pos < n {
+            if self.buf.len() - self.pos < n.max(16 * 1024) {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+                if self.buf.len() < n {
+                    self.buf.resize(n.next_power_of_two(), 0);
+                }
+            }
+            let k = self.r.read(&mut self.buf[self.end..])?;
+            if k == 0 {
+                return Ok(false);
+            }
+            self.end += k;
+        }
+        Ok(true)
+    }
+
+    fn take(&mut self, n: usize) -> &[u8] {
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        s
+    }
+}
+
+fn be_i16(b: &[u8]) -> i16 {
+    i16::from_be_bytes([b[0], b[1]])
+}
+fn be_i32(b: &[u8]) -> i32 {
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+fn be_i64(b: &[u8]) -> i64 {
+    i64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// Decode Postgres' binary `numeric` into an integer scaled by `10^scale`, rounding half away
+/// from zero; `None` when it does not fit `precision` digits.
+fn numeric(b: &[u8], precision: u8, scale: i8) -> std::result::Result<Option<i128>, String> {
+    if b.len() < 8 {
+        return Err("truncated numeric".into());
+    }
+    let (ndigits, weight, sign) = (be_i16(&b[0..]) as usize, be_i16(&b[2..]) as i32, be_i16(&b[4..]) as u16);
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Err("NaN cannot be stored in a decimal column".into()),
+        _ => return Err("Infinity cannot be stored in a decimal column".into()),
+    }
+    if b.len() < 8 + 2 * ndigits {
+        return Err("truncated numeric".into());
+    }
+    let mut acc: i128 = 0;
+    let mut round_up = false;
+    for i in 0..ndigits {
+        let d = be_i16(&b[8 + 2 * i..]) as i128;
+        // power of ten of this base-10000 digit in the scaled result
+        let e = 4 * (weight - i as i32) + scale as i32;
+        if e >= 0 {
+            let Some(term) = pow10(e as u32).and_then(|p| d.checked_mul(p)) else { return Ok(None) };
+            let Some(s) = acc.checked_add(term) else { return Ok(None) };
+            acc = s;
+        } else if e > -4 {
+            let div = pow10((-e) as u32).expect("small");
+            acc += d / div;
+            round_up = (d % div) * 2 >= div;
+            break;
+        } else {
+            round_up = d >= 5000;
+            break;
+        }
+    }
+    if round_up {
+        acc += 1;
+    }
+    if sign == 0x4000 {
+        acc = -acc;
+    }
+    Ok(fits(acc, precision).then_some(acc))
+}
+
+fn uuid_text(b: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.clear();
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 15) as usize] as char);
+    }
+}
+
+fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::result::Result<(), String> {
+    let len_err = || format!("unexpected {} byte value for {wire:?}", v.len());
+    match (wire, b) {
+        (Wire::Bool, ColBuilder::Bool(b)) => b.append_value(*v.first().ok_or_else(len_err)? != 0),
+        (Wire::Int2, ColBuilder::Int(b)) if v.len() == 2 => b.append_value(be_i16(v) as i64),
+        (Wire::Int4, ColBuilder::Int(b)) if v.len() == 4 => b.append_value(be_i32(v) as i64),
+        (Wire::Int8, ColBuilder::Int(b)) if v.len() == 8 => b.append_value(be_i64(v)),
+        (Wire::Float4, ColBuilder::Double(b)) if v.len() == 4 => {
+            b.append_value(f32::from_bits(be_i32(v) as u32) as f64)
+        }
+        (Wire::Float8, ColBuilder::Double(b)) if v.len() == 8 => b.append_value(f64::from_bits(be_i64(v) as u64)),
+        (Wire::Numeric, ColBuilder::Decimal(b, p, s)) => match numeric(v, *p, *s)? {
+            Some(x) => b.append_value(x),
+            None => return Err(format!("value does not fit decimal({p},{s})")),
+        },
+        (Wire::Text, ColBuilder::Text(b)) => b.append_value(std::str::from_utf8(v).map_err(|e| e.to_string())?),
+        (Wire::Jsonb, ColBuilder::Text(b)) => {
+            let body = v.get(1..).ok_or_else(len_err)?;
+            b.append_value(std::str::from_utf8(body).map_err(|e| e.to_string())?)
+        }
+        (Wire::Uuid, ColBuilder::Text(b)) if v.len() == 16 => {
+            uuid_text(v, scratch);
+            b.append_value(scratch.as_str())
+        }
+        (Wire::Bytea, ColBuilder::Binary(b)) => b.append_value(v),
+        (Wire::Date, ColBuilder::Date(b)) if v.len() == 4 => {
+            let d = be_i32(v);
+            if d == i32::MAX || d == i32::MIN {
+                return Err("an infinite date cannot be stored".into());
+            }
+            b.append_value(d.checked_add(PG_EPOCH_DAYS).ok_or("date out of range")?)
+        }
+        (Wire::Time, ColBuilder::Time(b)) if v.len() == 8 => b.append_value(be_i64(v)),
+        (Wire::Timestamp, ColBuilder::Timestamp(b, _)) if v.len() == 8 => {
+            let t = be_i64(v);
+            if t == i64::MAX || t == i64::MIN {
+                return Err("an infinite timestamp cannot be stored".into());
+            }
+            b.append_value(t.checked_add(PG_EPOCH_MICROS).ok_or("timestamp out of range")?)
+        }
+        (w, _) => return Err(format!("cannot decode {w:?} ({} bytes)", v.len())),
+    }
+    Ok(())
+}
+
+/// Read a table (or a replacement query) as Arrow batches of `job.chunk_size` rows; `emit`
+/// returns `false` when nobody wants more.
+pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::RecordBatch) -> bool) -> Result<()> {
+    let mut client = connect(&job.credentials)?;
+    let p = plan(&mut client, job)?;
+    tracing::debug!(table = %job.table.name, sql = %p.copy_sql, "sql_database: reading");
+    let table = job.table.name.clone();
+    let reader = client.copy_out(&p.copy_sql).map_err(|e| classify(e, &format!("reading table `{table}`")))?;
+    let mut s = Stream { r: reader, buf: vec![0; 256 * 1024], pos: 0, end: 0 };
+    let io = |e: std::io::Error| source_error(format!("reading table `{table}`: {e}"), true);
+    let eof = || source_error(format!("reading table `{table}`: the COPY stream ended early"), true);
+    // header: signature, flags, extension area
+    if !s.ensure(19).map_err(io)? {
+        return Err(eof());
+    }
+    if s.take(11) != b"PGCOPY\n\xff\r\n\0" {
+        return Err(source_error(format!("reading table `{table}`: not a binary COPY stream"), false));
+    }
+    let _flags = s.take(4);
+    let ext = be_i32(s.take(4)) as usize;
+    if !s.ensure(ext).map_err(io)? {
+        return Err(eof());
+    }
+    s.take(ext);
+    let ncols = p.kinds.len();
+    let mut bb = BatchBuilder::new(&p.names, &p.kinds, job.chunk_size.min(65_536));
+    let mut scratch = String::with_capacity(36);
+    let mut row_no: u64 = 0;
+    loop {
+        if !s.ensure(2).map_err(io)? {
+            return Err(eof());
+        }
+        let n = be_i16(s.take(2));
+        if n == -1 {
+            break;
+        }
+        if n as usize != ncols {
+            return Err(source_error(format!("reading table `{table}`: row with {n} fields, expected {ncols}"), false));
+        }
+        for (i, col) in bb.cols.iter_mut().enumerate() {
+            if !s.ensure(4).map_err(io)? {
+                return Err(eof());
+            }
+            let len = be_i32(s.take(4));
+            if len < 0 {
+                col.append_null();
+                continue;
+            }
+            let len = len as usize;
+            if !s.ensure(len).map_err(io)? {
+                return Err(eof());
+            }
+            let v = s.take(len);
+            put(col, p.wires[i], v, &mut scratch).map_err(|m| {
+                source_error(format!("table `{table}`, column `{}`, row {}: {m}", p.names[i], row_no + 1), false)
+            })?;
+        }
+        bb.rows += 1;
+        row_no += 1;
+        if bb.rows >= job.chunk_size && !emit(bb.finish()?) {
+            return Ok(());
+        }
+    }
+    // drain the end of the stream so the command completes
+    let mut rest = [0u8; 64];
+    while s.r.read(&mut rest).map_err(io)? > 0 {}
+    drop(s);
+    if bb.rows > 0 {
+        emit(bb.finish()?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(ndigits: &[i16], weight: i16, sign: u16, dscale: i16) -> Vec<u8> {
+        let mut v = vec![];
+        v.extend((ndigits.len() as i16).to_be_bytes());
+        v.extend(weight.to_be_bytes());
+        v.extend(sign.to_be_bytes());
+        v.extend(dscale.to_be_bytes());
+        for d in ndigits {
+            v.extend(d.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn numeric_decoding() {
+        // 12345.678 = [1, 2345, 6780] weight 1
+        let b = num(&[1, 2345, 6780], 1, 0, 3);
+        assert_eq!(numeric(&b, 10, 3).unwrap(), Some(12_345_678));
+        assert_eq!(numeric(&b, 10, 2).unwrap(), Some(1_234_568));
+        assert_eq!(numeric(&b, 10, 0).unwrap(), Some(12_346));
+        assert_eq!(numeric(&b, 4, 0).unwrap(), None);
+        // -0.0005 = [5] weight -1 → rounds to -0.001 at scale 3
+        let b = num(&[5], -1, 0x4000, 4);
+        assert_eq!(numeric(&b, 5, 3).unwrap(), Some(-1));
+        assert_eq!(numeric(&b, 5, 4).unwrap(), Some(-5));
+        assert_eq!(numeric(&num(&[], 0, 0, 0), 5, 2).unwrap(), Some(0));
+        assert!(numeric(&num(&[], 0, 0xC000, 0), 5, 2).is_err());
+        let mut s = String::new();
+        uuid_text(&[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 1, 2, 3, 4, 5, 6, 7], &mut s);
+        assert_eq!(s, "12345678-9abc-def0-0001-020304050607");
+    }
+}
