@@ -97,12 +97,39 @@ pub fn compare(a: &Value, b: &Value) -> Result<Ordering> {
             let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
             x.partial_cmp(&y).ok_or_else(|| Error::Pipeline("cursor values are not comparable (NaN)".into()))
         }
-        (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
+        (Value::String(x), Value::String(y)) => Ok(match (iso_instant(x), iso_instant(y)) {
+            // ISO timestamps in different forms (`…00Z` vs `…00.500000+00:00`, other offsets)
+            // order by the instant; same-form strings order the same either way
+            (Some(a), Some(b)) if x != y => a.cmp(&b),
+            _ => x.cmp(y),
+        }),
         (Value::Bool(x), Value::Bool(y)) => Ok(x.cmp(y)),
         (x, y) => {
             Err(Error::Pipeline(format!("cursor values {x} and {y} have different types and cannot be compared")))
         }
     }
+}
+
+/// The instant of an ISO 8601 date or timestamp string (naive values read as UTC), if it is one.
+fn iso_instant(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let b = s.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' || !b[..4].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(d.to_utc());
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(d) = chrono::DateTime::parse_from_str(s, f) {
+            return Some(d.to_utc());
+        }
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(d) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some(d.and_utc());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|d| d.and_utc())
 }
 
 /// Python's `json.dumps(v, sort_keys=True)` (default separators, ASCII escapes), for dlt's hashes.
@@ -417,6 +444,19 @@ mod tests {
         assert_eq!(row_hash(&json!(2)), "Tp44cKMYfAuJ");
         assert_eq!(row_hash(&json!(3)), "Cn/dwi436vBb");
         assert_eq!(py_json_dumps(&json!({"b": [1, "ü"], "a": null})), r#"{"a": null, "b": [1, "\u00fc"]}"#);
+    }
+
+    #[test]
+    fn iso_timestamps_in_different_forms_order_by_instant() {
+        let c = |a: &str, b: &str| compare(&json!(a), &json!(b)).unwrap();
+        assert_eq!(c("2024-01-03T00:00:00.500000+00:00", "2024-01-03T00:00:00Z"), Ordering::Greater);
+        assert_eq!(c("2024-01-03T00:00:00.000000+00:00", "2024-01-03T00:00:00Z"), Ordering::Equal);
+        assert_eq!(c("2024-01-03T06:00:00+05:00", "2024-01-03T02:00:00Z"), Ordering::Less);
+        assert_eq!(c("2024-01-03 00:00:00", "2024-01-02T23:59:59.9Z"), Ordering::Greater);
+        assert_eq!(c("b", "a"), Ordering::Greater);
+        let mut cur =
+            Cursor::new(cfg(json!({"cursor_path": "t", "initial_value": "2024-01-03T00:00:00Z"})), None, &[]).unwrap();
+        assert_eq!(cur.check(&json!({"t": "2024-01-03T00:00:00.500000+00:00"})).unwrap(), Decision::Keep);
     }
 
     #[test]

@@ -1,0 +1,176 @@
+//! The sql_database source on the real MariaDB/MySQL server, loaded through the pipeline into
+//! DuckDB and compared value by value with what the server itself renders.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Dest, MyDb, col, float_eq, json_eq};
+use dlt_core::incremental::IncrementalConfig;
+use dlt_sql_database::{SqlDatabase, TableOptions};
+
+const ALL_TYPES: &str = r#"
+CREATE TABLE all_types (
+  id BIGINT PRIMARY KEY,
+  c_tinyint TINYINT, c_bool TINYINT(1), c_smallint SMALLINT, c_mediumint MEDIUMINT, c_int INT, c_bigint BIGINT,
+  c_ubigint BIGINT UNSIGNED, c_dec DECIMAL(38,9), c_dec_small DECIMAL(10,3), c_float FLOAT, c_double DOUBLE,
+  c_char CHAR(5), c_varchar VARCHAR(20), c_text TEXT, c_enum ENUM('a','b','ü'), c_set SET('x','y'), c_json JSON,
+  c_binary BINARY(4), c_varbinary VARBINARY(10), c_blob BLOB,
+  c_date DATE, c_datetime DATETIME(6), c_timestamp TIMESTAMP(6) NULL, c_time TIME(6), c_year YEAR, c_bit BIT(8)
+);
+INSERT INTO all_types VALUES
+(1, -128, 1, -32768, -8388608, -2147483648, -9223372036854775808, 9223372036854775807,
+ -99999999999999999999999999999.999999999, -9999999.999, 3.14, -1.7976931348623157e308,
+ 'ab', 'varchar ✓', 'héllo 🎉 中文 \\ "q" ''s''', 'ü', 'x,y', '{"a": [1, 2], "b": "ü"}',
+ X'00FF', X'0102', X'DEADBEEF',
+ '1000-01-01', '1999-12-31 23:59:59.999999', '2024-03-10 12:34:56.123456', '23:59:59.999999', 2024, b'10101010');
+INSERT INTO all_types VALUES
+(2, 127, 0, 32767, 8388607, 2147483647, 9223372036854775807, 0,
+ 99999999999999999999999999999.999999999, 9999999.999, -0.5, 2.2250738585072014e-308,
+ 'abcde', '', '', 'a', '', '[]', X'', X'', X'',
+ '9999-12-31', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '00:00:00', 1901, b'0');
+INSERT INTO all_types (id) VALUES (3)
+"#;
+
+/// (column, server expression, DuckDB expression, DuckDB type)
+const COLUMNS: &[(&str, &str, &str, &str)] = &[
+    ("id", "CAST(id AS CHAR)", "id::VARCHAR", "BIGINT"),
+    ("c_tinyint", "CAST(c_tinyint AS CHAR)", "c_tinyint::VARCHAR", "BIGINT"),
+    ("c_bool", "CAST(c_bool AS CHAR)", "c_bool::VARCHAR", "BIGINT"),
+    ("c_smallint", "CAST(c_smallint AS CHAR)", "c_smallint::VARCHAR", "BIGINT"),
+    ("c_mediumint", "CAST(c_mediumint AS CHAR)", "c_mediumint::VARCHAR", "BIGINT"),
+    ("c_int", "CAST(c_int AS CHAR)", "c_int::VARCHAR", "BIGINT"),
+    ("c_bigint", "CAST(c_bigint AS CHAR)", "c_bigint::VARCHAR", "BIGINT"),
+    ("c_ubigint", "CAST(c_ubigint AS CHAR)", "c_ubigint::VARCHAR", "BIGINT"),
+    ("c_dec", "CAST(c_dec AS CHAR)", "c_dec::VARCHAR", "DECIMAL(38,9)"),
+    ("c_dec_small", "CAST(c_dec_small AS CHAR)", "c_dec_small::VARCHAR", "DECIMAL(10,3)"),
+    ("c_float", "c_float", "c_float::VARCHAR", "DOUBLE"),
+    ("c_double", "c_double", "c_double::VARCHAR", "DOUBLE"),
+    ("c_char", "c_char", "c_char", "VARCHAR"),
+    ("c_varchar", "c_varchar", "c_varchar", "VARCHAR"),
+    ("c_text", "c_text", "c_text", "VARCHAR"),
+    ("c_enum", "c_enum", "c_enum", "VARCHAR"),
+    ("c_set", "c_set", "c_set", "VARCHAR"),
+    ("c_json", "c_json", "c_json::VARCHAR", "VARCHAR"),
+    ("c_binary", "HEX(c_binary)", "upper(hex(c_binary))", "BLOB"),
+    ("c_varbinary", "HEX(c_varbinary)", "upper(hex(c_varbinary))", "BLOB"),
+    ("c_blob", "HEX(c_blob)", "upper(hex(c_blob))", "BLOB"),
+    ("c_date", "CAST(c_date AS CHAR)", "c_date::VARCHAR", "DATE"),
+    (
+        "c_datetime",
+        "DATE_FORMAT(c_datetime, '%Y-%m-%d %H:%i:%s.%f')",
+        "strftime(c_datetime, '%Y-%m-%d %H:%M:%S.%f')",
+        "TIMESTAMP",
+    ),
+    (
+        "c_timestamp",
+        "DATE_FORMAT(c_timestamp, '%Y-%m-%d %H:%i:%s.%f')",
+        "strftime(c_timestamp, '%Y-%m-%d %H:%M:%S.%f')",
+        "TIMESTAMP",
+    ),
+    (
+        "c_time",
+        "CAST((HOUR(c_time) * 3600 + MINUTE(c_time) * 60 + SECOND(c_time)) * 1000000 + MICROSECOND(c_time) AS CHAR)",
+        "((hour(c_time) * 3600 + minute(c_time) * 60)::BIGINT * 1000000 + microsecond(c_time))::VARCHAR",
+        "TIME",
+    ),
+    ("c_year", "CAST(c_year AS CHAR)", "c_year::VARCHAR", "BIGINT"),
+    ("c_bit", "CAST(c_bit + 0 AS CHAR)", "c_bit::VARCHAR", "BIGINT"),
+];
+
+#[test]
+fn every_type_round_trips() {
+    let Some(db) = MyDb::new() else { return };
+    db.exec(ALL_TYPES);
+    let dest = Dest::new();
+    let src = SqlDatabase::from_url(&db.url).unwrap().chunk_size(2).into_source().unwrap();
+    let info = dest.pipeline("my_types", "my_types").run(src).unwrap();
+    assert_eq!(info.row_counts.get("all_types").copied(), Some(3), "{info}");
+    let want = db.strings(&format!(
+        "SELECT {} FROM all_types ORDER BY id",
+        COLUMNS.iter().map(|c| c.1).collect::<Vec<_>>().join(", ")
+    ));
+    let got = dest.strings(&format!(
+        "SELECT {} FROM my_types.all_types ORDER BY id",
+        COLUMNS.iter().map(|c| c.2).collect::<Vec<_>>().join(", ")
+    ));
+    for (i, (name, ..)) in COLUMNS.iter().enumerate() {
+        let (w, g) = (col(&want, i), col(&got, i));
+        let same = match *name {
+            "c_json" => json_eq(&w, &g),
+            "c_float" | "c_double" => float_eq(&w, &g),
+            _ => w == g,
+        };
+        assert!(same, "column {name}: server {w:?} != duckdb {g:?}");
+    }
+    assert!(got[2][1..].iter().all(Option::is_none), "{:?}", got[2]);
+    let at = |row: usize, name: &str| got[row][COLUMNS.iter().position(|c| c.0 == name).unwrap()].clone().unwrap();
+    assert_eq!(at(0, "c_bigint"), "-9223372036854775808");
+    assert_eq!(at(0, "c_ubigint"), "9223372036854775807");
+    assert_eq!(at(1, "c_dec"), "99999999999999999999999999999.999999999");
+    assert_eq!(at(0, "c_text"), "héllo 🎉 中文 \\ \"q\" 's'");
+    assert_eq!(at(0, "c_float"), "3.14");
+    assert_eq!(at(0, "c_timestamp"), "2024-03-10 12:34:56.123456");
+    assert_eq!(at(0, "c_bit"), "170");
+    let cols = dest.columns("my_types", "all_types");
+    assert_eq!(cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), COLUMNS.iter().map(|c| c.0).collect::<Vec<_>>());
+    for ((name, ty, nullable), (_, _, _, want)) in cols.iter().zip(COLUMNS) {
+        assert_eq!(ty, want, "type of {name}");
+        assert_eq!(*nullable, name != "id", "nullability of {name}");
+    }
+}
+
+#[test]
+fn incremental_columns_and_errors() {
+    let Some(db) = MyDb::new() else { return };
+    db.exec(
+        "CREATE TABLE events (id INT PRIMARY KEY, updated_at DATETIME(6), secret VARCHAR(10), t TIME);
+         INSERT INTO events VALUES (1, '2024-01-01 00:00:00', 's', '01:00:00'), (2, '2024-01-02 00:00:00', 's', '01:00:00'),
+                                   (3, '2024-01-03 00:00:00', 's', '01:00:00')",
+    );
+    let dest = Dest::new();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let run = |seen: Arc<Mutex<Vec<String>>>| {
+        let src = SqlDatabase::from_url(&db.url)
+            .unwrap()
+            .table(
+                "events",
+                TableOptions {
+                    incremental: Some(IncrementalConfig::new("updated_at")),
+                    excluded_columns: Some(vec!["secret".into()]),
+                    ..Default::default()
+                },
+            )
+            .query_adapter(move |ctx| {
+                seen.lock().unwrap().push(ctx.select.to_string());
+                None
+            })
+            .into_source()
+            .unwrap();
+        dest.pipeline("my_inc", "my_inc").run(src).unwrap()
+    };
+    run(seen.clone());
+    // new rows and an old one with a TIME no column can hold: only the WHERE keeps it out
+    db.exec(
+        "INSERT INTO events VALUES (4, '2024-01-04 00:00:00', 's', '01:00:00'), (99, '2000-01-01 00:00:00', 's', '-01:00:00')",
+    );
+    run(seen.clone());
+    let sql = seen.lock().unwrap()[1].clone();
+    assert!(sql.contains("WHERE `updated_at` >= _utf8mb4 X'"), "{sql}");
+    assert_eq!(
+        dest.strings("SELECT id::VARCHAR FROM my_inc.events ORDER BY id"),
+        [1, 2, 3, 4].map(|i| vec![Some(i.to_string())]).to_vec()
+    );
+    assert!(!dest.columns("my_inc", "events").iter().any(|c| c.0 == "secret"));
+    // reading the poison row names table and column
+    let err = dest
+        .pipeline("my_bad", "my_bad")
+        .run(SqlDatabase::from_url(&db.url).unwrap().table_names(["events"]).into_source().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`events`") && err.contains("`t`"), "{err}");
+    let err = SqlDatabase::from_url(&db.url).unwrap().table_names(["nope"]).into_source().unwrap_err().to_string();
+    assert!(err.contains("`nope`") && err.contains(&db.name), "{err}");
+    let err = SqlDatabase::from_url("mysql://root:hunter2@127.0.0.1:1/x").unwrap().into_source().unwrap_err();
+    assert!(err.is_transient() && !err.to_string().contains("hunter2"), "{err}");
+}
