@@ -69,6 +69,17 @@ pub mod destinations {
 
     #[cfg(feature = "postgres")]
     pub use dlt_postgres as postgres_impl;
+
+    /// Files in a local folder or bucket (`/path`, `file://`, `memory://`, `s3://`, `gs://`,
+    /// `az://`) in dlt's layout, parquet by default; relative paths resolve against the current
+    /// directory. Credentials and other settings: [`dlt_filesystem::FilesystemConfig`].
+    #[cfg(feature = "filesystem")]
+    pub fn filesystem(bucket_url: &str) -> Result<Arc<dyn Destination>> {
+        dlt_filesystem::destination(bucket_url, &std::env::current_dir().unwrap_or_default())
+    }
+
+    #[cfg(feature = "filesystem")]
+    pub use dlt_filesystem as filesystem_impl;
 }
 
 /// Sources compiled into this build.
@@ -89,6 +100,8 @@ pub fn registry() -> Registry {
     r.register_destination(Arc::new(dlt_duckdb::DuckDbFactory));
     #[cfg(feature = "postgres")]
     r.register_destination(Arc::new(dlt_postgres::PostgresFactory));
+    #[cfg(feature = "filesystem")]
+    r.register_destination(Arc::new(dlt_filesystem::FilesystemFactory));
     #[cfg(feature = "files")]
     r.register_source(Arc::new(dlt_files::FilesFactory));
     #[cfg(feature = "rest_api")]

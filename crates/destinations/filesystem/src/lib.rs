@@ -1,0 +1,171 @@
+//! The `filesystem` destination: datasets as folders of files in a local folder or an object
+//! store (S3 and S3-compatible servers, Azure Blob / ADLS Gen2, GCS, `memory://`), laid out as
+//! dlt lays them out: `<bucket_url>/<dataset_name>/<layout>` with the default layout
+//! `{table_name}/{load_id}.{file_id}.{ext}`, and dlt's `_dlt_loads`, `_dlt_version` and
+//! `_dlt_pipeline_state` files, so `dlt pipeline NAME sync` restores state from the bucket.
+//!
+//! A package commits in this order (see `docs/filesystem.md`): journal → new data files →
+//! state file → `_dlt_loads` file (the commit point) → deletion of the replaced tables' old
+//! files → journal removed. A crash at any point leaves the old files or the new ones for a
+//! journal-aware reader (this crate's SQL client), and the next run finishes or redoes the work.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod layout;
+#[cfg(feature = "sql")]
+mod sql;
+pub mod staging;
+pub mod storage;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dlt_core::destination::{Capabilities, Destination, DestinationClient, FileFormat, ReplaceStrategy};
+use dlt_core::error::Result;
+use dlt_core::registry::{DestinationContext, DestinationFactory};
+use dlt_core::schema::DataType;
+
+pub use client::FilesystemClient;
+pub use config::FilesystemConfig;
+pub use convert::OutputFormat;
+pub use error::{FsError, NAME};
+pub use layout::{DEFAULT_LAYOUT, Layout};
+pub use staging::{StagedFile, Staging};
+pub use storage::{Credentials, Protocol, Store};
+
+/// The filesystem destination's capabilities. Job files are parquet (what the normalizer
+/// writes); jsonl and csv output is converted from them at load time.
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        preferred_file_format: FileFormat::Parquet,
+        supported_file_formats: vec![FileFormat::Parquet],
+        max_identifier_length: 65536,
+        max_column_identifier_length: 65536,
+        supports_transactions: false,
+        merge_strategies: vec![],
+        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
+        timestamp_precision: 6,
+        decimal_precision: (38, 9),
+        type_map: vec![
+            (DataType::Text, "string"),
+            (DataType::Double, "double"),
+            (DataType::Bool, "bool"),
+            (DataType::Timestamp, "timestamp[us, tz=UTC]"),
+            (DataType::Bigint, "int64"),
+            (DataType::Binary, "binary"),
+            (DataType::Json, "string"),
+            (DataType::Decimal, "decimal128(38, 9)"),
+            (DataType::Wei, "decimal128(38, 0)"),
+            (DataType::Date, "date32"),
+            (DataType::Time, "time64[us]"),
+        ],
+    }
+}
+
+/// What every client of one destination shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) layout: Layout,
+    pub(crate) output: OutputFormat,
+    pub(crate) max_state_files: i64,
+    pub(crate) current_datetime: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A filesystem destination: a bucket URL with its credentials, layout and file format.
+#[derive(Debug, Clone)]
+pub struct Filesystem {
+    shared: Arc<Shared>,
+    caps: Capabilities,
+}
+
+impl Filesystem {
+    /// A destination from a configuration (the store is set up here; nothing is written).
+    pub fn new(config: FilesystemConfig) -> std::result::Result<Self, FsError> {
+        if let Some(tf) = &config.table_format {
+            return Err(FsError::Config(format!(
+                "table_format `{tf}` is not supported by this build of dlt-rs (plain parquet, jsonl or csv files only)"
+            )));
+        }
+        let layout = Layout::new(&config.layout, config.extra_placeholders.clone())?;
+        let unused = layout.unused_extra();
+        if !unused.is_empty() {
+            tracing::warn!("extra_placeholders {unused:?} are not used by the layout `{}`", layout.template());
+        }
+        let store = Store::open(&config.bucket_url, &config.credentials, &config.base_dir)?;
+        Ok(Filesystem {
+            shared: Arc::new(Shared {
+                store,
+                layout,
+                output: OutputFormat { format: config.loader_file_format, gzip: config.compression },
+                max_state_files: config.max_state_files,
+                current_datetime: config.current_datetime,
+            }),
+            caps: capabilities(),
+        })
+    }
+
+    /// A local folder (or any bucket URL without credentials) with dlt's defaults.
+    pub fn at(bucket_url: impl AsRef<str>) -> std::result::Result<Self, FsError> {
+        Self::new(FilesystemConfig::new(bucket_url.as_ref()))
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
+    /// A typed client for a dataset (the trait object is [`Destination::client`]).
+    pub fn filesystem_client(&self, dataset_name: &str) -> std::result::Result<FilesystemClient, FsError> {
+        FilesystemClient::new(self.shared.clone(), dataset_name)
+    }
+}
+
+impl Destination for Filesystem {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+    fn display_location(&self) -> String {
+        self.shared.store.url().to_string()
+    }
+    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
+        Ok(Box::new(self.filesystem_client(dataset_name)?))
+    }
+}
+
+/// Builds filesystem destinations from configuration: `DESTINATION__FILESYSTEM__BUCKET_URL`,
+/// `…__LAYOUT`, `…__EXTRA_PLACEHOLDERS`, `…__CURRENT_DATETIME`, `…__LOADER_FILE_FORMAT`,
+/// `…__COMPRESSION`, `…__MAX_STATE_FILES` and `…__CREDENTIALS__<NAME>` (dlt's names, e.g.
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `ENDPOINT_URL`, `REGION_NAME`), or the same keys
+/// in `[destination.filesystem]` of the toml files or the pipeline file's `[destination]`.
+#[derive(Debug, Default)]
+pub struct FilesystemFactory;
+
+impl DestinationFactory for FilesystemFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
+        let config = config::resolve(ctx.config, ctx.explicit, ctx.run_dir)?;
+        Ok(Arc::new(Filesystem::new(config)?))
+    }
+}
+
+/// A destination for a local folder or bucket URL with default settings (for the facade's
+/// `destinations::filesystem`).
+pub fn destination(bucket_url: &str, base_dir: &Path) -> Result<Arc<dyn Destination>> {
+    let mut c = FilesystemConfig::new(bucket_url);
+    c.base_dir = base_dir.to_path_buf();
+    Ok(Arc::new(Filesystem::new(c)?))
+}

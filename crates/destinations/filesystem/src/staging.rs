@@ -1,0 +1,90 @@
+//! Staging for warehouse destinations (a sketch of the interface): upload a package's job files
+//! to a bucket and get their URLs, for the warehouse's own bulk load (`COPY INTO … FROM 's3://…'`,
+//! BigQuery load jobs from `gs://…`, Databricks `COPY INTO`).
+//!
+//! A warehouse destination that is configured with a filesystem staging destination calls
+//! [`Staging::upload_jobs`] at the start of its `commit_package`, loads from the returned URLs,
+//! and calls [`Staging::cleanup`] after its own commit (dlt keeps staged files unless
+//! `truncate_staging_dataset` is set; a caller may keep them as well). Staged files use the
+//! staging destination's layout under `<bucket_url>/<dataset_name>/`, written as append (dlt
+//! turns replace and merge into append on staging), and no `_dlt_*` files are written there.
+
+use dlt_core::destination::{FileFormat, JobFile};
+use dlt_core::error::Result;
+use dlt_core::schema::STATE_TABLE;
+
+use crate::Filesystem;
+use crate::convert;
+use crate::layout::PathParams;
+
+/// One uploaded job file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// The table its rows belong to.
+    pub table: String,
+    /// The full URL (`s3://bucket/dataset/table/<load_id>.<file_id>.parquet`).
+    pub url: String,
+    /// The file's format.
+    pub format: FileFormat,
+    /// Whether it is gzip-compressed.
+    pub gzip: bool,
+}
+
+/// Uploads packages' job files for a warehouse to load from.
+pub trait Staging: Send + Sync {
+    /// Upload the data jobs of a package (the `_dlt_pipeline_state` job is skipped: the warehouse
+    /// loads it itself) and return where they are.
+    fn upload_jobs(&self, dataset: &str, schema_name: &str, load_id: &str, jobs: &[JobFile])
+    -> Result<Vec<StagedFile>>;
+    /// Remove staged files after the warehouse loaded them.
+    fn cleanup(&self, files: &[StagedFile]) -> Result<()>;
+}
+
+impl Staging for Filesystem {
+    fn upload_jobs(
+        &self,
+        dataset: &str,
+        schema_name: &str,
+        load_id: &str,
+        jobs: &[JobFile],
+    ) -> Result<Vec<StagedFile>> {
+        crate::layout::check_segment("dataset name", dataset)?;
+        let shared = &self.shared;
+        let time = dlt_core::ids::load_id_time(load_id).unwrap_or_else(chrono::Utc::now);
+        let mut out = vec![];
+        for job in jobs.iter().filter(|j| j.table != STATE_TABLE) {
+            let mut rel = shared.layout.render(&PathParams {
+                schema_name,
+                table_name: &job.table,
+                load_id,
+                file_id: &job.file_id,
+                ext: shared.output.format.extension(),
+                load_package_timestamp: time,
+                current_datetime: shared.current_datetime,
+            })?;
+            if shared.output.gz_suffix() {
+                rel.push_str(".gz");
+            }
+            let prepared = convert::prepare(&job.path, shared.output)?;
+            let path = format!("{dataset}/{rel}");
+            shared.store.put_file(&path, prepared.path())?;
+            out.push(StagedFile {
+                table: job.table.clone(),
+                url: shared.store.url_of(&path),
+                format: shared.output.format,
+                gzip: shared.output.gz_suffix(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn cleanup(&self, files: &[StagedFile]) -> Result<()> {
+        let base = format!("{}/", self.shared.store.url());
+        for f in files {
+            if let Some(rel) = f.url.strip_prefix(&base) {
+                self.shared.store.delete(rel)?;
+            }
+        }
+        Ok(())
+    }
+}
