@@ -6,6 +6,7 @@
 mod bench;
 mod duckdb;
 mod json_server;
+mod s3;
 mod services;
 mod util;
 
@@ -42,6 +43,8 @@ environment:
   DLT_TEST_POSTGRES_URL     default postgresql://postgres@127.0.0.1:5432/test
   DLT_TEST_MYSQL_URL        default mysql://root@127.0.0.1:3306/test
   DLT_TEST_JSON_SERVER      json-server binary (default: installed into $DLT_RS_CACHE/node)
+  DLT_TEST_MOTO_SERVER      moto_server binary for the S3 tests (default: moto 5.2.5
+                            installed with pip into the virtualenv $DLT_RS_CACHE/moto)
   CI=true                   test services that stay down (or a json-server that cannot be
                             installed) are an error, not a warning
 ";
@@ -120,6 +123,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     duckdb::setup(ctx)?;
     services::ensure(ctx)?;
     json_server::ensure(ctx)?;
+    s3::ensure(ctx)?;
     ensure_nextest(ctx)?;
 
     let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;
