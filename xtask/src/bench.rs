@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::util::{Ctx, TempDir, describe_status, exit_code, run, spawn_error, utc_date};
 
-/// Python dlt 1.31.0 on a quiet 2-core machine (bench/README.md).
+/// Python dlt 1.31.0 on a quiet 2-core machine (bench/README.md), or measured in this session.
+#[derive(Clone, Copy)]
 struct Reference {
     wall_s: f64,
     cpu_s: f64,
@@ -22,32 +23,81 @@ struct Reference {
     rss_mb: f64,
 }
 
+/// Where a workload's data comes from.
+#[derive(Clone, Copy)]
+enum Input {
+    /// `bench/gen_json.py issues <records>` into `<cache>/bench/<file>`.
+    Jsonl(&'static str),
+    /// Records served by json-server in pages of `page` (`_page`/`_limit`, `Link` headers).
+    Rest { page: u64 },
+    /// The Postgres table `b_src.bench_rows` of `bench/gen_pg.sql` in the database `dlt_bench`.
+    Postgres,
+}
+
 struct Workload {
     id: &'static str,
     /// Root records in the input (rows/s is records / wall time).
     records: u64,
-    /// File name in `<cache>/bench/` and, as `data/<file>`, in bench/SHA256SUMS.
-    file: &'static str,
+    input: Input,
+    /// `duckdb` or `filesystem` (local parquet files).
+    destination: &'static str,
     /// Row counts the load must produce (tables not listed are only printed).
     expected: &'static [(&'static str, u64)],
-    reference: Reference,
+    /// Python dlt's figures; `None` = measured in the same session (`--with-dlt`).
+    reference: Option<Reference>,
 }
 
-const WORKLOADS: [Workload; 2] = [
+const WORKLOADS: [Workload; 6] = [
     Workload {
         id: "W1",
         records: 1_000_000,
-        file: "issues_1m.jsonl",
+        input: Input::Jsonl("issues_1m.jsonl"),
+        destination: "duckdb",
         expected: &[("issues", 1_000_000), ("issues__labels", 2_497_298), ("issues__assignees", 1_500_697)],
-        reference: Reference { wall_s: 269.8, cpu_s: 273.6, rows_per_s: 3_706.0, rss_mb: 919.0 },
+        reference: Some(Reference { wall_s: 269.8, cpu_s: 273.6, rows_per_s: 3_706.0, rss_mb: 919.0 }),
     },
     Workload {
         id: "W1s",
         records: 100_000,
-        file: "issues_100k.jsonl",
+        input: Input::Jsonl("issues_100k.jsonl"),
+        destination: "duckdb",
         // Child-table counts follow from the checksummed data (array lengths).
         expected: &[("issues", 100_000), ("issues__labels", 250_110), ("issues__assignees", 150_497)],
-        reference: Reference { wall_s: 31.8, cpu_s: 31.0, rows_per_s: 3_142.0, rss_mb: 408.0 },
+        reference: Some(Reference { wall_s: 31.8, cpu_s: 31.0, rows_per_s: 3_142.0, rss_mb: 408.0 }),
+    },
+    Workload {
+        // W1 five times over: peak memory must not grow with the input
+        id: "W1x5",
+        records: 5_000_000,
+        input: Input::Jsonl("issues_5m.jsonl"),
+        destination: "duckdb",
+        expected: &[("issues", 5_000_000)],
+        reference: None,
+    },
+    Workload {
+        id: "REST",
+        records: 200_000,
+        input: Input::Rest { page: 100 },
+        destination: "duckdb",
+        expected: &[("items", 200_000)],
+        reference: None,
+    },
+    Workload {
+        id: "W2",
+        records: 5_000_000,
+        input: Input::Postgres,
+        destination: "duckdb",
+        expected: &[("bench_rows", 5_000_000)],
+        // dlt sql_database with its fastest backend (connectorx), bench/README.md
+        reference: Some(Reference { wall_s: 36.9, cpu_s: 44.1, rows_per_s: 135_500.0, rss_mb: 1_429.0 }),
+    },
+    Workload {
+        id: "W3",
+        records: 5_000_000,
+        input: Input::Postgres,
+        destination: "filesystem",
+        expected: &[("bench_rows", 5_000_000)],
+        reference: Some(Reference { wall_s: 31.6, cpu_s: 31.0, rows_per_s: 158_000.0, rss_mb: 1_389.0 }),
     },
 ];
 
@@ -67,12 +117,14 @@ struct Run {
 }
 
 pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
-    let usage = "usage: cargo xtask bench <W1|W1s> [--runs N] [--keep] [--no-record] [--bin DLT]";
+    let usage = "usage: cargo xtask bench <W1|W1s|W1x5|REST|W2|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
+                 [--with-dlt]";
     let mut workload = None;
     let mut runs = 1usize;
     let mut keep = false;
     let mut record = true;
     let mut bin: Option<PathBuf> = None;
+    let mut with_dlt = false;
     let mut it = args.into_iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -87,6 +139,7 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
                 bin = Some(std::path::absolute(&v).context("cannot make --bin absolute")?);
             }
             "--no-record" => record = false,
+            "--with-dlt" => with_dlt = true,
             a if workload.is_none() && !a.starts_with('-') => {
                 workload = Some(
                     WORKLOADS
@@ -100,7 +153,7 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     }
     let w = workload.context(usage)?;
 
-    let data = ensure_data(ctx, w)?;
+    let prepared = prepare(ctx, w)?;
     crate::duckdb::setup(ctx)?;
     let dlt = match bin {
         // An existing binary (e.g. an older build to compare against).
@@ -126,7 +179,7 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     for i in 1..=runs {
         eprintln!("xtask: {} run {i}/{runs}", w.id);
         let mut tmp = TempDir::new("dlt-rs-bench")?;
-        let (st, r) = run_once(ctx, &dlt, &data, tmp.path())?;
+        let (st, r) = run_once(ctx, w, &dlt, &prepared, tmp.path())?;
         if keep {
             eprintln!("xtask: kept {}", tmp.keep().display());
         }
@@ -140,6 +193,16 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     // Report the run with the median wall time.
     results.sort_by_key(|r| r.m.wall);
     let median = &results[(results.len() - 1) / 2];
+    let reference = if with_dlt {
+        let mut tmp = TempDir::new("dlt-py-bench")?;
+        let r = measure_python_dlt(ctx, w, &prepared, tmp.path());
+        if keep {
+            eprintln!("xtask: kept {}", tmp.keep().display());
+        }
+        Some(r?)
+    } else {
+        w.reference
+    };
 
     let mut mismatches = Vec::new();
     println!();
@@ -164,13 +227,13 @@ pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
     }
 
     println!();
-    print_table(w, &results, median);
+    print_table(w, reference, &results, median);
 
     if !mismatches.is_empty() {
         bail!("{} loaded wrong row counts (result not recorded):\n  {}", w.id, mismatches.join("\n  "));
     }
 
-    let line = results_line(ctx, w, runs, median, load);
+    let line = results_line(ctx, w, reference, runs, median, load);
     if record {
         let docs = ctx.repo.join("docs/benchmarks.md");
         append_result(&docs, &line)?;
@@ -188,15 +251,137 @@ fn parse_runs(v: &str) -> Result<usize> {
     }
 }
 
+/// What a workload runs against: a data file, a running json-server, or a Postgres URL.
+struct Prepared {
+    data: Option<PathBuf>,
+    server: Option<JsonServer>,
+    pg_url: Option<String>,
+}
+
+/// A json-server child process, stopped on drop.
+struct JsonServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Drop for JsonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prepare(ctx: &Ctx, w: &Workload) -> Result<Prepared> {
+    match w.input {
+        Input::Jsonl(file) => Ok(Prepared { data: Some(ensure_data(ctx, w, file)?), server: None, pg_url: None }),
+        Input::Rest { .. } => Ok(Prepared { data: None, server: Some(start_json_server(ctx, w)?), pg_url: None }),
+        Input::Postgres => Ok(Prepared { data: None, server: None, pg_url: Some(ensure_pg_table(ctx, w)?) }),
+    }
+}
+
+/// 200,000 flat GitHub-issue-like records served by json-server 0.17 from a copy of db.json.
+fn start_json_server(ctx: &Ctx, w: &Workload) -> Result<JsonServer> {
+    let bin = crate::json_server::install(&ctx.cache_dir.join("node"))?;
+    let dir = TempDir::new("dlt-rs-bench-rest")?;
+    let mut items = String::with_capacity(w.records as usize * 220);
+    items.push_str("{\"items\": [\n");
+    for i in 0..w.records {
+        if i > 0 {
+            items.push_str(",\n");
+        }
+        // deterministic values, a pure function of i
+        let _ = write!(
+            items,
+            "{{\"id\": {i}, \"number\": {}, \"title\": \"issue {i} about {}\", \"state\": \"{}\", \
+             \"comments\": {}, \"score\": {}.{}, \"created_at\": \"20{:02}-{:02}-{:02}T{:02}:{:02}:00Z\", \
+             \"user\": {{\"login\": \"user{}\", \"id\": {}}}}}",
+            i + 1,
+            ["parsing", "memory", "network", "docs"][(i % 4) as usize],
+            if i % 3 == 0 { "closed" } else { "open" },
+            i % 50,
+            i % 1000,
+            i % 97,
+            15 + i % 10,
+            1 + i % 12,
+            1 + i % 28,
+            i % 24,
+            i % 60,
+            i % 5000,
+            50_000 + i % 5000
+        );
+    }
+    items.push_str("\n]}\n");
+    let db = dir.path().join("db.json");
+    fs::write(&db, items).context("cannot write db.json")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(&bin)
+        .arg(&db)
+        .args(["-q", "--ro", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let server = JsonServer { child, port, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("json-server did not answer on port {port} within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("xtask: json-server on 127.0.0.1:{port} serving {} records", thousands(w.records));
+    Ok(server)
+}
+
+/// The W2/W3 table, generated once by bench/gen_pg.sql into the database `dlt_bench`.
+fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
+    let base = std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432".into());
+    let base = base.trim_end_matches('/');
+    let base = match base.rfind('/') {
+        Some(i) if base[..i].ends_with('/') => base.to_string(), // no database part
+        Some(i) => base[..i].to_string(),
+        None => base.to_string(),
+    };
+    let url = format!("{base}/dlt_bench");
+    let psql = |db_url: &str, sql: &str| -> Result<String> {
+        let out = Command::new("psql")
+            .args([db_url, "-tAc", sql])
+            .stderr(Stdio::piped())
+            .output()
+            .context("psql (PostgreSQL client) is needed for the W2/W3 data")?;
+        if !out.status.success() {
+            bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    if psql(&format!("{base}/postgres"), "SELECT 1 FROM pg_database WHERE datname = 'dlt_bench'")?.is_empty() {
+        psql(&format!("{base}/postgres"), "CREATE DATABASE dlt_bench")?;
+    }
+    let n = psql(&url, "SELECT count(*) FROM b_src.bench_rows").unwrap_or_default();
+    if n != w.records.to_string() {
+        eprintln!("xtask: generating b_src.bench_rows ({} rows; once, kept in dlt_bench)", thousands(w.records));
+        run(
+            Command::new("psql")
+                .args([&url, "-q", "-v", "ON_ERROR_STOP=1", "-v"])
+                .arg(format!("nrows={}", w.records))
+                .arg("-f")
+                .arg(ctx.repo.join("bench/gen_pg.sql")),
+            "psql (PostgreSQL client) is needed for the W2/W3 data",
+        )?;
+    }
+    Ok(url)
+}
+
 /// Generate the workload's input once into `<cache>/bench/`.
-fn ensure_data(ctx: &Ctx, w: &Workload) -> Result<PathBuf> {
+fn ensure_data(ctx: &Ctx, w: &Workload, file: &str) -> Result<PathBuf> {
     let dir = ctx.cache_dir.join("bench");
-    let path = dir.join(w.file);
+    let path = dir.join(file);
     if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
         return Ok(path);
     }
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", w.file, std::process::id()));
+    let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
     let script = ctx.repo.join("bench/gen_json.py");
     eprintln!("xtask: generating {} ({} records; once, cached)", path.display(), thousands(w.records));
     let result = (|| -> Result<()> {
@@ -206,7 +391,7 @@ fn ensure_data(ctx: &Ctx, w: &Workload) -> Result<PathBuf> {
              install Python 3.",
         )
         .context("generating the benchmark data failed")?;
-        verify_checksum(ctx, w, &tmp)?;
+        verify_checksum(ctx, file, &tmp)?;
         fs::rename(&tmp, &path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
     })();
     if result.is_err() {
@@ -216,9 +401,9 @@ fn ensure_data(ctx: &Ctx, w: &Workload) -> Result<PathBuf> {
 }
 
 /// Compare with bench/SHA256SUMS (skipped with a note if `sha256sum` is missing).
-fn verify_checksum(ctx: &Ctx, w: &Workload, file: &Path) -> Result<()> {
+fn verify_checksum(ctx: &Ctx, name: &str, file: &Path) -> Result<()> {
     let sums = ctx.repo.join("bench/SHA256SUMS");
-    let key = format!("data/{}", w.file);
+    let key = format!("data/{name}");
     let text = fs::read_to_string(&sums).with_context(|| format!("cannot read {}", sums.display()))?;
     let Some(want) = text.lines().find_map(|l| {
         let (sum, name) = l.split_once(char::is_whitespace)?;
@@ -249,29 +434,52 @@ fn verify_checksum(ctx: &Ctx, w: &Workload, file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The pipeline file of a workload.
+fn pipeline_file(w: &Workload, prepared: &Prepared) -> String {
+    let mut f = format!(
+        "# written by `cargo xtask bench`\n[pipeline]\nname = \"bench\"\ndestination = \"{}\"\n\
+         dataset_name = \"bench_data\"\n\n",
+        w.destination
+    );
+    if w.destination == "filesystem" {
+        f.push_str("[destination]\nbucket_url = \"lake\"\n\n");
+    }
+    match w.input {
+        Input::Jsonl(_) => f.push_str(
+            "[source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"issues\"\npath = \"issues.jsonl\"\n\
+             write_disposition = \"replace\"\n",
+        ),
+        Input::Rest { page } => {
+            let port = prepared.server.as_ref().map_or(0, |s| s.port);
+            let _ = write!(
+                f,
+                "[source]\ntype = \"rest_api\"\n\n[source.client]\nbase_url = \"http://127.0.0.1:{port}/\"\n\
+                 paginator = {{ type = \"header_link\" }}\n\n[[source.resources]]\nname = \"items\"\n\
+                 write_disposition = \"replace\"\n\
+                 endpoint = {{ path = \"items\", params = {{ _page = 1, _limit = {page} }} }}\n"
+            );
+        }
+        Input::Postgres => {
+            let _ = write!(
+                f,
+                "[source]\ntype = \"sql_database\"\ncredentials = \"{}\"\nschema = \"b_src\"\n\
+                 table_names = [\"bench_rows\"]\nwrite_disposition = \"replace\"\n",
+                prepared.pg_url.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    f
+}
+
 /// One timed `dlt run pipeline.toml --json` in the fresh dir `dir`.
-fn run_once(ctx: &Ctx, dlt: &Path, data: &Path, dir: &Path) -> Result<(ExitStatus, Run)> {
-    // A symlink keeps the pipeline file free of absolute paths (and of glob
-    // characters the cache path might contain).
-    std::os::unix::fs::symlink(data, dir.join("issues.jsonl"))
-        .with_context(|| format!("cannot link the data into {}", dir.display()))?;
-    fs::write(
-        dir.join("pipeline.toml"),
-        "# written by `cargo xtask bench`\n\
-         [pipeline]\n\
-         name = \"bench\"\n\
-         destination = \"duckdb\"\n\
-         dataset_name = \"bench_data\"\n\
-         \n\
-         [source]\n\
-         type = \"files\"\n\
-         \n\
-         [[source.resources]]\n\
-         name = \"issues\"\n\
-         path = \"issues.jsonl\"\n\
-         write_disposition = \"replace\"\n",
-    )
-    .context("cannot write pipeline.toml")?;
+fn run_once(ctx: &Ctx, w: &Workload, dlt: &Path, prepared: &Prepared, dir: &Path) -> Result<(ExitStatus, Run)> {
+    if let Some(data) = &prepared.data {
+        // A symlink keeps the pipeline file free of absolute paths (and of glob
+        // characters the cache path might contain).
+        std::os::unix::fs::symlink(data, dir.join("issues.jsonl"))
+            .with_context(|| format!("cannot link the data into {}", dir.display()))?;
+    }
+    fs::write(dir.join("pipeline.toml"), pipeline_file(w, prepared)).context("cannot write pipeline.toml")?;
 
     let mut cmd = ctx.command(dlt);
     cmd.current_dir(dir)
@@ -387,8 +595,7 @@ fn rows_per_s(w: &Workload, m: &Measurement) -> f64 {
     w.records as f64 / m.wall.as_secs_f64().max(1e-9)
 }
 
-fn print_table(w: &Workload, results: &[Run], median: &Run) {
-    let r = &w.reference;
+fn print_table(w: &Workload, reference: Option<Reference>, results: &[Run], median: &Run) {
     println!(
         "{:<8} {:>6} {:>9} {:>9} {:>10} {:>12} | {:>10} {:>9} {:>9} {:>10} | {:>8} {:>8}",
         "workload",
@@ -405,20 +612,25 @@ fn print_table(w: &Workload, results: &[Run], median: &Run) {
         "RSS"
     );
     let row = |label: &str, m: &Measurement| {
+        let (dlt, ratios) = match reference {
+            Some(r) => (
+                format!("{:>10.1} {:>9.1} {:>9} {:>10.0}", r.wall_s, r.cpu_s, thousands(r.rows_per_s as u64), r.rss_mb),
+                format!(
+                    "{:>7.1}x {:>7.2}x",
+                    r.wall_s / m.wall.as_secs_f64().max(1e-9),
+                    rss_mb(m.peak_rss_kb) / r.rss_mb
+                ),
+            ),
+            None => (format!("{:>10} {:>9} {:>9} {:>10}", "-", "-", "-", "-"), format!("{:>8} {:>8}", "-", "-")),
+        };
         println!(
-            "{:<8} {:>6} {:>9.2} {:>9.2} {:>10} {:>12.0} | {:>10.1} {:>9.1} {:>9} {:>10.0} | {:>7.1}x {:>7.2}x",
+            "{:<8} {:>6} {:>9.2} {:>9.2} {:>10} {:>12.0} | {dlt} | {ratios}",
             w.id,
             label,
             m.wall.as_secs_f64(),
             m.cpu.as_secs_f64(),
             thousands(rows_per_s(w, m).round() as u64),
             rss_mb(m.peak_rss_kb),
-            r.wall_s,
-            r.cpu_s,
-            thousands(r.rows_per_s as u64),
-            r.rss_mb,
-            r.wall_s / m.wall.as_secs_f64().max(1e-9),
-            rss_mb(m.peak_rss_kb) / r.rss_mb,
         );
     };
     if results.len() == 1 {
@@ -429,19 +641,40 @@ fn print_table(w: &Workload, results: &[Run], median: &Run) {
         }
         row("median", &median.m);
     }
+    if let Input::Rest { page } = w.input {
+        let pages = w.records.div_ceil(page) as f64;
+        println!("pages/s: {:.0} (dlt-rs, {} pages of {page})", pages / median.m.wall.as_secs_f64().max(1e-9), pages);
+        if let Some(r) = reference {
+            println!("pages/s: {:.0} (Python dlt)", pages / r.wall_s.max(1e-9));
+        }
+    }
     println!(
         "(runs sorted by wall time; speed-up = dlt wall / dlt-rs wall, RSS = dlt-rs / dlt peak RSS; \
-         re-measure dlt in the same session for a fair ratio: bench/README.md)"
+         re-measure dlt in the same session for a fair ratio: --with-dlt, bench/README.md)"
     );
 }
 
 /// A Markdown table row for docs/benchmarks.md's results section.
-fn results_line(ctx: &Ctx, w: &Workload, runs: usize, median: &Run, load: Option<f64>) -> String {
+fn results_line(
+    ctx: &Ctx,
+    w: &Workload,
+    reference: Option<Reference>,
+    runs: usize,
+    median: &Run,
+    load: Option<f64>,
+) -> String {
     let m = &median.m;
     let mut line = String::new();
+    let (speed, rss) = match reference {
+        Some(r) => (
+            format!("{:.1}x", r.wall_s / m.wall.as_secs_f64().max(1e-9)),
+            format!("{:.2}x", rss_mb(m.peak_rss_kb) / r.rss_mb),
+        ),
+        None => ("-".to_string(), "-".to_string()),
+    };
     let _ = write!(
         line,
-        "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.1}x | {:.2}x | {} |",
+        "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {speed} | {rss} | {} |",
         utc_date(),
         git_commit(ctx),
         w.id,
@@ -450,11 +683,73 @@ fn results_line(ctx: &Ctx, w: &Workload, runs: usize, median: &Run, load: Option
         m.cpu.as_secs_f64(),
         thousands(rows_per_s(w, m).round() as u64),
         rss_mb(m.peak_rss_kb),
-        w.reference.wall_s / m.wall.as_secs_f64().max(1e-9),
-        rss_mb(m.peak_rss_kb) / w.reference.rss_mb,
         load.map_or("?".to_string(), |l| format!("{l:.2}")),
     );
     line
+}
+
+/// Python dlt 1.31 on the same input, timed like dlt-rs (`DLT_PYTHON`, default the oracle venv
+/// in the cache, `pip install "dlt[duckdb,sql_database,parquet]==1.31.0" connectorx`).
+fn measure_python_dlt(ctx: &Ctx, w: &Workload, prepared: &Prepared, dir: &Path) -> Result<Reference> {
+    let python =
+        std::env::var_os("DLT_PYTHON").map(PathBuf::from).unwrap_or_else(|| ctx.cache_dir.join("oracle/bin/python"));
+    if !python.exists() {
+        bail!("--with-dlt needs Python dlt 1.31: set DLT_PYTHON or create {}", python.display());
+    }
+    let mut cmd = Command::new(&python);
+    cmd.current_dir(dir).stdin(Stdio::null());
+    let dest = |cmd: &mut Command| {
+        if w.destination == "filesystem" {
+            cmd.args(["--dest", "filesystem", "--dest-url"]).arg(dir.join("lake"));
+        } else {
+            cmd.args(["--dest", "duckdb", "--dest-path"]).arg(dir.join("py.duckdb"));
+        }
+    };
+    match w.input {
+        Input::Jsonl(_) => {
+            cmd.arg(ctx.repo.join("bench/dlt_load.py"))
+                .args(["--name", "bench", "--table", "issues", "--format", "parquet", "--workdir"])
+                .arg(dir.join("pipelines"))
+                .arg("--jsonl")
+                .arg(prepared.data.as_ref().context("no data file")?);
+            dest(&mut cmd);
+        }
+        Input::Rest { page } => {
+            let port = prepared.server.as_ref().context("no server")?.port;
+            cmd.arg(ctx.repo.join("bench/dlt_rest.py"))
+                .arg("--workdir")
+                .arg(dir.join("pipelines"))
+                .args(["--base-url", &format!("http://127.0.0.1:{port}/"), "--page", &page.to_string()])
+                .arg("--dest-path")
+                .arg(dir.join("py.duckdb"));
+        }
+        Input::Postgres => {
+            let url = prepared.pg_url.as_deref().context("no database")?;
+            cmd.arg(ctx.repo.join("bench/dlt_load.py"))
+                .args(["--name", "bench", "--sql-table", "b_src.bench_rows", "--backend", "connectorx"])
+                .args(["--sql-url", url, "--format", "parquet", "--workdir"])
+                .arg(dir.join("pipelines"));
+            dest(&mut cmd);
+        }
+    }
+    let (st, m, stdout) = measure(&mut cmd)?;
+    let text = String::from_utf8_lossy(&stdout);
+    if !st.success() {
+        bail!("Python dlt failed ({}):\n{text}", describe_status(st));
+    }
+    let result = text.lines().find_map(|l| l.strip_prefix("BENCH_RESULT ")).unwrap_or("{}");
+    eprintln!(
+        "xtask: Python dlt: wall {:.2} s, CPU {:.2} s, peak RSS {:.0} MB; {result}",
+        m.wall.as_secs_f64(),
+        m.cpu.as_secs_f64(),
+        rss_mb(m.peak_rss_kb)
+    );
+    Ok(Reference {
+        wall_s: m.wall.as_secs_f64(),
+        cpu_s: m.cpu.as_secs_f64(),
+        rows_per_s: rows_per_s(w, &m),
+        rss_mb: rss_mb(m.peak_rss_kb),
+    })
 }
 
 /// Insert `line` before the results end marker (or append if it is missing).
