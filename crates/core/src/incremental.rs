@@ -385,6 +385,55 @@ impl Cursor {
         Ok(Decision::Keep)
     }
 
+    /// Decide about every row of an Arrow batch whose cursor is a top-level column: the rows to
+    /// keep (`None` when none is) and whether reading should stop (`row_order` passed the window).
+    /// Each row is checked as [`Cursor::check`] checks a JSON item holding its cursor and key
+    /// values (see [`arrow_value`]); rows after a stop are dropped.
+    pub fn check_batch(
+        &mut self,
+        batch: &arrow::record_batch::RecordBatch,
+    ) -> Result<(Option<arrow::record_batch::RecordBatch>, bool)> {
+        let path = self.cfg.cursor_path.strip_prefix("$.").unwrap_or(&self.cfg.cursor_path).to_string();
+        let schema = batch.schema();
+        let cursor = schema.index_of(&path).ok();
+        // the columns the boundary hash needs: the key, or the whole row without one
+        let key_cols: Vec<usize> = if !self.dedup {
+            vec![]
+        } else if self.key.is_empty() {
+            (0..batch.num_columns()).collect()
+        } else {
+            self.key.iter().filter_map(|k| schema.index_of(k).ok()).collect()
+        };
+        let n = batch.num_rows();
+        let mut keep = arrow::array::BooleanBuilder::with_capacity(n);
+        let mut stop = false;
+        for i in 0..n {
+            if stop {
+                keep.append_value(false);
+                continue;
+            }
+            let mut item = Map::new();
+            for c in cursor.iter().chain(key_cols.iter()) {
+                item.insert(schema.field(*c).name().clone(), arrow_value(batch.column(*c), i));
+            }
+            keep.append_value(match self.check(&Value::Object(item))? {
+                Decision::Keep => true,
+                Decision::Skip => false,
+                Decision::Stop => {
+                    stop = true;
+                    false
+                }
+            });
+        }
+        let mask = keep.finish();
+        let kept = match mask.true_count() {
+            0 => None,
+            t if t == n => Some(batch.clone()),
+            _ => Some(arrow::compute::filter_record_batch(batch, &mask)?),
+        };
+        Ok((kept, stop))
+    }
+
     /// The state to store after the run (`None` for a bounded window, which keeps none).
     pub fn into_state(self) -> Option<Value> {
         if self.cfg.end_value.is_some() {
@@ -405,6 +454,79 @@ impl Cursor {
             "unique_hashes": hashes,
             "start_value": self.start_value,
         }))
+    }
+}
+
+/// One Arrow cell as the JSON value a cursor compares and stores: numbers (decimals exact),
+/// text, booleans, dates as `YYYY-MM-DD`, times as `HH:MM:SS.ffffff`, timestamps as ISO 8601
+/// with microseconds (`+00:00` for time-zone-aware ones), anything else as Arrow displays it.
+pub fn arrow_value(col: &arrow::array::ArrayRef, i: usize) -> Value {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{self as t, DataType as A, TimeUnit};
+    if col.is_null(i) {
+        return Value::Null;
+    }
+    let display = || arrow::util::display::array_value_to_string(col, i).map(Value::String).unwrap_or(Value::Null);
+    let micros_iso = |micros: i64, tz: bool| match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(d) => {
+            let s = d.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string();
+            Value::String(if tz { s + "+00:00" } else { s })
+        }
+        None => display(),
+    };
+    let time_iso = |us: i64| {
+        let (secs, frac) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+        Value::String(format!("{:02}:{:02}:{:02}.{frac:06}", secs / 3600, (secs / 60) % 60, secs % 60))
+    };
+    match col.data_type() {
+        A::Boolean => Value::Bool(col.as_boolean().value(i)),
+        A::Int8 => json!(col.as_primitive::<t::Int8Type>().value(i)),
+        A::Int16 => json!(col.as_primitive::<t::Int16Type>().value(i)),
+        A::Int32 => json!(col.as_primitive::<t::Int32Type>().value(i)),
+        A::Int64 => json!(col.as_primitive::<t::Int64Type>().value(i)),
+        A::UInt8 => json!(col.as_primitive::<t::UInt8Type>().value(i)),
+        A::UInt16 => json!(col.as_primitive::<t::UInt16Type>().value(i)),
+        A::UInt32 => json!(col.as_primitive::<t::UInt32Type>().value(i)),
+        A::UInt64 => json!(col.as_primitive::<t::UInt64Type>().value(i)),
+        A::Float32 => serde_json::Number::from_f64(col.as_primitive::<t::Float32Type>().value(i) as f64)
+            .map_or(Value::Null, Value::Number),
+        A::Float64 => serde_json::Number::from_f64(col.as_primitive::<t::Float64Type>().value(i))
+            .map_or(Value::Null, Value::Number),
+        A::Utf8 => Value::String(col.as_string::<i32>().value(i).to_string()),
+        A::LargeUtf8 => Value::String(col.as_string::<i64>().value(i).to_string()),
+        A::Decimal128(..) | A::Decimal256(..) => match arrow::util::display::array_value_to_string(col, i) {
+            Ok(s) => serde_json::from_str::<serde_json::Number>(&s).map(Value::Number).unwrap_or(Value::String(s)),
+            Err(_) => Value::Null,
+        },
+        A::Timestamp(unit, tz) => {
+            let tz = tz.is_some();
+            match unit {
+                TimeUnit::Second => {
+                    micros_iso(col.as_primitive::<t::TimestampSecondType>().value(i).saturating_mul(1_000_000), tz)
+                }
+                TimeUnit::Millisecond => {
+                    micros_iso(col.as_primitive::<t::TimestampMillisecondType>().value(i).saturating_mul(1_000), tz)
+                }
+                TimeUnit::Microsecond => micros_iso(col.as_primitive::<t::TimestampMicrosecondType>().value(i), tz),
+                TimeUnit::Nanosecond => {
+                    micros_iso(col.as_primitive::<t::TimestampNanosecondType>().value(i).div_euclid(1_000), tz)
+                }
+            }
+        }
+        A::Date32 => {
+            let d = col.as_primitive::<t::Date32Type>().value(i);
+            match chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163) {
+                Some(d) => Value::String(d.format("%Y-%m-%d").to_string()),
+                None => display(),
+            }
+        }
+        A::Time64(TimeUnit::Microsecond) => time_iso(col.as_primitive::<t::Time64MicrosecondType>().value(i)),
+        A::Time64(TimeUnit::Nanosecond) => time_iso(col.as_primitive::<t::Time64NanosecondType>().value(i) / 1_000),
+        A::Time32(TimeUnit::Millisecond) => {
+            time_iso(col.as_primitive::<t::Time32MillisecondType>().value(i) as i64 * 1_000)
+        }
+        A::Time32(_) => time_iso(col.as_primitive::<t::Time32SecondType>().value(i) as i64 * 1_000_000),
+        _ => display(),
     }
 }
 
@@ -457,6 +579,50 @@ mod tests {
         let mut cur =
             Cursor::new(cfg(json!({"cursor_path": "t", "initial_value": "2024-01-03T00:00:00Z"})), None, &[]).unwrap();
         assert_eq!(cur.check(&json!({"t": "2024-01-03T00:00:00.500000+00:00"})).unwrap(), Decision::Keep);
+    }
+
+    #[test]
+    fn arrow_batches_are_checked_row_by_row() {
+        use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+        use std::sync::Arc;
+        let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as ArrayRef),
+            (
+                "ts",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(1_000_000), Some(2_000_000), None, Some(3_000_000)])
+                        .with_timezone("UTC"),
+                ) as ArrayRef,
+            ),
+            ("v", Arc::new(StringArray::from(vec!["a", "b", "c", "d"])) as ArrayRef),
+        ])
+        .unwrap();
+        let mut c = Cursor::new(
+            cfg(json!({"cursor_path": "ts", "initial_value": "1970-01-01T00:00:02Z", "on_cursor_value_missing": "exclude"})),
+            None,
+            &["id".to_string()],
+        )
+        .unwrap();
+        let (kept, stop) = c.check_batch(&batch).unwrap();
+        let kept = kept.unwrap();
+        assert!(!stop);
+        assert_eq!(kept.num_rows(), 2);
+        assert_eq!(arrow_value(kept.column(0), 0), json!(2));
+        assert_eq!(arrow_value(kept.column(1), 1), json!("1970-01-01T00:00:03.000000+00:00"));
+        let state = c.into_state().unwrap();
+        assert_eq!(state["last_value"], json!("1970-01-01T00:00:03.000000+00:00"));
+        assert_eq!(state["unique_hashes"], json!([row_hash(&json!(4))]));
+        // a bounded window over ordered rows stops at its end
+        let mut c = Cursor::new(
+            cfg(json!({"cursor_path": "ts", "on_cursor_value_missing": "exclude", "row_order": "asc",
+                       "end_value": "1970-01-01T00:00:02.5Z"})),
+            None,
+            &["id".to_string()],
+        )
+        .unwrap();
+        let (kept, stop) = c.check_batch(&batch).unwrap();
+        assert!(stop);
+        assert_eq!(kept.unwrap().num_rows(), 2);
     }
 
     #[test]

@@ -68,7 +68,8 @@ const REFLECT_SQL: &str = "\
 SELECT c.relname::text, c.relkind::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
        bt.typname::text, bt.typtype::text, bt.typcategory::text, \
        (CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::int4, \
-       (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)) \
+       (a.attnotnull OR (t.typtype = 'd' AND t.typnotnull)), \
+       (SELECT max(length(e.enumlabel)) FROM pg_enum e WHERE e.enumtypid = bt.oid)::int4 \
 FROM pg_class c \
 JOIN pg_namespace n ON n.oid = c.relnamespace \
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -103,7 +104,7 @@ pub(crate) fn reflect(client: &mut postgres::Client, schema: Option<&str>) -> Re
         let tname: String = r.get(0);
         let relkind: String = r.get(1);
         let mapped: Mapped =
-            types::postgres(&r.get::<_, String>(4), &r.get::<_, String>(5), &r.get::<_, String>(6), r.get(7));
+            types::postgres(&r.get::<_, String>(4), &r.get::<_, String>(5), &r.get::<_, String>(6), r.get(7), r.get(9));
         let col = SqlColumn::new(r.get::<_, String>(2), r.get::<_, String>(3), mapped, !r.get::<_, bool>(8));
         match tables.last_mut() {
             Some(t) if t.name == tname => t.columns.push(col),

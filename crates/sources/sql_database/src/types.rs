@@ -11,7 +11,7 @@
 //! | `numeric` (unbounded) | — | `NUMERIC`, `DECIMAL` | Decimal → Decimal128(38,9), rounded half away from zero | decimal (dlt default 38,9) |
 //! | `numeric(p,s)`, p > 38 | `decimal(p,s)`, p > 38 | `DECIMAL(p,s)`, p > 38 | Text → Utf8 (exact digits) | text |
 //! | `text`, `varchar(n)`, `char(n)`, `name`, `"char"`, `citext` | `char(n)`, `varchar(n)`, `*text` | `…CHAR…`, `…TEXT…`, `CLOB`, no type | Text → Utf8 | text (precision n at `full_with_precision`) |
-//! | enum types | `enum`, `set` | — | Text → Utf8 | text |
+//! | enum types | `enum`, `set` | — | Text → Utf8 | text (the longest value's length at `full_with_precision`, as dlt) |
 //! | `uuid` | — | `UUID` | Text → Utf8 (`8-4-4-4-12` lower-case) | text |
 //! | `interval` | — | — | Text → Utf8, ISO 8601 (`P1Y2M3DT4H5M6S`) | text |
 //! | `money`, `inet`, `cidr`, `macaddr`, `bit`, `varbit`, `xml`, `tsvector`, ranges, geometric, other types | `geometry` types → Binary; anything else | anything else | Text → Utf8 (the server's text form) | text |
@@ -181,13 +181,14 @@ fn numeric(precision: Option<u32>, scale: Option<i32>) -> Mapped {
 }
 
 /// Postgres: `base` is the (domain-resolved) `pg_type.typname`, `typtype`/`category` its
-/// `typtype` and `typcategory`, `typmod` the attribute's type modifier.
-pub fn postgres(base: &str, typtype: &str, category: &str, typmod: i32) -> Mapped {
+/// `typtype` and `typcategory`, `typmod` the attribute's type modifier, `enum_len` the longest
+/// label of an enum type.
+pub fn postgres(base: &str, typtype: &str, category: &str, typmod: i32, enum_len: Option<i32>) -> Mapped {
     if category == "A" {
         return Mapped::of(ValueKind::Json);
     }
     match typtype {
-        "e" => return Mapped::of(ValueKind::Text),
+        "e" => return Mapped::with_precision(ValueKind::Text, enum_len.map(|n| n as u32)),
         "c" => return Mapped::of(ValueKind::Json),
         _ => {}
     }
@@ -226,7 +227,9 @@ pub fn mysql(data_type: &str, precision: Option<u32>, scale: Option<u32>, char_l
         "decimal" | "numeric" | "dec" | "fixed" => numeric(precision, scale.map(|s| s as i32)),
         "float" | "double" | "real" | "double precision" => Mapped::of(ValueKind::Double),
         "char" | "varchar" => Mapped::with_precision(ValueKind::Text, char_len),
-        "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => Mapped::of(ValueKind::Text),
+        "tinytext" | "text" | "mediumtext" | "longtext" => Mapped::of(ValueKind::Text),
+        // dlt gives enums the length of the longest value
+        "enum" | "set" => Mapped::with_precision(ValueKind::Text, char_len),
         "json" => Mapped::of(ValueKind::Json),
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
         | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
@@ -302,15 +305,16 @@ mod tests {
     #[test]
     fn mapping_table() {
         // numeric(10,3): typmod = (10 << 16 | 3) + 4
-        let m = postgres("numeric", "b", "N", ((10 << 16) | 3) + 4);
+        let m = postgres("numeric", "b", "N", ((10 << 16) | 3) + 4, None);
         assert_eq!(m.kind, ValueKind::Decimal { precision: 10, scale: 3 });
-        let m = postgres("numeric", "b", "N", -1);
+        let m = postgres("numeric", "b", "N", -1, None);
         assert!(m.default_decimal && m.kind == DEFAULT_DECIMAL);
-        assert_eq!(postgres("numeric", "b", "N", ((50 << 16) | 2) + 4).kind, ValueKind::Text);
-        assert_eq!(postgres("_int4", "b", "A", -1).kind, ValueKind::Json);
-        assert_eq!(postgres("mood", "e", "E", -1).kind, ValueKind::Text);
-        assert_eq!(postgres("varchar", "b", "S", 24).precision, Some(20));
-        assert_eq!(postgres("timestamptz", "b", "D", -1).kind, ValueKind::Timestamp { tz: true });
+        assert_eq!(postgres("numeric", "b", "N", ((50 << 16) | 2) + 4, None).kind, ValueKind::Text);
+        assert_eq!(postgres("_int4", "b", "A", -1, None).kind, ValueKind::Json);
+        assert_eq!(postgres("mood", "e", "E", -1, Some(7)).kind, ValueKind::Text);
+        assert_eq!(postgres("mood", "e", "E", -1, Some(7)).precision, Some(7));
+        assert_eq!(postgres("varchar", "b", "S", 24, None).precision, Some(20));
+        assert_eq!(postgres("timestamptz", "b", "D", -1, None).kind, ValueKind::Timestamp { tz: true });
         assert_eq!(mysql("tinyint", Some(3), Some(0), None).kind, ValueKind::Int);
         assert_eq!(mysql("decimal", Some(38), Some(9), None).kind, ValueKind::Decimal { precision: 38, scale: 9 });
         assert_eq!(mysql("decimal", Some(65), Some(30), None).kind, ValueKind::Text);
@@ -321,14 +325,14 @@ mod tests {
         assert_eq!(sqlite("DATETIME").kind, ValueKind::Timestamp { tz: false });
         assert_eq!(sqlite("").kind, ValueKind::Text);
 
-        let vc = postgres("varchar", "b", "S", 24);
+        let vc = postgres("varchar", "b", "S", 24, None);
         let full = dlt_column("v", &vc, true, false, ReflectionLevel::Full);
         assert_eq!((full.data_type, full.precision), (Some(DataType::Text), None));
         let fwp = dlt_column("v", &vc, true, false, ReflectionLevel::FullWithPrecision);
         assert_eq!(fwp.precision, Some(20));
         let min = dlt_column("id", &Mapped::of(ValueKind::Int), true, true, ReflectionLevel::Minimal);
         assert_eq!((min.data_type, min.nullable, min.primary_key), (None, Some(false), true));
-        let d = dlt_column("n", &postgres("numeric", "b", "N", -1), true, false, ReflectionLevel::Full);
+        let d = dlt_column("n", &postgres("numeric", "b", "N", -1, None), true, false, ReflectionLevel::Full);
         assert_eq!((d.data_type, d.precision), (Some(DataType::Decimal), None));
     }
 }

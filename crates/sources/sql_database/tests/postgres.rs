@@ -168,8 +168,11 @@ fn every_type_round_trips_as_rows() {
 #[test]
 fn reflection_levels() {
     let Some(pg) = PgSchema::new() else { return };
-    pg.exec("CREATE TABLE {s}.t (id int PRIMARY KEY, name varchar(20), n numeric(10,3), s smallint, ts timestamp)");
-    pg.exec("INSERT INTO {s}.t VALUES (1, 'a', 1.5, 7, '2024-01-01 00:00:00')");
+    pg.exec(
+        "CREATE TYPE {s}.m AS ENUM ('a', 'longest');
+         CREATE TABLE {s}.t (id int PRIMARY KEY, name varchar(20), n numeric(10,3), s smallint, ts timestamp, e {s}.m);
+         INSERT INTO {s}.t VALUES (1, 'a', 1.5, 7, '2024-01-01 00:00:00', 'a')",
+    );
     let dest = Dest::new();
     for (level, ds) in [(ReflectionLevel::Minimal, "lv_min"), (ReflectionLevel::FullWithPrecision, "lv_fwp")] {
         let src =
@@ -181,6 +184,7 @@ fn reflection_levels() {
         if level == ReflectionLevel::FullWithPrecision {
             assert_eq!(t.columns["name"].precision, Some(20));
             assert_eq!(t.columns["s"].precision, Some(32));
+            assert_eq!(t.columns["e"].precision, Some(7), "an enum's length is its longest value's");
             assert_eq!(dest.columns(ds, "t")[3].1, "INTEGER");
         }
         assert_eq!((t.columns["n"].precision, t.columns["n"].scale), (Some(10), Some(3)));
