@@ -88,3 +88,45 @@ impl Staging for Filesystem {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FilesystemConfig;
+    use std::sync::Arc;
+
+    fn job(dir: &std::path::Path, table: &str, file_id: &str) -> JobFile {
+        use arrow::array::{ArrayRef, Int64Array};
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        )])
+        .unwrap();
+        let path = dir.join(JobFile::file_name(table, file_id, 0, FileFormat::Parquet));
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        JobFile::parse(path).unwrap()
+    }
+
+    #[test]
+    fn uploads_jobs_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("stage");
+        let mut c = FilesystemConfig::new(bucket.display().to_string());
+        c.loader_file_format = FileFormat::Jsonl;
+        let fs = Filesystem::new(c).unwrap();
+        let jobs = vec![job(dir.path(), "users", "aaaaa11111"), job(dir.path(), STATE_TABLE, "bbbbb22222")];
+        let staged = fs.upload_jobs("ds", "s", "1700000000.5", &jobs).unwrap();
+        assert_eq!(staged.len(), 1, "the state job is not staged");
+        let local = bucket.canonicalize().unwrap();
+        assert_eq!(staged[0].url, format!("file://{}/ds/users/1700000000.5.aaaaa11111.jsonl.gz", local.display()));
+        assert_eq!((staged[0].format, staged[0].gzip, staged[0].table.as_str()), (FileFormat::Jsonl, true, "users"));
+        assert!(local.join("ds/users/1700000000.5.aaaaa11111.jsonl.gz").exists());
+        assert!(!local.join("ds/_dlt_loads").exists());
+        fs.cleanup(&staged).unwrap();
+        assert!(!local.join("ds/users/1700000000.5.aaaaa11111.jsonl.gz").exists());
+        assert!(fs.upload_jobs("..", "s", "1", &jobs).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! `dlt run` into the filesystem destination and `dlt pipeline NAME sync` from the bucket, with
+//! the `dlt` binary as a subprocess; files read back with DuckDB's `read_parquet`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn ok(o: &Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "failed: {}\nstdout: {out}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+struct Project {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let lines: String = (0..5).map(|i| format!("{{\"id\": {i}, \"tags\": [\"a\", \"b{i}\"]}}\n")).collect();
+        std::fs::write(root.join("data/issues.jsonl"), lines).unwrap();
+        std::fs::write(
+            root.join("pipeline.toml"),
+            "[pipeline]\nname = \"fs_cli\"\ndestination = \"filesystem\"\ndataset_name = \"ds\"\n\n\
+             [destination]\nbucket_url = \"bucket\"\n\n\
+             [source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"issues\"\npath = \"data/*.jsonl\"\n\
+             [source.resources.incremental]\ncursor_path = \"id\"\n",
+        )
+        .unwrap();
+        Project { _dir: dir, root }
+    }
+
+    fn dlt(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dlt"))
+            .current_dir(&self.root)
+            .env("DLT_DATA_DIR", self.root.join("dlt-data"))
+            .env_remove("DLT_FAULT")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        let c = duckdb::Connection::open_in_memory().unwrap();
+        let glob = self.root.join(format!("bucket/ds/{table}/*.parquet"));
+        c.query_row(&format!("SELECT count(*) FROM read_parquet('{}')", glob.display()), [], |r| r.get(0)).unwrap()
+    }
+}
+
+#[test]
+fn run_into_files_and_sync_state_from_the_bucket() {
+    let p = Project::new();
+    let out = ok(&p.dlt(&["run", "pipeline.toml"]));
+    assert!(out.contains("destination filesystem"), "{out}");
+    assert_eq!(p.count("issues"), 5);
+    assert_eq!(p.count("issues__tags"), 10);
+    assert!(p.root.join("bucket/ds/init").exists());
+    assert_eq!(std::fs::read_dir(p.root.join("bucket/ds/_dlt_loads")).unwrap().count(), 1);
+
+    let wd = p.root.join("dlt-data/pipelines/fs_cli");
+    let before: Value = serde_json::from_str(&std::fs::read_to_string(wd.join("state.json")).unwrap()).unwrap();
+    std::fs::remove_file(wd.join("state.json")).unwrap();
+    std::fs::remove_dir_all(wd.join("schemas")).unwrap();
+    let out = ok(&p.dlt(&["-y", "pipeline", "fs_cli", "sync"]));
+    assert!(out.contains("Restoring from destination"), "{out}");
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(wd.join("state.json")).unwrap()).unwrap();
+    assert_eq!(after["_version_hash"], before["_version_hash"]);
+    assert_eq!(
+        after["sources"]["fs_cli"]["resources"]["issues"]["incremental"]["id"]["last_value"],
+        serde_json::json!(4)
+    );
+    assert!(wd.join("schemas/fs_cli.schema.json").exists());
+
+    // the restored cursor: the same file loads nothing new
+    let json: Value = serde_json::from_slice(&p.dlt(&["run", "pipeline.toml", "--json"]).stdout).unwrap();
+    assert!(json["row_counts"].get("issues").is_none(), "{json}");
+    // a fresh machine without the working dir: `run` restores from the bucket before extracting
+    std::fs::remove_dir_all(&wd).unwrap();
+    let json: Value = serde_json::from_slice(&p.dlt(&["run", "pipeline.toml", "--json"]).stdout).unwrap();
+    assert!(json["row_counts"].get("issues").is_none(), "{json}");
+    assert_eq!(p.count("issues"), 5);
+}
+
+#[test]
+fn missing_bucket_url_is_a_one_line_error_naming_the_setting() {
+    let p = Project::new();
+    let toml = std::fs::read_to_string(p.root.join("pipeline.toml")).unwrap().replace("bucket_url = \"bucket\"\n", "");
+    std::fs::write(p.root.join("pipeline.toml"), toml).unwrap();
+    let o = p.dlt(&["run", "pipeline.toml"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ERROR:") && err.contains("DESTINATION__FILESYSTEM__BUCKET_URL"), "{err}");
+}
