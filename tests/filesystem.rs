@@ -286,6 +286,11 @@ fn jsonl_and_csv_files_with_compression_options() {
     assert!(all.iter().any(|f| f.starts_with("_dlt_loads/") && f.ends_with(".jsonl")));
     // the SQL reader reads the gzipped jsonl back
     assert_eq!(p.read_table("items").unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    // switching the format on the same dataset: the reader unions parquet and jsonl files by name
+    drop(p);
+    let mut p = env.pipeline_with("js", "js_data", env.dest(|_| {}), vec![]);
+    p.run(Resource::from_values("items", vec![json!({"id": 9, "name": "nine"})])).unwrap();
+    assert_eq!(p.read_table("items").unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 4);
 
     // csv without compression, through the factory and config names dlt uses
     let env2 = Env::new();

@@ -47,16 +47,37 @@ impl SqlState {
                     }
                 }
             }
-            let list = local.iter().map(|p| lit(&p.to_string_lossy())).collect::<Vec<_>>().join(", ");
-            let first = files.first().map(String::as_str).unwrap_or_default();
-            let reader = if first.ends_with(".parquet") {
-                format!("read_parquet([{list}], union_by_name = true)")
-            } else if first.ends_with(".csv") || first.ends_with(".csv.gz") {
-                format!("read_csv([{list}], union_by_name = true, header = true)")
-            } else {
-                format!("read_json([{list}], format = 'newline_delimited', union_by_name = true)")
-            };
-            conn.execute_batch(&format!("CREATE VIEW {} AS SELECT * FROM {reader};", quote(&table)))
+            // one reader per file kind (a table may hold files of several formats over time)
+            let mut kinds: Vec<(&str, Vec<String>)> = vec![];
+            for (f, p) in files.iter().zip(&local) {
+                let kind = if f.ends_with(".parquet") {
+                    "parquet"
+                } else if f.ends_with(".csv") || f.ends_with(".csv.gz") {
+                    "csv"
+                } else {
+                    "json"
+                };
+                let path = lit(&p.to_string_lossy());
+                match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, v)) => v.push(path),
+                    None => kinds.push((kind, vec![path])),
+                }
+            }
+            let reader = kinds
+                .iter()
+                .map(|(kind, paths)| {
+                    let list = paths.join(", ");
+                    match *kind {
+                        "parquet" => format!("SELECT * FROM read_parquet([{list}], union_by_name = true)"),
+                        "csv" => format!("SELECT * FROM read_csv([{list}], union_by_name = true, header = true)"),
+                        _ => format!(
+                            "SELECT * FROM read_json([{list}], format = 'newline_delimited', union_by_name = true)"
+                        ),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL BY NAME ");
+            conn.execute_batch(&format!("CREATE VIEW {} AS {reader};", quote(&table)))
                 .map_err(|e| err(e, &format!("creating a view of table {table}")))?;
         }
         Ok(SqlState { conn, _tmp: tmp })
