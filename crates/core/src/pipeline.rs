@@ -931,19 +931,28 @@ impl Pipeline {
                 if filtered.contains(&table) {
                     continue;
                 }
+                // `stop_after`: the cursor passed the window (row_order); write what was kept, then stop
+                let mut stop_after = false;
                 let item = match (&mut cursor, item) {
                     (None, item) => item,
+                    (Some(c), Item::Arrow(batch)) => {
+                        let (kept, stop) = c.check_batch(&batch).map_err(|e| Error::Source {
+                            resource: name.clone(),
+                            message: format!("batch #{idx}: {e}"),
+                            transient: false,
+                        })?;
+                        stop_after = stop;
+                        match kept {
+                            Some(b) => Item::Arrow(b),
+                            None if stop => break,
+                            None => continue,
+                        }
+                    }
                     (Some(c), item) => {
                         let v = match item {
                             Item::Json(v) => v,
                             Item::RawJson(s) => serde_json::from_str(&s)?,
-                            Item::Arrow(_) => {
-                                return Err(Error::Source {
-                                    resource: name.clone(),
-                                    message: "incremental cursors over Arrow items are not supported yet".into(),
-                                    transient: false,
-                                });
-                            }
+                            Item::Arrow(_) => unreachable!("handled above"),
                         };
                         match c.check(&v).map_err(|e| Error::Source {
                             resource: name.clone(),
@@ -962,6 +971,9 @@ impl Pipeline {
                 total += n;
                 if total.is_multiple_of(10_000) {
                     self.report(|p| p.items(Step::Extract, total));
+                }
+                if stop_after {
+                    break;
                 }
             }
             {

@@ -323,6 +323,19 @@ fn delete_insert(ctx: &MergeContext<'_>, root: &Table, chain: &[&Table]) -> Vec<
     // rows to insert: one per primary key (unless declared deduplicated), no hard deletes
     let id = ctx.c(C_DLT_ID);
     let filter = not_deleted(ctx, root, "");
+    if !has_children {
+        // no nested tables: insert straight from staging (Arrow tables may have no `_dlt_id`)
+        if !pk.is_empty() && deduplicate {
+            let part = pk.iter().map(|k| ctx.c(k)).collect::<Vec<_>>().join(", ");
+            out.push(format!(
+                "INSERT INTO {q_root}({cols}) SELECT {cols} FROM (SELECT ROW_NUMBER() OVER (partition BY {part} ORDER BY {}) AS _dlt_dedup_rn, {cols} FROM {s_root}) AS _dlt_dedup_numbered WHERE _dlt_dedup_rn = 1 AND ({filter});",
+                dedup_order(ctx, root),
+            ));
+        } else {
+            out.push(format!("INSERT INTO {q_root}({cols}) SELECT {cols} FROM {s_root} WHERE {filter};"));
+        }
+        return out;
+    }
     let select_ids = if !pk.is_empty() && deduplicate {
         let part = pk.iter().map(|k| ctx.c(k)).collect::<Vec<_>>().join(", ");
         let mut inner = vec![id.clone()];

@@ -378,8 +378,8 @@ impl SqlDatabase {
             hints.write_disposition = opts.write_disposition.clone().or(self.write_disposition.clone());
             hints.table_name = opts.table_name.clone().map(TableName::Static);
             hints.incremental = incremental.clone();
-            // the pipeline's cursor reads JSON items: incremental tables come as rows for now
-            let backend = if incremental.is_some() { Backend::Rows } else { self.backend };
+            // the pipeline's cursor checks Arrow batches row by row (window, boundary dedup, state)
+            let backend = self.backend;
             templates.push(Template {
                 resource: t.name.clone(),
                 table: t,
