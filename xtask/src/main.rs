@@ -170,12 +170,15 @@ fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process
         return Ok(Err(format!("must-pass list {} is missing", must_pass.display())));
     }
     let must_pass_pg = ctx.repo.join("tests/conformance/must_pass_postgres.txt");
-    if !must_pass_pg.is_file() {
-        return Ok(Err(format!("must-pass list {} is missing", must_pass_pg.display())));
+    let must_pass_fs = ctx.repo.join("tests/conformance/must_pass_filesystem.txt");
+    for list in [&must_pass_pg, &must_pass_fs] {
+        if !list.is_file() {
+            return Ok(Err(format!("must-pass list {} is missing", list.display())));
+        }
     }
-    // the same cases on DuckDB, then on the Postgres server the tests use
+    // the same cases on DuckDB, then on the Postgres server the tests use, then on local files
     let mut result = None;
-    for (destination, list) in [("duckdb", must_pass), ("postgres", must_pass_pg)] {
+    for (destination, list) in [("duckdb", must_pass), ("postgres", must_pass_pg), ("filesystem", must_pass_fs)] {
         let mut keep = TempDir::new("dlt-conformance")?;
         let st = run_conformance(
             ctx,
@@ -198,7 +201,7 @@ fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process
             result = Some(st);
         }
     }
-    Ok(Ok(result.expect("two runs")))
+    Ok(Ok(result.expect("three runs")))
 }
 
 fn outcome(st: std::process::ExitStatus) -> String {

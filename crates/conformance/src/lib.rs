@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod dump;
+pub mod fs_mirror;
 pub mod jsonfmt;
 pub mod pg_mirror;
 pub mod pyfmt;

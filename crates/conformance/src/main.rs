@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]
-//!                 [--destination duckdb|postgres] [--keep-db]                    run cases through dlt-rs
+//!                 [--destination duckdb|postgres|filesystem] [--keep-db]                    run cases through dlt-rs
 //! dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]
 //! dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts]
 //!                 [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]
@@ -13,6 +13,10 @@
 //! `DLT_TEST_POSTGRES_URL` (default `postgresql://postgres@127.0.0.1:5432/test`), mirrors the
 //! datasets into DuckDB after every run and dumps them from there (see `pg_mirror`); the
 //! database is dropped at the end of the case unless `--keep-db` is given.
+//!
+//! `--destination filesystem` runs every case into a local bucket folder (`OUT/<case>/bucket`,
+//! parquet files in dlt's layout), mirrors the datasets' files into DuckDB after every run with
+//! DuckDB's parquet reader and dumps them from there (see `fs_mirror`).
 
 use dlt_conformance::runner::Target;
 use dlt_conformance::{CompareOptions, dump, format_report, to_pretty_json, try_compare};
@@ -22,7 +26,7 @@ use std::process::ExitCode;
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
-         [--destination duckdb|postgres] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
+         [--destination duckdb|postgres|filesystem] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
          dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts] \
          [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]"
     );
@@ -154,7 +158,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
             "--destination" => match args.next() {
                 Some(d) => destination = d,
                 None => {
-                    eprintln!("--destination needs a value (duckdb or postgres)");
+                    eprintln!("--destination needs a value (duckdb, postgres or filesystem)");
                     return ExitCode::from(2);
                 }
             },
@@ -169,21 +173,21 @@ fn run_cases(argv: &[String]) -> ExitCode {
     let (Some(cases), Some(keep)) = (cases, keep) else {
         eprintln!(
             "usage: dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
-             [--destination duckdb|postgres] [--keep-db]"
+             [--destination duckdb|postgres|filesystem] [--keep-db]"
         );
         return ExitCode::from(2);
     };
     let target = match destination.as_str() {
-        "duckdb" => {
+        "duckdb" | "filesystem" => {
             if keep_db {
                 eprintln!("--keep-db only applies to --destination postgres");
                 return ExitCode::from(2);
             }
-            Target::DuckDb
+            if destination == "filesystem" { Target::Filesystem } else { Target::DuckDb }
         }
         "postgres" | "postgresql" => Target::postgres_from_env(keep_db),
         other => {
-            eprintln!("unknown destination {other:?} (expected duckdb or postgres)");
+            eprintln!("unknown destination {other:?} (expected duckdb, postgres or filesystem)");
             return ExitCode::from(2);
         }
     };
@@ -242,6 +246,9 @@ fn run_cases(argv: &[String]) -> ExitCode {
             "destination: postgres (server {}, one fresh database per case)",
             dlt::dlt_core::config::mask_url(server_url)
         );
+    }
+    if target == Target::Filesystem {
+        println!("destination: filesystem (a local bucket folder per case, read back with DuckDB's read_parquet)");
     }
     println!("conformance: {passed} passed, {} failed", required_failed.len());
     if required_failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }

@@ -1,5 +1,5 @@
-//! Runs conformance cases through the dlt-rs engine into DuckDB (or a real PostgreSQL server,
-//! see [`Target`]) and writes result files.
+//! Runs conformance cases through the dlt-rs engine into DuckDB (or a real PostgreSQL server, or
+//! the filesystem destination; see [`Target`]) and writes result files.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,11 @@ pub enum Target {
         /// Keep each case's database instead of dropping it at the end.
         keep_db: bool,
     },
+    /// The filesystem destination writing parquet files into a fresh local bucket folder per case
+    /// (`OUT/<case>/bucket`). After every run the case's datasets are mirrored into
+    /// `OUT/<case>/mirror.duckdb` with DuckDB's parquet reader (see [`crate::fs_mirror`]) and
+    /// dumped from there.
+    Filesystem,
 }
 
 impl Target {
@@ -34,6 +39,7 @@ impl Target {
         match self {
             Target::DuckDb => "duckdb",
             Target::Postgres { .. } => "postgres",
+            Target::Filesystem => "filesystem",
         }
     }
 
@@ -182,6 +188,7 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     }
     fs::create_dir_all(out_dir)?;
     let db = out_dir.join("dest.duckdb");
+    let bucket = out_dir.join("bucket");
     let mut pg_db = None;
     let destination: Arc<dyn dlt::Destination> = match target {
         Target::DuckDb => {
@@ -194,6 +201,10 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
             let dest = dlt::destinations::postgres_impl::Postgres::from_config(cdb.config.clone())?;
             pg_db = Some(cdb);
             Arc::new(dest)
+        }
+        Target::Filesystem => {
+            fs::create_dir_all(&bucket)?;
+            dlt::destinations::filesystem(&bucket.to_string_lossy())?
         }
     };
     let mut pg_reader = match &pg_db {
@@ -236,6 +247,13 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
             }
         };
         let dump = match &mut pg_reader {
+            None if *target == Target::Filesystem => crate::fs_mirror::dump_filesystem(
+                &bucket,
+                &datasets,
+                time_tokens.as_deref(),
+                Some(&out_dir.join("mirror.duckdb")),
+            )
+            .with_context(|| format!("dumping run {i} from the bucket folder"))?,
             None => crate::dump(&db, &datasets, time_tokens.as_deref())?,
             Some(pg) => crate::pg_mirror::dump_postgres(
                 pg,
@@ -251,6 +269,9 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     if let Some(cdb) = &pg_db {
         oracle["destination"] = json!("postgres");
         oracle["database"] = json!(cdb.name);
+    }
+    if *target == Target::Filesystem {
+        oracle["destination"] = json!("filesystem");
     }
     drop(pg_reader);
     drop(pg_db);
@@ -320,8 +341,17 @@ pub fn run_all_on(cases: &Path, keep: &Path, filter: Option<&str>, target: &Targ
             continue;
         }
         let case_out = keep.join(&name);
-        let result = run_case_on(&d, &case_out, target).with_context(|| format!("case {name}"))?;
         let result_path = case_out.join("result.json");
+        let result = match run_case_on(&d, &case_out, target) {
+            Ok(r) => r,
+            // a filesystem case whose files cannot be mirrored (e.g. a NULL in a NOT NULL column)
+            // is a failed case, not the end of the run
+            Err(e) if *target == Target::Filesystem => {
+                out.push(CaseOutcome { name, diffs: vec![format!("error: {e:#}")], result_path });
+                continue;
+            }
+            Err(e) => return Err(e.context(format!("case {name}"))),
+        };
         fs::write(&result_path, crate::to_pretty_json(&result) + "\n")?;
         let expected: Value = serde_json::from_str(&fs::read_to_string(d.join("expected.json"))?)?;
         let diffs = crate::compare(&expected, &result, &crate::CompareOptions::default());
