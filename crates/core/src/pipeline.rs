@@ -1620,7 +1620,12 @@ impl ExtractWriters {
                 if !self.arrow.contains_key(table) {
                     let p = self.dir.join(JobFile::file_name(table, &new_file_id(), 0, FileFormat::Parquet));
                     let f = fs::File::create(&p).at(&p)?;
-                    let w = ArrowWriter::try_new(f, batch.schema(), None)?;
+                    // row groups of ~100k rows: loaders (DuckDB's parquet reader) hold a whole
+                    // column chunk per reading thread, so group size is their memory per thread
+                    let props = parquet::file::properties::WriterProperties::builder()
+                        .set_max_row_group_row_count(Some(100_000))
+                        .build();
+                    let w = ArrowWriter::try_new(f, batch.schema(), Some(props))?;
                     self.arrow.insert(table.to_string(), (w, batch.schema()));
                 }
                 let (w, _) = self.arrow.get_mut(table).expect("inserted");
