@@ -2,6 +2,7 @@
 //! catalogs, and reading with `COPY (SELECT …) TO STDOUT (FORMAT binary)` decoded straight into
 //! Arrow builders.
 
+use std::fmt::Write as _;
 use std::io::Read;
 use std::str::FromStr;
 
@@ -181,6 +182,8 @@ fn cast(e: &str, t: &Type, kind: ValueKind) -> (String, Wire) {
         ValueKind::Int => (format!("({e})::int8"), Wire::Int8),
         ValueKind::Double => (format!("({e})::float8"), Wire::Float8),
         ValueKind::Decimal { .. } => (format!("({e})::numeric"), Wire::Numeric),
+        // the output function's text: the `inet` → text cast always adds the netmask (`/32`)
+        ValueKind::Text if *t == Type::INET => (format!("textin(inet_out({e}))"), Wire::Text),
         ValueKind::Text => (format!("({e})::text"), Wire::Text),
         ValueKind::Json => (format!("to_json({e})::text"), Wire::Text),
         ValueKind::Binary => (format!("({e})::bytea"), Wire::Bytea),
@@ -366,6 +369,18 @@ fn uuid_text(b: &[u8], out: &mut String) {
     }
 }
 
+/// A `real` as the double its text reads as: the shortest decimal that round-trips to the float4
+/// (what Postgres prints and psycopg2/dlt read, and what MySQL sends for `FLOAT`), so `3.14`
+/// stays `3.14` instead of the exact widening `3.140000104904175`.
+fn widen_f32(f: f32, scratch: &mut String) -> f64 {
+    if !f.is_finite() {
+        return f as f64;
+    }
+    scratch.clear();
+    let _ = write!(scratch, "{f}");
+    scratch.parse().unwrap_or(f as f64)
+}
+
 fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::result::Result<(), String> {
     let len_err = || format!("unexpected {} byte value for {wire:?}", v.len());
     match (wire, b) {
@@ -374,7 +389,7 @@ fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::r
         (Wire::Int4, ColBuilder::Int(b)) if v.len() == 4 => b.append_value(be_i32(v) as i64),
         (Wire::Int8, ColBuilder::Int(b)) if v.len() == 8 => b.append_value(be_i64(v)),
         (Wire::Float4, ColBuilder::Double(b)) if v.len() == 4 => {
-            b.append_value(f32::from_bits(be_i32(v) as u32) as f64)
+            b.append_value(widen_f32(f32::from_bits(be_i32(v) as u32), scratch))
         }
         (Wire::Float8, ColBuilder::Double(b)) if v.len() == 8 => b.append_value(f64::from_bits(be_i64(v) as u64)),
         (Wire::Numeric, ColBuilder::Decimal(b, p, s)) => match numeric(v, *p, *s)? {
@@ -517,5 +532,20 @@ mod tests {
         let mut s = String::new();
         uuid_text(&[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 1, 2, 3, 4, 5, 6, 7], &mut s);
         assert_eq!(s, "12345678-9abc-def0-0001-020304050607");
+    }
+
+    #[test]
+    fn real_widening() {
+        let mut s = String::new();
+        assert_eq!(widen_f32(0.3, &mut s), 0.3);
+        assert_eq!(widen_f32(-0.1, &mut s), -0.1);
+        assert_eq!(widen_f32(f32::MAX, &mut s), 3.4028235e38);
+        assert_eq!(widen_f32(1e-45, &mut s), 1e-45);
+        assert_eq!(widen_f32(f32::NEG_INFINITY, &mut s), f64::NEG_INFINITY);
+        assert!(widen_f32(f32::NAN, &mut s).is_nan());
+        // round-trips to the same float4
+        for f in [0.3f32, 1.0 / 3.0, 16_777_217.0, f32::MIN_POSITIVE] {
+            assert_eq!(widen_f32(f, &mut s) as f32, f);
+        }
     }
 }

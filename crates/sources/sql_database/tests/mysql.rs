@@ -9,28 +9,7 @@ use common::{Dest, MyDb, col, float_eq, json_eq};
 use dlt_core::incremental::IncrementalConfig;
 use dlt_sql_database::{SqlDatabase, TableOptions};
 
-const ALL_TYPES: &str = r#"
-CREATE TABLE all_types (
-  id BIGINT PRIMARY KEY,
-  c_tinyint TINYINT, c_bool TINYINT(1), c_smallint SMALLINT, c_mediumint MEDIUMINT, c_int INT, c_bigint BIGINT,
-  c_ubigint BIGINT UNSIGNED, c_dec DECIMAL(38,9), c_dec_small DECIMAL(10,3), c_float FLOAT, c_double DOUBLE,
-  c_char CHAR(5), c_varchar VARCHAR(20), c_text TEXT, c_enum ENUM('a','b','ü'), c_set SET('x','y'), c_json JSON,
-  c_binary BINARY(4), c_varbinary VARBINARY(10), c_blob BLOB,
-  c_date DATE, c_datetime DATETIME(6), c_timestamp TIMESTAMP(6) NULL, c_time TIME(6), c_year YEAR, c_bit BIT(8)
-);
-INSERT INTO all_types VALUES
-(1, -128, 1, -32768, -8388608, -2147483648, -9223372036854775808, 9223372036854775807,
- -99999999999999999999999999999.999999999, -9999999.999, 3.14, -1.7976931348623157e308,
- 'ab', 'varchar ✓', 'héllo 🎉 中文 \\ "q" ''s''', 'ü', 'x,y', '{"a": [1, 2], "b": "ü"}',
- X'00FF', X'0102', X'DEADBEEF',
- '1000-01-01', '1999-12-31 23:59:59.999999', '2024-03-10 12:34:56.123456', '23:59:59.999999', 2024, b'10101010');
-INSERT INTO all_types VALUES
-(2, 127, 0, 32767, 8388607, 2147483647, 9223372036854775807, 0,
- 99999999999999999999999999999.999999999, 9999999.999, -0.5, 2.2250738585072014e-308,
- 'abcde', '', '', 'a', '', '[]', X'', X'', X'',
- '9999-12-31', '1970-01-01 00:00:00', '1970-01-01 00:00:01', '00:00:00', 1901, b'0');
-INSERT INTO all_types (id) VALUES (3)
-"#;
+const ALL_TYPES: &str = include_str!("fixtures/mysql_all_types.sql");
 
 /// (column, server expression, DuckDB expression, DuckDB type)
 const COLUMNS: &[(&str, &str, &str, &str)] = &[
@@ -76,6 +55,17 @@ const COLUMNS: &[(&str, &str, &str, &str)] = &[
     ),
     ("c_year", "CAST(c_year AS CHAR)", "c_year::VARCHAR", "BIGINT"),
     ("c_bit", "CAST(c_bit + 0 AS CHAR)", "c_bit::VARCHAR", "BIGINT"),
+    ("c_uint", "CAST(c_uint AS CHAR)", "c_uint::VARCHAR", "BIGINT"),
+    ("c_dec_wide", "CAST(c_dec_wide AS CHAR)", "c_dec_wide", "VARCHAR"),
+    ("c_dec_default", "CAST(c_dec_default AS CHAR)", "c_dec_default::VARCHAR", "DECIMAL(10,0)"),
+    ("c_tinytext", "c_tinytext", "c_tinytext", "VARCHAR"),
+    ("c_mediumtext", "c_mediumtext", "c_mediumtext", "VARCHAR"),
+    ("c_longtext", "c_longtext", "c_longtext", "VARCHAR"),
+    ("c_mediumblob", "HEX(c_mediumblob)", "upper(hex(c_mediumblob))", "BLOB"),
+    ("c_longblob", "HEX(c_longblob)", "upper(hex(c_longblob))", "BLOB"),
+    ("c_point", "HEX(c_point)", "upper(hex(c_point))", "BLOB"),
+    ("c_uuid", "CAST(c_uuid AS CHAR)", "c_uuid", "VARCHAR"),
+    ("c_inet6", "CAST(c_inet6 AS CHAR)", "c_inet6", "VARCHAR"),
 ];
 
 #[test]
@@ -112,6 +102,8 @@ fn every_type_round_trips() {
     assert_eq!(at(0, "c_float"), "3.14");
     assert_eq!(at(0, "c_timestamp"), "2024-03-10 12:34:56.123456");
     assert_eq!(at(0, "c_bit"), "170");
+    assert_eq!(at(0, "c_dec_wide"), "12345678901234567890123456789012345.123456789012345678901234567890");
+    assert_eq!(at(1, "c_inet6"), "::ffff:192.168.0.1");
     let cols = dest.columns("my_types", "all_types");
     assert_eq!(cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), COLUMNS.iter().map(|c| c.0).collect::<Vec<_>>());
     for ((name, ty, nullable), (_, _, _, want)) in cols.iter().zip(COLUMNS) {
