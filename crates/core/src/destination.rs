@@ -136,7 +136,19 @@ pub struct JobFile {
 impl JobFile {
     /// dlt's job file name: `<table>.<file_id>.<retry>.<ext>`.
     pub fn file_name(table: &str, file_id: &str, retry: u32, format: FileFormat) -> String {
-        format!("{table}.{file_id}.{retry}.{}", format.extension())
+        // a table name is data (e.g. with the `direct` naming convention): path separators in it
+        // are escaped so a job file can never land outside its package folder
+        let mut t = String::with_capacity(table.len());
+        for c in table.chars() {
+            match c {
+                '%' => t.push_str("%25"),
+                '/' => t.push_str("%2F"),
+                '\\' => t.push_str("%5C"),
+                '\0' => t.push_str("%00"),
+                c => t.push(c),
+            }
+        }
+        format!("{t}.{file_id}.{retry}.{}", format.extension())
     }
 
     /// Parse a job file path.
@@ -146,7 +158,12 @@ impl JobFile {
         let ext = parts.next()?;
         let retry = parts.next()?.parse().ok()?;
         let file_id = parts.next()?.to_string();
-        let table = parts.next()?.to_string();
+        let raw = parts.next()?;
+        let table = if raw.contains('%') {
+            raw.replace("%2F", "/").replace("%5C", "\\").replace("%00", "\0").replace("%25", "%")
+        } else {
+            raw.to_string()
+        };
         Some(JobFile { table, file_id, retry, format: FileFormat::from_extension(ext)?, path })
     }
 }
@@ -239,5 +256,16 @@ mod tests {
         assert_eq!(j.table, "a__b");
         assert_eq!(j.retry, 0);
         assert_eq!(j.format, FileFormat::Parquet);
+    }
+
+    #[test]
+    fn table_names_with_path_separators_stay_in_the_folder() {
+        for table in ["../../etc/x", "a/b", "a\\b", "100%/2F", "plain"] {
+            let name = JobFile::file_name(table, "abc", 1, FileFormat::Parquet);
+            assert!(!name.contains('/') && !name.contains('\\'), "{name}");
+            let j = JobFile::parse(PathBuf::from("/pkg/new_jobs").join(&name)).unwrap();
+            assert_eq!(j.table, table);
+            assert_eq!((j.file_id.as_str(), j.retry), ("abc", 1));
+        }
     }
 }
