@@ -383,6 +383,51 @@ impl Resource {
         self.hints.incremental = Some(cfg);
         self
     }
+    /// A processing step (dlt's `add_map`): every JSON item goes through `f` before extraction.
+    /// Arrow batches pass unchanged.
+    pub fn add_map<F>(self, f: F) -> Self
+    where
+        F: Fn(Value) -> Value + Send + Sync + 'static,
+    {
+        self.add_yield_map(move |v| vec![f(v)])
+    }
+
+    /// A processing step (dlt's `add_filter`): JSON items for which `keep` is false are dropped.
+    /// Arrow batches pass unchanged.
+    pub fn add_filter<F>(self, keep: F) -> Self
+    where
+        F: Fn(&Value) -> bool + Send + Sync + 'static,
+    {
+        self.add_yield_map(move |v| if keep(&v) { vec![v] } else { vec![] })
+    }
+
+    /// A processing step (dlt's `add_yield_map`): each JSON item becomes zero or more items.
+    /// Steps run in the order they are added; Arrow batches pass unchanged.
+    pub fn add_yield_map<F>(mut self, f: F) -> Self
+    where
+        F: Fn(Value) -> Vec<Value> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let step = move |it: ItemIter| -> ItemIter {
+            let f = f.clone();
+            Box::new(it.flat_map(move |r| -> Vec<Result<Item>> {
+                let v = match r {
+                    Ok(Item::Json(v)) => v,
+                    Ok(Item::RawJson(s)) => match serde_json::from_str(&s) {
+                        Ok(v) => v,
+                        Err(e) => return vec![Err(e.into())],
+                    },
+                    other => return vec![other],
+                };
+                f(v).into_iter().map(|v| Ok(Item::Json(v))).collect()
+            }))
+        };
+        self.items = match self.items {
+            Items::Ready(it) => Items::Ready(step(it)),
+            Items::Deferred(build) => Items::Deferred(Box::new(move |ctx| step(build(ctx)))),
+        };
+        self
+    }
 }
 
 /// A named group of resources; owns the schema its tables go to.
@@ -404,6 +449,22 @@ impl Source {
     /// A source from resources.
     pub fn new(name: impl Into<String>, resources: Vec<Resource>) -> Self {
         Source { name: name.into(), resources, schema: None, max_table_nesting: None, schema_contract: None }
+    }
+
+    /// Replace a resource by what `f` makes of it (e.g. to add processing steps to one of a
+    /// declarative source's resources); an error names the resources there are.
+    pub fn with_resource(mut self, name: &str, f: impl FnOnce(Resource) -> Resource) -> Result<Self> {
+        let Some(i) = self.resources.iter().position(|r| r.name == name) else {
+            let names: Vec<&str> = self.resources.iter().map(|r| r.name.as_str()).collect();
+            return Err(Error::Config(format!(
+                "source `{}` has no resource `{name}` (it has: {})",
+                self.name,
+                names.join(", ")
+            )));
+        };
+        let r = self.resources.remove(i);
+        self.resources.insert(i, f(r));
+        Ok(self)
     }
 }
 
@@ -428,5 +489,45 @@ impl IntoSource for Resource {
 impl IntoSource for Vec<Resource> {
     fn into_source(self, pipeline_name: &str) -> Source {
         Source::new(pipeline_name, self)
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn processing_steps_run_in_order() {
+        let r = Resource::from_values("r", (0..6).map(|i| json!({"id": i})))
+            .add_filter(|v| v["id"].as_i64().unwrap() % 2 == 0)
+            .add_map(|mut v| {
+                v["double"] = json!(v["id"].as_i64().unwrap() * 2);
+                v
+            })
+            .add_yield_map(|v| vec![v.clone(), v]);
+        let (_, _, items) = r.into_parts();
+        let out: Vec<Value> = items
+            .map(|i| match i.unwrap() {
+                Item::Json(v) => v,
+                _ => panic!("json expected"),
+            })
+            .collect();
+        let ids: Vec<i64> = out.iter().map(|v| v["double"].as_i64().unwrap()).collect();
+        assert_eq!(ids, [0, 0, 4, 4, 8, 8]);
+        // deferred resources get the steps too, and an unknown resource name is an error
+        let d =
+            Resource::deferred("d", |_| (0..3).map(|i| Ok::<_, Error>(json!({"id": i})))).add_filter(|v| v["id"] != 1);
+        let src = Source::new("s", vec![d]).with_resource("d", |r| r.add_map(|v| json!({"x": v["id"]}))).unwrap();
+        let (_, _, items) = src.resources.into_iter().next().unwrap().into_parts();
+        let xs: Vec<Value> = items
+            .map(|i| match i.unwrap() {
+                Item::Json(v) => v["x"].clone(),
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(xs, [json!(0), json!(2)]);
+        let err = Source::new("s", vec![]).with_resource("nope", |r| r).unwrap_err();
+        assert!(err.to_string().contains("no resource `nope`"), "{err}");
     }
 }

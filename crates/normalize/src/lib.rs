@@ -913,7 +913,7 @@ mod tests {
         for i in 0..1500 {
             // more items than one parse chunk, lists of objects with lists, of lists, of scalars
             lines.push_str(&format!(
-                r#"{{"id":{i},"Nested":{{"Tags":["a","b"]}},"items":[{{"n":1,"subs":[{{"x":1}},{{"x":2}}]}},{{"n":2,"_dlt_id":"own{i}","subs":[{{"x":3}}]}}],"grid":[[1,2],[3]]}}"#
+                r#"{{"id":{i},"Nested":{{"Tags":["a","b"]}},"items":[{{"n":1,"subs":[{{"x":1}},{{"x":2}}]}},{{"n":2,"_dlt_id":"own:{i}","subs":[{{"x":3}}]}}],"grid":[[1,2],[3]]}}"#
             ));
             lines.push('\n');
         }
@@ -961,7 +961,7 @@ mod tests {
                 let parent = parent.as_deref().unwrap();
                 assert!(parents.contains(parent), "{table}: parent {parent} missing");
                 let expected = child_row_id(parent, table, idx.unwrap() as usize);
-                if id.starts_with("own") {
+                if id.starts_with("own:") {
                     assert_eq!(table, "t__items");
                 } else {
                     assert_eq!(id, &expected, "{table} row {idx:?} of {parent}");
@@ -971,6 +971,6 @@ mod tests {
         }
         assert_eq!(checked, 3000 + 4500 + 3000 + 3000 + 4500);
         // the rows under an item with its own `_dlt_id` hang from that id
-        assert!(rows["t__items__subs"].iter().any(|r| r.1.as_deref() == Some("own7")));
+        assert!(rows["t__items__subs"].iter().any(|r| r.1.as_deref() == Some("own:7")));
     }
 }
