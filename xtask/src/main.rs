@@ -45,6 +45,8 @@ environment:
   DLT_TEST_JSON_SERVER      json-server binary (default: installed into $DLT_RS_CACHE/node)
   DLT_TEST_MOTO_SERVER      moto_server binary for the S3 tests (default: moto 5.2.5
                             installed with pip into the virtualenv $DLT_RS_CACHE/moto)
+  DLT_TEST_DELTALAKE_PYTHON python with deltalake 1.6.6 + pyarrow for the Delta tests
+                            (default: installed with pip into $DLT_RS_CACHE/delta)
   CI=true                   test services that stay down (or a json-server that cannot be
                             installed) are an error, not a warning
 ";
@@ -124,6 +126,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     services::ensure(ctx)?;
     json_server::ensure(ctx)?;
     s3::ensure(ctx)?;
+    s3::ensure_deltalake(ctx)?;
     ensure_nextest(ctx)?;
 
     let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;

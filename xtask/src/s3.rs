@@ -1,10 +1,15 @@
-//! moto, the S3 server the filesystem destination is tested against.
+//! moto, the S3 server the filesystem destination is tested against, and Python deltalake, the
+//! independent reader of the Delta tables it writes.
 //!
 //! `cargo xtask test` installs `moto[server]==5.2.5` from PyPI into a virtualenv at
 //! `$DLT_RS_CACHE/moto` (default `~/.cache/dlt-rs/moto`) when that version is missing, and
 //! exports the path of its `moto_server` as `DLT_TEST_MOTO_SERVER`; the tests start one server
 //! per test on a free port of 127.0.0.1. Without Python the S3 tests skip with a message, except
 //! under `CI=true`, where that is an error (and the tests fail too).
+//!
+//! Likewise `deltalake==1.6.6` with `pyarrow==26.0.1` into `$DLT_RS_CACHE/delta`, exported as
+//! `DLT_TEST_DELTALAKE_PYTHON` (that virtualenv's `python`) for the Delta tests of the
+//! filesystem destination.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -74,9 +79,85 @@ pub fn install(dir: &Path) -> Result<PathBuf> {
     }
 }
 
+/// The pinned Python deltalake (delta-rs' Python package) and the pyarrow it reads into.
+pub const DELTALAKE_VERSION: &str = "1.6.6";
+/// pyarrow for `DeltaTable.to_pyarrow_table()`.
+pub const PYARROW_VERSION: &str = "26.0.1";
+/// The env var the Delta tests read: the virtualenv's `python`.
+pub const DELTALAKE_ENV: &str = "DLT_TEST_DELTALAKE_PYTHON";
+
+/// Make Python deltalake available and export the virtualenv's python to child processes.
+pub fn ensure_deltalake(ctx: &mut Ctx) -> Result<()> {
+    if let Some(p) = std::env::var_os(DELTALAKE_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.exists() {
+            eprintln!("xtask: Python deltalake from {DELTALAKE_ENV} ({})", p.display());
+            return Ok(());
+        }
+        bail!("{DELTALAKE_ENV} points to {}, which does not exist", p.display());
+    }
+    match install_deltalake(&ctx.cache_dir.join("delta")) {
+        Ok(python) => {
+            ctx.extra_env.push((DELTALAKE_ENV.to_string(), python.into_os_string()));
+            Ok(())
+        }
+        Err(e) if !is_ci() => {
+            eprintln!("xtask: warning: {e:#}; the filesystem destination's Delta tests will be skipped");
+            Ok(())
+        }
+        Err(e) => Err(e.context("Python deltalake is needed by the Delta tests (CI is set, so this is an error)")),
+    }
+}
+
+/// Install `deltalake==DELTALAKE_VERSION` and `pyarrow==PYARROW_VERSION` into the virtualenv
+/// `dir` unless they are there; returns its `python`.
+pub fn install_deltalake(dir: &Path) -> Result<PathBuf> {
+    let python = dir.join("bin/python");
+    let ready = |python: &Path| {
+        package_version(python, "deltalake").as_deref() == Some(DELTALAKE_VERSION)
+            && package_version(python, "pyarrow").as_deref() == Some(PYARROW_VERSION)
+    };
+    if ready(&python) {
+        eprintln!("xtask: deltalake {DELTALAKE_VERSION} ready in {}", dir.display());
+        return Ok(python);
+    }
+    let ok = Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !ok.is_ok_and(|s| s.success()) {
+        bail!("`python3` is not available, so deltalake {DELTALAKE_VERSION} cannot be installed");
+    }
+    if !python.exists() {
+        eprintln!("xtask: creating a Python virtualenv in {}", dir.display());
+        crate::util::run(Command::new("python3").args(["-m", "venv"]).arg(dir), "install python3-venv")
+            .context("python3 -m venv failed")?;
+    }
+    eprintln!("xtask: installing deltalake=={DELTALAKE_VERSION} pyarrow=={PYARROW_VERSION} into {}", dir.display());
+    crate::util::run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("deltalake=={DELTALAKE_VERSION}"))
+            .arg(format!("pyarrow=={PYARROW_VERSION}")),
+        "check that PyPI is reachable",
+    )
+    .context("pip install deltalake failed")?;
+    if !ready(&python) {
+        bail!(
+            "after pip install, {} holds deltalake {:?} and pyarrow {:?}, not {DELTALAKE_VERSION} and {PYARROW_VERSION}",
+            dir.display(),
+            package_version(&python, "deltalake"),
+            package_version(&python, "pyarrow")
+        );
+    }
+    Ok(python)
+}
+
 fn installed_version(python: &Path) -> Option<String> {
+    package_version(python, "moto")
+}
+
+/// The installed version of a Python package in the environment of `python`.
+fn package_version(python: &Path, package: &str) -> Option<String> {
     let out = Command::new(python)
-        .args(["-c", "import importlib.metadata as m; print(m.version('moto'))"])
+        .args(["-c", &format!("import importlib.metadata as m; print(m.version('{package}'))")])
         .stderr(Stdio::null())
         .output()
         .ok()?;
@@ -91,5 +172,6 @@ mod tests {
     fn missing_python_in_a_fresh_dir_is_no_version() {
         let dir = std::env::temp_dir().join(format!("xtask-moto-{}", std::process::id()));
         assert_eq!(installed_version(&dir.join("bin/python")), None);
+        assert_eq!(package_version(&dir.join("bin/python"), "deltalake"), None);
     }
 }

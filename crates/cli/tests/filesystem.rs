@@ -96,3 +96,22 @@ fn missing_bucket_url_is_a_one_line_error_naming_the_setting() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("ERROR:") && err.contains("DESTINATION__FILESYSTEM__BUCKET_URL"), "{err}");
 }
+
+#[test]
+fn table_format_delta_from_the_pipeline_file() {
+    let p = Project::new();
+    let toml = std::fs::read_to_string(p.root.join("pipeline.toml"))
+        .unwrap()
+        .replace("bucket_url = \"bucket\"\n", "bucket_url = \"bucket\"\ntable_format = \"delta\"\n");
+    std::fs::write(p.root.join("pipeline.toml"), toml).unwrap();
+    ok(&p.dlt(&["run", "pipeline.toml"]));
+    // a Delta table per table: created (version 0), then written (version 1)
+    for t in ["issues", "issues__tags"] {
+        let log = p.root.join(format!("bucket/ds/{t}/_delta_log"));
+        assert!(log.join("00000000000000000000.json").exists(), "{t}");
+        let v1 = std::fs::read_to_string(log.join("00000000000000000001.json")).unwrap();
+        assert!(v1.contains("\"add\"") && v1.contains("\"operation\":\"WRITE\""), "{v1}");
+    }
+    assert_eq!(p.count("issues"), 5);
+    assert_eq!(p.count("issues__tags"), 10);
+}

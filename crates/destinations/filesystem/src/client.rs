@@ -12,10 +12,10 @@ use dlt_core::error::Result;
 use dlt_core::schema::{LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE, WriteDisposition};
 use serde_json::{Value, json};
 
-use crate::Shared;
 use crate::convert;
 use crate::error::{FsError, FsResult};
 use crate::layout::{PathParams, check_segment};
+use crate::{Shared, TableFormat};
 
 /// The file marking an initialized dataset (holds the storage version, as dlt writes it).
 pub const INIT_FILE: &str = "init";
@@ -346,17 +346,36 @@ impl FilesystemClient {
         let schema = package.schema;
         let load_id = package.load_id;
         let output = self.shared.output;
+        // tables stored as Delta tables (their root's table_format, else the configuration's)
+        let mut delta: BTreeSet<String> = BTreeSet::new();
+        for t in package.jobs.iter().map(|j| &j.table).chain(package.truncate_tables.iter()) {
+            if !Self::is_dlt_table(t) && self.table_format(schema, t)? == Some(TableFormat::Delta) {
+                delta.insert(t.clone());
+            }
+        }
+        #[cfg(not(feature = "delta"))]
+        if let Some(t) = delta.iter().next() {
+            return Err(FsError::Unsupported(format!("table `{t}`: {}", crate::DELTA_NOT_BUILT)));
+        }
         // nothing is written before every check passed
         for job in package.jobs {
             if job.table == STATE_TABLE {
                 continue;
             }
             if schema.write_disposition(&job.table) == WriteDisposition::Merge {
-                return Err(FsError::Unsupported(format!(
-                    "table `{}` has write disposition `merge`, which the filesystem destination supports only \
-                     with table_format=\"delta\" (not available in this build); use append or replace",
-                    job.table
-                )));
+                return Err(FsError::Unsupported(if delta.contains(&job.table) {
+                    format!(
+                        "table `{}` has write disposition `merge`: merging into a Delta table needs delta-rs' \
+                         DataFusion-based MERGE, which dlt-rs is built without; use append or replace",
+                        job.table
+                    )
+                } else {
+                    format!(
+                        "table `{}` has write disposition `merge`, which the filesystem destination does not do \
+                         on plain files (dlt falls back to append); use append or replace",
+                        job.table
+                    )
+                }));
             }
             if job.format != FileFormat::Parquet {
                 return Err(FsError::Job {
@@ -366,8 +385,19 @@ impl FilesystemClient {
             }
         }
         let package_time = dlt_core::ids::load_id_time(load_id).unwrap_or_else(Utc::now);
+        let mut delta_dirs: Vec<(String, String)> = vec![];
+        for t in &delta {
+            let prefix = self.table_prefix(&schema.name, t)?;
+            let Some(dir) = prefix.strip_suffix('/').filter(|d| !d.is_empty()) else {
+                return Err(FsError::Config(format!(
+                    "Delta table `{t}`: the layout `{}` does not give the table a folder of its own",
+                    self.shared.layout.template()
+                )));
+            };
+            delta_dirs.push((t.clone(), self.ds(dir)));
+        }
         let mut adds: Vec<(&JobFile, String)> = vec![];
-        for job in package.jobs.iter().filter(|j| j.table != STATE_TABLE) {
+        for job in package.jobs.iter().filter(|j| j.table != STATE_TABLE && !delta.contains(&j.table)) {
             self.table_prefix(&schema.name, &job.table)?;
             let mut rel = self.shared.layout.render(&PathParams {
                 schema_name: &schema.name,
@@ -392,7 +422,7 @@ impl FilesystemClient {
         }
         // files to replace: everything under the replaced tables' prefixes, listed before writing
         let mut deletes: BTreeSet<String> = BTreeSet::new();
-        for t in package.truncate_tables {
+        for t in package.truncate_tables.iter().filter(|t| !delta.contains(*t)) {
             for f in self.raw_table_files(&schema.name, t)? {
                 if !add_set.contains(f.as_str()) {
                     deletes.insert(f);
@@ -419,6 +449,19 @@ impl FilesystemClient {
             let prepared = convert::prepare(&job.path, output)?;
             self.store().put_file(&self.ds(rel), prepared.path())?;
         }
+        // Delta tables: one commit per table (parents first); a retry skips committed tables
+        #[cfg(feature = "delta")]
+        for t in schema.tables.keys().filter(|t| delta.contains(*t)) {
+            let (_, dir) = delta_dirs.iter().find(|(d, _)| d == t).expect("listed above");
+            let job = crate::delta::DeltaJob {
+                table: &schema.tables[t],
+                files: package.jobs.iter().filter(|j| &j.table == t).map(|j| j.path.as_path()).collect(),
+                overwrite: package.truncate_tables.contains(t),
+            };
+            crate::delta::write(self.store(), dir, &job, load_id)?;
+        }
+        #[cfg(not(feature = "delta"))]
+        let _ = &delta_dirs;
         dlt_core::fault::hit("load.in_transaction");
         if let Some(state_job) = package.jobs.iter().find(|j| j.table == STATE_TABLE) {
             let doc = Self::state_doc(state_job)?;
@@ -457,6 +500,14 @@ impl FilesystemClient {
             self.sql = None;
         }
         Ok(())
+    }
+
+    /// The table format of `table`: its root table's `table_format` hint, else the configuration's.
+    pub fn table_format(&self, schema: &Schema, table: &str) -> FsResult<Option<TableFormat>> {
+        match schema.root_table(table).and_then(|t| t.table_format.as_deref()) {
+            Some(tf) => Ok(Some(TableFormat::parse(tf)?)),
+            None => Ok(self.shared.table_format),
+        }
     }
 
     /// Stored schema files: (path, schema name, sortable id, hash part).

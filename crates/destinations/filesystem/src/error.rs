@@ -59,6 +59,14 @@ pub enum FsError {
         /// What happened.
         message: String,
     },
+    /// Reading or writing a Delta table failed; `transient` says whether a retry may help.
+    #[error("{message}")]
+    Delta {
+        /// What happened (configured secrets masked).
+        message: String,
+        /// Whether a retry may help (a concurrent commit, connection errors).
+        transient: bool,
+    },
     /// A stored system file (`_dlt_loads`, `_dlt_version`, `_dlt_pipeline_state`, journal) is
     /// not what dlt writes.
     #[error("corrupt stored file {path}: {message}")]
@@ -73,7 +81,7 @@ pub enum FsError {
 impl FsError {
     /// Whether retrying may help.
     pub fn is_transient(&self) -> bool {
-        matches!(self, FsError::Storage { transient: true, .. })
+        matches!(self, FsError::Storage { transient: true, .. } | FsError::Delta { transient: true, .. })
     }
 }
 

@@ -13,6 +13,8 @@
 pub mod client;
 pub mod config;
 pub mod convert;
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod error;
 pub mod layout;
 #[cfg(feature = "sql")]
@@ -35,6 +37,10 @@ pub use error::{FsError, NAME};
 pub use layout::{DEFAULT_LAYOUT, Layout};
 pub use staging::{StagedFile, Staging};
 pub use storage::{Credentials, Protocol, Store};
+
+/// The error for Delta tables in a build without the `delta` feature.
+pub const DELTA_NOT_BUILT: &str = "table_format `delta` needs dlt-rs built with Delta support \
+     (the `delta` feature of the dlt facade or of dlt-filesystem); this build writes plain parquet, jsonl or csv files only";
 
 /// The filesystem destination's capabilities. Job files are parquet (what the normalizer
 /// writes); jsonl and csv output is converted from them at load time.
@@ -73,6 +79,27 @@ pub(crate) struct Shared {
     pub(crate) output: OutputFormat,
     pub(crate) max_state_files: i64,
     pub(crate) current_datetime: Option<chrono::DateTime<chrono::Utc>>,
+    /// `table_format` of the configuration: the format of tables whose root sets none.
+    pub(crate) table_format: Option<TableFormat>,
+}
+
+/// A table format of the filesystem destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Delta Lake (needs the `delta` feature to be written).
+    Delta,
+}
+
+impl TableFormat {
+    /// Parse `delta` (case-insensitive); other formats (dlt's `iceberg`, …) are an error.
+    pub fn parse(s: &str) -> std::result::Result<TableFormat, FsError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "delta" => Ok(TableFormat::Delta),
+            other => Err(FsError::Config(format!(
+                "table_format `{other}` is not supported by dlt-rs' filesystem destination (only `delta`)"
+            ))),
+        }
+    }
 }
 
 /// A filesystem destination: a bucket URL with its credentials, layout and file format.
@@ -85,10 +112,10 @@ pub struct Filesystem {
 impl Filesystem {
     /// A destination from a configuration (the store is set up here; nothing is written).
     pub fn new(config: FilesystemConfig) -> std::result::Result<Self, FsError> {
-        if let Some(tf) = &config.table_format {
-            return Err(FsError::Config(format!(
-                "table_format `{tf}` is not supported by this build of dlt-rs (plain parquet, jsonl or csv files only)"
-            )));
+        let table_format = config.table_format.as_deref().map(TableFormat::parse).transpose()?;
+        #[cfg(not(feature = "delta"))]
+        if table_format == Some(TableFormat::Delta) {
+            return Err(FsError::Config(DELTA_NOT_BUILT.into()));
         }
         let layout = Layout::new(&config.layout, config.extra_placeholders.clone())?;
         let unused = layout.unused_extra();
@@ -103,6 +130,7 @@ impl Filesystem {
                 output: OutputFormat { format: config.loader_file_format, gzip: config.compression },
                 max_state_files: config.max_state_files,
                 current_datetime: config.current_datetime,
+                table_format,
             }),
             caps: capabilities(),
         })

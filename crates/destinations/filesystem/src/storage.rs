@@ -275,7 +275,35 @@ impl Store {
         }
     }
 
-    fn redact(&self, msg: String) -> String {
+    /// The table URL and the root object store (`/` = the store's root) of the bucket-relative
+    /// folder `rel`, for delta-rs: the same store and credentials as every other file.
+    #[cfg(feature = "delta")]
+    pub(crate) fn delta_backend(&self, rel: &str) -> FsResult<(url::Url, Arc<dyn ObjectStore>)> {
+        let bad = |e: String| FsError::Config(format!("cannot make a Delta table URL for `{rel}`: {e}"));
+        let path = self.path(rel)?;
+        match self.protocol {
+            Protocol::Local => {
+                let root = self.local_root.as_ref().expect("local buckets have a root");
+                let dir = root.join(self.rel_of(&path));
+                let url = url::Url::from_directory_path(&dir).map_err(|_| bad(dir.display().to_string()))?;
+                Ok((url, Arc::new(LocalFileSystem::new())))
+            }
+            Protocol::Memory => {
+                let url = url::Url::parse(&format!("memory:///{path}/")).map_err(|e| bad(e.to_string()))?;
+                Ok((url, self.inner.clone()))
+            }
+            _ => {
+                // the scheme and authority of the bucket URL, then the full path in the bucket
+                let (scheme, rest) = scheme_of(&self.url).ok_or_else(|| bad(self.url.clone()))?;
+                let host = rest.split('/').next().unwrap_or_default();
+                let url = url::Url::parse(&format!("{scheme}://{host}/{path}/")).map_err(|e| bad(e.to_string()))?;
+                Ok((url, self.inner.clone()))
+            }
+        }
+    }
+
+    /// A message with the configured secrets masked.
+    pub(crate) fn redact(&self, msg: String) -> String {
         let mut m = msg;
         for s in &self.secrets {
             if m.contains(s.as_str()) {

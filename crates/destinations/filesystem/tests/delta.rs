@@ -1,0 +1,498 @@
+//! Delta tables written by the filesystem destination (`table_format = "delta"`), read back with
+//! an independent reader: Python `deltalake==1.6.6` (delta-rs' Python package) with pyarrow, from
+//! the virtualenv `cargo xtask test` installs (`DLT_TEST_DELTALAKE_PYTHON`, else
+//! `$DLT_RS_CACHE/delta/bin/python`). Without it the tests skip, except under `CI=true`.
+//!
+//! Checked: create, append, replace (overwrite), schema evolution (a new column), partitioning by
+//! a `partition` column hint, nested tables, exact values and Delta/Arrow types, the commit
+//! history, a per-table `table_format` from an imported schema, the idempotent retry of a
+//! package, and the clear error for `merge`.
+#![cfg(feature = "delta")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dlt::{Resource, ResourceHints};
+use serde_json::{Value, json};
+
+fn python() -> Option<PathBuf> {
+    let p = std::env::var_os("DLT_TEST_DELTALAKE_PYTHON").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+        let cache = std::env::var_os("DLT_RS_CACHE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
+        Some(cache.join("delta/bin/python"))
+    });
+    match p.filter(|p| p.exists()) {
+        Some(p) => Some(p),
+        None => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "Python deltalake is missing (DLT_TEST_DELTALAKE_PYTHON; `cargo xtask test` installs it); CI=true"
+                );
+            }
+            eprintln!(
+                "SKIP: Python deltalake not found (DLT_TEST_DELTALAKE_PYTHON / $DLT_RS_CACHE/delta); run `cargo xtask test`"
+            );
+            None
+        }
+    }
+}
+
+const READER: &str = r#"
+import datetime, decimal, json, os, sys
+import deltalake
+dt = deltalake.DeltaTable(sys.argv[1], storage_options=json.loads(sys.argv[2]) or None)
+t = dt.to_pyarrow_table()
+def conv(v):
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return {"$decimal": str(v)}
+    if isinstance(v, bytes):
+        return {"$bytes": v.hex()}
+    return v
+rows = [{k: conv(v) for k, v in r.items()} for r in t.to_pylist()]
+rows.sort(key=lambda r: json.dumps(r, sort_keys=True))
+fields = json.loads(dt.schema().to_json())["fields"]
+print(json.dumps({
+    "version": dt.version(),
+    "schema": [[f["name"], f["type"], f["nullable"]] for f in fields],
+    "arrow": {f.name: str(f.type) for f in t.schema},
+    "partition_columns": list(dt.metadata().partition_columns),
+    "rows": rows,
+    "files": sorted(u.split("/" + sys.argv[3] + "/", 1)[-1] for u in dt.file_uris()),
+    "history": [[h.get("operation"), (h.get("operationParameters") or {}).get("mode"), h.get("dlt_load_id")]
+                for h in reversed(dt.history())],
+    "txn": dt.transaction_version("dlt-rs"),
+}))
+# skip the interpreter's teardown: pyarrow's and delta-rs' thread pools sometimes abort there
+# ("terminate called without an active exception") after everything was printed
+sys.stdout.flush()
+os._exit(0)
+"#;
+
+/// Reads the Delta table `<bucket>/<dataset>/<table>` with Python deltalake.
+fn read_delta(py: &Path, uri: &str, table: &str, storage_options: Value) -> Value {
+    let out = Command::new(py).args(["-c", READER, uri, &storage_options.to_string(), table]).output().unwrap();
+    assert!(out.status.success(), "python deltalake failed on {uri}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn pipeline(bucket: &Path, dir: &Path, table_format: Option<&str>) -> dlt::Pipeline {
+    let mut c = dlt_filesystem::FilesystemConfig::new(bucket.to_string_lossy());
+    c.table_format = table_format.map(str::to_string);
+    let dest = std::sync::Arc::new(dlt_filesystem::Filesystem::new(c).unwrap());
+    pipeline_to(dest, dir, None)
+}
+
+fn pipeline_to(dest: std::sync::Arc<dyn dlt::Destination>, dir: &Path, import: Option<&Path>) -> dlt::Pipeline {
+    let mut b = dlt::pipeline("dp")
+        .destination(dest)
+        .dataset_name("lake")
+        .pipelines_dir(dir.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None));
+    if let Some(i) = import {
+        b = b.import_schema_path(i);
+    }
+    b.build().unwrap()
+}
+
+fn resource(name: &str, rows: Vec<Value>, hints: Value) -> Resource {
+    Resource::from_values(name, rows).with_hints(ResourceHints::from_json(&hints).unwrap())
+}
+
+fn uri(bucket: &Path, table: &str) -> String {
+    bucket.join("lake").join(table).to_string_lossy().to_string()
+}
+
+fn events_hints(wd: &str) -> Value {
+    json!({
+        "write_disposition": wd,
+        "columns": {
+            "id": {"data_type": "bigint", "nullable": false},
+            "amount": {"data_type": "decimal", "precision": 10, "scale": 2},
+            "doc": {"data_type": "json"},
+            "at_local": {"data_type": "timestamp", "timezone": false},
+            "clock": {"data_type": "time"},
+            "day": {"data_type": "date"},
+        }
+    })
+}
+
+#[test]
+fn create_append_evolve_replace() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let mut p = pipeline(&bucket, dir.path(), Some("delta"));
+
+    // 1. create: a new table with every type, and a nested table
+    let rows = vec![
+        json!({"id": 1, "name": "a", "score": 1.5, "ok": true, "at": "2024-01-02T03:04:05.123456Z",
+               "at_local": "2024-01-02T03:04:05", "clock": "12:30:00.5", "day": "2024-02-29",
+               "amount": "12.34", "doc": {"k": [1, 2]}, "tags": ["x", "y"]}),
+        json!({"id": 2, "name": null, "score": -0.25, "ok": false, "at": "2024-01-02T05:04:05+02:00",
+               "at_local": null, "clock": null, "day": "1999-12-31", "amount": 0.5, "doc": null, "tags": []}),
+    ];
+    p.run(vec![resource("events", rows, events_hints("append"))]).unwrap();
+    let r = read_delta(&py, &uri(&bucket, "events"), "events", json!({}));
+    assert_eq!(
+        r["schema"],
+        json!([
+            ["id", "long", false],
+            ["amount", "decimal(10,2)", true],
+            ["doc", "string", true],
+            ["at_local", "timestamp_ntz", true],
+            ["clock", "string", true],
+            ["day", "date", true],
+            ["name", "string", true],
+            ["score", "double", true],
+            ["ok", "boolean", true],
+            ["at", "timestamp", true],
+            ["_dlt_load_id", "string", false],
+            ["_dlt_id", "string", false]
+        ]),
+        "{r}"
+    );
+    assert_eq!(r["arrow"]["at"], json!("timestamp[us, tz=UTC]"));
+    assert_eq!(r["arrow"]["at_local"], json!("timestamp[us]"));
+    assert_eq!(r["arrow"]["amount"], json!("decimal128(10, 2)"));
+    let mut data: Vec<Value> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut o = row.as_object().unwrap().clone();
+            assert!(o.remove("_dlt_id").unwrap().as_str().is_some_and(|s| !s.is_empty()));
+            assert!(o.remove("_dlt_load_id").unwrap().as_str().is_some());
+            Value::Object(o)
+        })
+        .collect();
+    data.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(
+        data,
+        vec![
+            json!({"id": 1, "amount": {"$decimal": "12.34"}, "doc": "{\"k\":[1,2]}", "at_local": "2024-01-02T03:04:05",
+                   "clock": "12:30:00.500000", "day": "2024-02-29", "name": "a", "score": 1.5, "ok": true,
+                   "at": "2024-01-02T03:04:05.123456+00:00"}),
+            json!({"id": 2, "amount": {"$decimal": "0.50"}, "doc": null, "at_local": null, "clock": null,
+                   "day": "1999-12-31", "name": null, "score": -0.25, "ok": false, "at": "2024-01-02T03:04:05+00:00"}),
+        ]
+    );
+    assert_eq!(
+        r["history"].as_array().unwrap().iter().map(|h| h[0].clone()).collect::<Vec<_>>(),
+        vec![json!("CREATE TABLE"), json!("WRITE")]
+    );
+    let load1 = r["history"][1][2].as_str().unwrap().to_string();
+    assert!(r["txn"].as_i64().is_some(), "the data commit carries dlt-rs' application transaction: {r}");
+    let tags = read_delta(&py, &uri(&bucket, "events__tags"), "events__tags", json!({}));
+    let mut values: Vec<(i64, String)> = tags["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["_dlt_list_idx"].as_i64().unwrap(), r["value"].as_str().unwrap().to_string()))
+        .collect();
+    values.sort();
+    assert_eq!(values, vec![(0, "x".to_string()), (1, "y".to_string())]);
+    assert_eq!(tags["schema"][0], json!(["value", "string", true]));
+
+    // 2. append with a new column: the column is added, old rows read it as null
+    p.run(vec![resource(
+        "events",
+        vec![json!({"id": 3, "name": "c", "extra": 7, "day": "2024-03-01"})],
+        events_hints("append"),
+    )])
+    .unwrap();
+    let r = read_delta(&py, &uri(&bucket, "events"), "events", json!({}));
+    assert_eq!(r["schema"].as_array().unwrap().last().unwrap(), &json!(["extra", "long", true]));
+    let ids_extra: Vec<(i64, Value)> =
+        r["rows"].as_array().unwrap().iter().map(|r| (r["id"].as_i64().unwrap(), r["extra"].clone())).collect();
+    let mut ids_extra = ids_extra;
+    ids_extra.sort_by_key(|x| x.0);
+    assert_eq!(ids_extra, vec![(1, Value::Null), (2, Value::Null), (3, json!(7))]);
+    let ops: Vec<Value> = r["history"].as_array().unwrap().iter().map(|h| h[0].clone()).collect();
+    assert_eq!(ops, vec![json!("CREATE TABLE"), json!("WRITE"), json!("ADD COLUMN"), json!("WRITE")]);
+
+    // 3. replace: one overwrite commit, only the new rows remain (nested table too)
+    p.run(vec![resource("events", vec![json!({"id": 9, "name": "z", "tags": ["q"]})], events_hints("replace"))])
+        .unwrap();
+    let r = read_delta(&py, &uri(&bucket, "events"), "events", json!({}));
+    assert_eq!(r["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(r["rows"][0]["id"], json!(9));
+    assert_eq!(r["rows"][0]["extra"], Value::Null);
+    let last = r["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last[0], json!("WRITE"));
+    assert_eq!(last[1], json!("Overwrite"));
+    assert_ne!(last[2], json!(load1));
+    let tags = read_delta(&py, &uri(&bucket, "events__tags"), "events__tags", json!({}));
+    assert_eq!(tags["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(tags["rows"][0]["value"], json!("q"));
+
+    // 4. a replace without rows empties the tables
+    p.run(vec![resource("events", vec![], events_hints("replace"))]).unwrap();
+    let r = read_delta(&py, &uri(&bucket, "events"), "events", json!({}));
+    assert_eq!(r["rows"], json!([]));
+    assert_eq!(r["files"], json!([]));
+
+    // dlt-rs' own reader sees the Delta tables' current files only
+    p.run(vec![resource("events", vec![json!({"id": 10, "name": "n"})], events_hints("append"))]).unwrap();
+    let batches = p.read_table("events").unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+}
+
+#[test]
+fn partitioned_table() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let mut p = pipeline(&bucket, dir.path(), Some("delta"));
+    let hints = json!({"columns": {"region": {"data_type": "text", "partition": true}}});
+    let rows = vec![
+        json!({"id": 1, "region": "eu"}),
+        json!({"id": 2, "region": "us"}),
+        json!({"id": 3, "region": "eu"}),
+        json!({"id": 4, "region": null}),
+    ];
+    p.run(vec![resource("sales", rows, hints.clone())]).unwrap();
+    p.run(vec![resource("sales", vec![json!({"id": 5, "region": "us"})], hints)]).unwrap();
+    let r = read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}));
+    assert_eq!(r["partition_columns"], json!(["region"]));
+    let files: Vec<String> = r["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.starts_with("region=eu/")).count(), 1, "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.starts_with("region=us/")).count(), 2, "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.starts_with("region=__HIVE_DEFAULT_PARTITION__/")).count(), 1, "{files:?}");
+    let mut got: Vec<(i64, Value)> =
+        r["rows"].as_array().unwrap().iter().map(|r| (r["id"].as_i64().unwrap(), r["region"].clone())).collect();
+    got.sort_by_key(|x| x.0);
+    assert_eq!(got, vec![(1, json!("eu")), (2, json!("us")), (3, json!("eu")), (4, Value::Null), (5, json!("us"))]);
+    // dlt-rs' reader gets the partition column from the folders
+    let batches = p.read_table("sales").unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+}
+
+#[test]
+fn table_format_from_the_schema_and_merge_error() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    // no table_format in the configuration: only the table the imported schema marks is Delta
+    let import = dir.path().join("import");
+    std::fs::create_dir_all(&import).unwrap();
+    let mut schema = dlt::Schema::new("dp");
+    let mut t = dlt::Table::new("lakey");
+    t.table_format = Some("delta".into());
+    schema.tables.insert("lakey".into(), t);
+    std::fs::write(import.join("dp.schema.yaml"), schema.to_pretty_yaml()).unwrap();
+    let dest = std::sync::Arc::new(dlt_filesystem::Filesystem::at(bucket.to_string_lossy()).unwrap());
+    let mut p = pipeline_to(dest, dir.path(), Some(&import));
+    p.run(vec![
+        resource("lakey", vec![json!({"id": 1})], json!({})),
+        resource("plain", vec![json!({"id": 2})], json!({})),
+    ])
+    .unwrap();
+    let r = read_delta(&py, &uri(&bucket, "lakey"), "lakey", json!({}));
+    assert_eq!(r["rows"].as_array().unwrap().len(), 1);
+    let plain: Vec<_> = std::fs::read_dir(bucket.join("lake/plain")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(plain.iter().all(|n| n.to_string_lossy().ends_with(".parquet")), "{plain:?}");
+
+    // merge into a Delta table: a clear error, nothing written
+    let before = read_delta(&py, &uri(&bucket, "lakey"), "lakey", json!({}))["version"].clone();
+    let e = p
+        .run(vec![resource(
+            "lakey",
+            vec![json!({"id": 1})],
+            json!({"write_disposition": "merge", "primary_key": "id"}),
+        )])
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("merging into a Delta table needs delta-rs' DataFusion-based MERGE"), "{msg}");
+    assert_eq!(read_delta(&py, &uri(&bucket, "lakey"), "lakey", json!({}))["version"], before);
+}
+
+#[test]
+fn unknown_table_format_is_a_config_error() {
+    let mut c = dlt_filesystem::FilesystemConfig::new("/tmp/unused-bucket-dlt-rs");
+    c.table_format = Some("iceberg".into());
+    let e = dlt_filesystem::Filesystem::new(c).unwrap_err();
+    assert!(e.to_string().contains("table_format `iceberg` is not supported"), "{e}");
+}
+
+const CHILD_ENV: &str = "DLT_DELTA_TEST_CHILD_ROOT";
+
+/// Runs only as the subprocess of the retry test: appends to the Delta table and dies at
+/// `DLT_FAULT` (after the Delta commit, before the package commits).
+#[test]
+fn crash_child() {
+    let Some(root) = std::env::var_os(CHILD_ENV) else { return };
+    let root = PathBuf::from(root);
+    let mut p = pipeline(&root.join("bucket"), &root, Some("delta"));
+    p.run(vec![resource("events", vec![json!({"id": 2}), json!({"id": 3})], json!({}))]).unwrap();
+    unreachable!("DLT_FAULT should have stopped the process");
+}
+
+#[test]
+fn retried_package_writes_once() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    pipeline(&bucket, dir.path(), Some("delta"))
+        .run(vec![resource("events", vec![json!({"id": 1})], json!({}))])
+        .unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir.path())
+        .env("DLT_FAULT", "load.in_transaction")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("DLT_FAULT: aborting at load.in_transaction"), "{stderr}");
+    // the Delta commit happened, the package did not commit (no _dlt_loads file for it)
+    let r = read_delta(&py, &uri(&bucket, "events"), "events", json!({}));
+    assert_eq!(r["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(std::fs::read_dir(bucket.join("lake/_dlt_loads")).unwrap().count(), 1);
+    // the retry commits the package without writing the rows again
+    let mut p = pipeline(&bucket, dir.path(), Some("delta"));
+    assert!(p.has_pending_packages().unwrap());
+    p.load().unwrap();
+    assert!(!p.has_pending_packages().unwrap());
+    let r = read_delta(&py, &uri(&bucket, "events"), "events", json!({}));
+    let mut ids: Vec<i64> = r["rows"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(std::fs::read_dir(bucket.join("lake/_dlt_loads")).unwrap().count(), 2);
+    let writes = r["history"].as_array().unwrap().iter().filter(|h| h[0] == "WRITE").count();
+    assert_eq!(writes, 2, "{}", r["history"]);
+}
+
+/// moto 5.2.5 (`DLT_TEST_MOTO_SERVER`, else `$DLT_RS_CACHE/moto`), killed on drop.
+struct Moto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Option<Moto> {
+    let bin = std::env::var_os("DLT_TEST_MOTO_SERVER").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+        let cache = std::env::var_os("DLT_RS_CACHE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
+        Some(cache.join("moto/bin/moto_server"))
+    });
+    let Some(bin) = bin.filter(|p| p.exists()) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("moto_server is missing (DLT_TEST_MOTO_SERVER; `cargo xtask test` installs it); CI=true");
+        }
+        eprintln!("SKIP: moto_server not found (DLT_TEST_MOTO_SERVER / $DLT_RS_CACHE/moto)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let m = Moto { child, port };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Some(m)
+}
+
+fn create_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIAREADER/20240101/us-east-1/s3/aws4_request, \
+         SignedHeaders=host, Signature=0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[test]
+fn delta_on_s3() {
+    let Some(py) = python() else { return };
+    let Some(moto) = start_moto() else { return };
+    create_bucket(moto.port, "lakehouse");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let cfg = dlt::Config::from_parts(
+        vec![
+            ("DESTINATION__FILESYSTEM__BUCKET_URL".into(), "s3://lakehouse/base".into()),
+            ("DESTINATION__FILESYSTEM__TABLE_FORMAT".into(), "delta".into()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID".into(), "AKIAMOTOKEY".into()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY".into(), "moto-secret".into()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL".into(), endpoint.clone()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__REGION_NAME".into(), "eu-central-1".into()),
+        ],
+        None,
+        None,
+    );
+    let dest = dlt::registry()
+        .destination("filesystem")
+        .unwrap()
+        .build(&dlt::DestinationContext { pipeline_name: "dp", config: &cfg, run_dir: dir.path(), explicit: None })
+        .unwrap();
+    let mut p = pipeline_to(dest, dir.path(), None);
+    let hints = json!({"columns": {"day": {"data_type": "date", "partition": true}}});
+    p.run(vec![resource(
+        "orders",
+        vec![json!({"id": 1, "day": "2024-01-01"}), json!({"id": 2, "day": "2024-01-02"})],
+        hints.clone(),
+    )])
+    .unwrap();
+    p.run(vec![resource("orders", vec![json!({"id": 3, "day": "2024-01-01", "note": "n"})], hints)]).unwrap();
+    let opts = json!({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "AKIAMOTOKEY",
+        "AWS_SECRET_ACCESS_KEY": "moto-secret",
+        "AWS_REGION": "eu-central-1",
+        "AWS_ALLOW_HTTP": "true",
+    });
+    let r = read_delta(&py, "s3://lakehouse/base/lake/orders", "orders", opts);
+    assert_eq!(r["partition_columns"], json!(["day"]));
+    let mut got: Vec<(i64, Value, Value)> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r["day"].clone(), r["note"].clone()))
+        .collect();
+    got.sort_by_key(|x| x.0);
+    assert_eq!(
+        got,
+        vec![
+            (1, json!("2024-01-01"), Value::Null),
+            (2, json!("2024-01-02"), Value::Null),
+            (3, json!("2024-01-01"), json!("n"))
+        ]
+    );
+    assert_eq!(r["schema"][0], json!(["day", "date", true]));
+    // the partition column is in the folder names, not in the files
+    assert!(r["files"].as_array().unwrap().iter().all(|f| f.as_str().unwrap().starts_with("day=2024-01-0")), "{r}");
+    // state restore still works from the bucket next to the Delta tables
+    let dir2 = tempfile::tempdir().unwrap();
+    let dest = dlt::registry()
+        .destination("filesystem")
+        .unwrap()
+        .build(&dlt::DestinationContext { pipeline_name: "dp", config: &cfg, run_dir: dir2.path(), explicit: None })
+        .unwrap();
+    let mut p2 = pipeline_to(dest, dir2.path(), None);
+    assert!(p2.sync_destination().unwrap());
+    assert_eq!(p2.read_table("orders").unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+}
