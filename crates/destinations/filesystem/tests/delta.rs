@@ -255,21 +255,41 @@ fn partitioned_table() {
         json!({"id": 4, "region": null}),
     ];
     p.run(vec![resource("sales", rows, hints.clone())]).unwrap();
-    p.run(vec![resource("sales", vec![json!({"id": 5, "region": "us"})], hints)]).unwrap();
+    p.run(vec![resource(
+        "sales",
+        vec![json!({"id": 5, "region": "us"}), json!({"id": 6, "region": "north america/1"})],
+        hints,
+    )])
+    .unwrap();
     let r = read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}));
     assert_eq!(r["partition_columns"], json!(["region"]));
     let files: Vec<String> = r["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
-    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
     assert_eq!(files.iter().filter(|f| f.starts_with("region=eu/")).count(), 1, "{files:?}");
     assert_eq!(files.iter().filter(|f| f.starts_with("region=us/")).count(), 2, "{files:?}");
     assert_eq!(files.iter().filter(|f| f.starts_with("region=__HIVE_DEFAULT_PARTITION__/")).count(), 1, "{files:?}");
     let mut got: Vec<(i64, Value)> =
         r["rows"].as_array().unwrap().iter().map(|r| (r["id"].as_i64().unwrap(), r["region"].clone())).collect();
     got.sort_by_key(|x| x.0);
-    assert_eq!(got, vec![(1, json!("eu")), (2, json!("us")), (3, json!("eu")), (4, Value::Null), (5, json!("us"))]);
+    assert_eq!(
+        got,
+        vec![
+            (1, json!("eu")),
+            (2, json!("us")),
+            (3, json!("eu")),
+            (4, Value::Null),
+            (5, json!("us")),
+            (6, json!("north america/1"))
+        ]
+    );
     // dlt-rs' reader gets the partition column from the folders
     let batches = p.read_table("sales").unwrap();
-    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    let mut c = p.sql_client().unwrap();
+    let b =
+        c.query("SELECT string_agg(coalesce(CAST(region AS VARCHAR), 'NULL'), '|' ORDER BY id) FROM sales").unwrap();
+    let got = arrow::util::display::array_value_to_string(b[0].column(0), 0).unwrap();
+    assert_eq!(got, "eu|us|eu|NULL|us|north america/1");
 }
 
 #[test]
