@@ -1449,6 +1449,9 @@ fn apply_hints(
 ) {
     let t = schema.tables.entry(table.to_string()).or_insert_with(|| Table::new(table));
     t.resource = Some(resource.to_string());
+    if let Some(f) = &hints.table_format {
+        t.table_format = Some(f.clone());
+    }
     if let Some(wd) = &hints.write_disposition {
         t.write_disposition = Some(wd.disposition);
         if wd.disposition == WriteDisposition::Merge {

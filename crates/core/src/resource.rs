@@ -185,6 +185,9 @@ pub struct ResourceHints {
     /// Preferred job file format.
     #[serde(default)]
     pub file_format: Option<String>,
+    /// Table format on destinations that have several (`delta` on the filesystem destination).
+    #[serde(default)]
+    pub table_format: Option<String>,
     /// Incremental cursor.
     #[serde(default)]
     pub incremental: Option<crate::incremental::IncrementalConfig>,

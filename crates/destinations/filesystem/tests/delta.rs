@@ -332,6 +332,26 @@ fn table_format_from_the_schema_and_merge_error() {
 }
 
 #[test]
+fn table_format_as_a_resource_hint() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    // no table_format in the configuration: the resource's hint makes its table Delta
+    let dest = std::sync::Arc::new(dlt_filesystem::Filesystem::at(bucket.to_string_lossy()).unwrap());
+    let mut p = pipeline_to(dest, dir.path(), None);
+    p.run(vec![
+        resource("hinted", vec![json!({"id": 1}), json!({"id": 2})], json!({"table_format": "delta"})),
+        resource("plain", vec![json!({"id": 3})], json!({})),
+    ])
+    .unwrap();
+    let r = read_delta(&py, &uri(&bucket, "hinted"), "hinted", json!({}));
+    assert_eq!(r["rows"].as_array().unwrap().len(), 2, "{r}");
+    assert!(bucket.join("lake/hinted/_delta_log").is_dir());
+    let plain: Vec<_> = std::fs::read_dir(bucket.join("lake/plain")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(plain.iter().all(|n| n.to_string_lossy().ends_with(".parquet")), "{plain:?}");
+}
+
+#[test]
 fn unknown_table_format_is_a_config_error() {
     let mut c = dlt_filesystem::FilesystemConfig::new("/tmp/unused-bucket-dlt-rs");
     c.table_format = Some("iceberg".into());
