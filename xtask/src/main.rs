@@ -127,6 +127,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     json_server::ensure(ctx)?;
     s3::ensure(ctx)?;
     s3::ensure_deltalake(ctx)?;
+    s3::ensure_azurite(ctx)?;
     ensure_nextest(ctx)?;
 
     let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;

@@ -175,3 +175,53 @@ mod tests {
         assert_eq!(package_version(&dir.join("bin/python"), "deltalake"), None);
     }
 }
+
+/// Azurite, the Azure Blob emulator the filesystem destination's Azure tests start.
+pub const AZURITE_VERSION: &str = "3.37.0";
+/// The env var the Azure tests read.
+pub const AZURITE_ENV: &str = "DLT_TEST_AZURITE";
+
+/// Make `azurite-blob` available (npm, into `$DLT_RS_CACHE/azurite`) and export its path.
+pub fn ensure_azurite(ctx: &mut Ctx) -> Result<()> {
+    if let Some(p) = std::env::var_os(AZURITE_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.exists() {
+            eprintln!("xtask: azurite-blob from {AZURITE_ENV} ({})", p.display());
+            return Ok(());
+        }
+        bail!("{AZURITE_ENV} points to {}, which does not exist", p.display());
+    }
+    let dir = ctx.cache_dir.join("azurite");
+    let bin = dir.join("node_modules/.bin/azurite-blob");
+    let installed = std::fs::read_to_string(dir.join("node_modules/azurite/package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_string));
+    let result = if installed.as_deref() == Some(AZURITE_VERSION) && bin.exists() {
+        eprintln!("xtask: azurite {AZURITE_VERSION} ready in {}", dir.display());
+        Ok(())
+    } else {
+        eprintln!("xtask: installing azurite {AZURITE_VERSION} into {}", dir.display());
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::util::run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+                .arg(&dir)
+                .arg(format!("azurite@{AZURITE_VERSION}")),
+            "install Node.js and npm",
+        )
+        .context("npm install azurite failed")
+        .and_then(|()| if bin.exists() { Ok(()) } else { bail!("npm install left no {}", bin.display()) })
+    };
+    match result {
+        Ok(()) => {
+            ctx.extra_env.push((AZURITE_ENV.to_string(), bin.into_os_string()));
+            Ok(())
+        }
+        Err(e) if !is_ci() => {
+            eprintln!("xtask: warning: {e:#}; the filesystem destination's Azure tests will be skipped");
+            Ok(())
+        }
+        Err(e) => Err(e.context("azurite is needed by the Azure tests (CI is set, so this is an error)")),
+    }
+}
