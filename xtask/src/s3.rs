@@ -164,18 +164,6 @@ fn package_version(python: &Path, package: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_python_in_a_fresh_dir_is_no_version() {
-        let dir = std::env::temp_dir().join(format!("xtask-moto-{}", std::process::id()));
-        assert_eq!(installed_version(&dir.join("bin/python")), None);
-        assert_eq!(package_version(&dir.join("bin/python"), "deltalake"), None);
-    }
-}
-
 /// Azurite, the Azure Blob emulator the filesystem destination's Azure tests start.
 pub const AZURITE_VERSION: &str = "3.37.0";
 /// The env var the Azure tests read.
@@ -223,5 +211,17 @@ pub fn ensure_azurite(ctx: &mut Ctx) -> Result<()> {
             Ok(())
         }
         Err(e) => Err(e.context("azurite is needed by the Azure tests (CI is set, so this is an error)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_python_in_a_fresh_dir_is_no_version() {
+        let dir = std::env::temp_dir().join(format!("xtask-moto-{}", std::process::id()));
+        assert_eq!(installed_version(&dir.join("bin/python")), None);
+        assert_eq!(package_version(&dir.join("bin/python"), "deltalake"), None);
     }
 }
