@@ -374,6 +374,9 @@ pub struct CursorPaginator {
     /// Query parameter it is sent as (default `cursor`).
     #[serde(default)]
     pub cursor_param: Option<String>,
+    /// Or: dotted path in the JSON body it is sent at (POST APIs), instead of a parameter.
+    #[serde(default)]
+    pub cursor_body_path: Option<String>,
     /// Stop at the first page without records (default false).
     #[serde(default)]
     pub stop_after_empty_page: Option<bool>,
@@ -397,6 +400,12 @@ pub struct OffsetPaginator {
     /// Limit query parameter (default `limit`).
     #[serde(default)]
     pub limit_param: Option<String>,
+    /// Or: dotted path in the JSON body the offset is sent at, instead of a parameter.
+    #[serde(default)]
+    pub offset_body_path: Option<String>,
+    /// Or: dotted path in the JSON body the limit is sent at, instead of a parameter.
+    #[serde(default)]
+    pub limit_body_path: Option<String>,
     /// JSONPath of the total item count (default `total`; `""` for none).
     #[serde(default)]
     pub total_path: Option<String>,
@@ -424,6 +433,9 @@ pub struct PageNumberPaginator {
     /// Page query parameter (default `page`).
     #[serde(default)]
     pub page_param: Option<String>,
+    /// Or: dotted path in the JSON body the page is sent at, instead of a parameter.
+    #[serde(default)]
+    pub page_body_path: Option<String>,
     /// JSONPath of the total page count (default `total`; `""` for none).
     #[serde(default)]
     pub total_path: Option<String>,

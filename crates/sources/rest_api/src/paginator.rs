@@ -110,8 +110,8 @@ pub enum Paginator {
     Cursor {
         /// Where.
         path: JsonPath,
-        /// Query parameter.
-        param: String,
+        /// Where the next request carries it.
+        param: Target,
         /// Stop at an empty page.
         stop_empty: bool,
         /// Boolean "more" flag.
@@ -125,12 +125,61 @@ pub enum Paginator {
     AutoPages(AutoPages),
 }
 
+/// Where a paginator puts its value: a query parameter, or a dotted path in the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A query parameter.
+    Param(String),
+    /// A path in the JSON body (`a.b` → `{"a": {"b": …}}`).
+    Body(Vec<String>),
+}
+
+impl Target {
+    /// From a `*_param` and a `*_body_path` setting (at most one may be set).
+    fn from(kind: &str, param: &Option<String>, body: &Option<String>, default: &str) -> PResult<Target> {
+        match (param, body) {
+            (Some(_), Some(_)) => {
+                Err(format!("{kind} paginator: set either the `_param` or the `_body_path`, not both"))
+            }
+            (_, Some(b)) if b.trim().is_empty() => Err(format!("{kind} paginator: an empty `_body_path`")),
+            (_, Some(b)) => Ok(Target::Body(b.split('.').map(str::to_string).collect())),
+            (p, None) => Ok(Target::Param(p.clone().unwrap_or_else(|| default.to_string()))),
+        }
+    }
+
+    fn set(&self, req: &mut Request, v: Value) {
+        match self {
+            Target::Param(p) => req.set_param(
+                p,
+                match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                },
+            ),
+            Target::Body(path) => {
+                let mut node = req.json.get_or_insert_with(|| Value::Object(Default::default()));
+                for (i, k) in path.iter().enumerate() {
+                    if !node.is_object() {
+                        *node = Value::Object(Default::default());
+                    }
+                    let map = node.as_object_mut().expect("object");
+                    if i + 1 == path.len() {
+                        map.insert(k.clone(), v);
+                        return;
+                    }
+                    node = map.entry(k.clone()).or_insert_with(|| Value::Object(Default::default()));
+                }
+            }
+        }
+    }
+}
+
 /// Offset / page-number state (dlt's range paginator).
 #[derive(Debug)]
 pub struct Range {
     kind: &'static str,
-    param: String,
-    limit: Option<(String, u64)>,
+    param: Target,
+    limit: Option<(Target, u64)>,
     current: i64,
     step: i64,
     base: i64,
@@ -185,7 +234,7 @@ impl Paginator {
             },
             PaginatorKind::Cursor(c) => Paginator::Cursor {
                 path: path(c.cursor_path.as_deref().unwrap_or("cursors.next"))?,
-                param: c.cursor_param.clone().unwrap_or_else(|| "cursor".into()),
+                param: Target::from("cursor", &c.cursor_param, &c.cursor_body_path, "cursor")?,
                 stop_empty: c.stop_after_empty_page.unwrap_or(false),
                 has_more: opt_path(&c.has_more_path, "")?,
                 cursor: None,
@@ -196,8 +245,8 @@ impl Paginator {
                 }
                 let r = Range {
                     kind: "offset",
-                    param: o.offset_param.clone().unwrap_or_else(|| "offset".into()),
-                    limit: Some((o.limit_param.clone().unwrap_or_else(|| "limit".into()), o.limit)),
+                    param: Target::from("offset", &o.offset_param, &o.offset_body_path, "offset")?,
+                    limit: Some((Target::from("offset", &o.limit_param, &o.limit_body_path, "limit")?, o.limit)),
                     current: o.offset.unwrap_or(0) as i64,
                     step: o.limit as i64,
                     base: 0,
@@ -214,7 +263,7 @@ impl Paginator {
                 let base = p.base_page.unwrap_or(0) as i64;
                 let r = Range {
                     kind: "page_number",
-                    param: p.page_param.clone().unwrap_or_else(|| "page".into()),
+                    param: Target::from("page_number", &p.page_param, &p.page_body_path, "page")?,
                     limit: None,
                     current: p.page.map(|x| x as i64).unwrap_or(base),
                     step: 1,
@@ -248,9 +297,9 @@ impl Paginator {
     /// Prepare the first request.
     pub fn init_request(&mut self, req: &mut Request) {
         if let Paginator::Range(r) = self {
-            req.set_param(&r.param, r.current.to_string());
+            r.param.set(req, Value::from(r.current));
             if let Some((p, l)) = &r.limit {
-                req.set_param(p, l.to_string());
+                p.set(req, Value::from(*l));
             }
         }
     }
@@ -336,11 +385,9 @@ impl Paginator {
                 req.url = req.url.join(n).map_err(|e| format!("invalid next page URL `{n}`: {e}"))?;
                 req.params.clear();
             }
-            Paginator::HeaderCursor { param, cursor: Some(c), .. }
-            | Paginator::Cursor { param, cursor: Some(c), .. } => {
-                req.set_param(param, c.clone());
-            }
-            Paginator::Range(r) => req.set_param(&r.param, r.current.to_string()),
+            Paginator::HeaderCursor { param, cursor: Some(c), .. } => req.set_param(param, c.clone()),
+            Paginator::Cursor { param, cursor: Some(c), .. } => param.set(req, Value::String(c.clone())),
+            Paginator::Range(r) => r.param.set(req, Value::from(r.current)),
             Paginator::AutoPages(a) => req.set_param(&a.param, a.next.to_string()),
             _ => {}
         }
@@ -670,7 +717,7 @@ pub fn detect(page: &Page<'_>) -> PResult<Paginator> {
     if let Some((p, _)) = nexts.iter().find(|(_, v)| has_list && scalar_text(v).is_some()) {
         return Ok(Paginator::Cursor {
             path: to_path(p),
-            param: "cursor".into(),
+            param: Target::Param("cursor".into()),
             stop_empty: false,
             has_more: None,
             cursor: None,
@@ -858,5 +905,70 @@ mod tests {
         h.insert("x-total-count", HeaderValue::from_static("40"));
         let err = detect(&page(&h, &json!([1]), &[json!(1)])).unwrap_err();
         assert!(err.contains("x-total-count"), "{err}");
+    }
+
+    #[test]
+    fn body_path_forms_put_values_into_the_json_body() {
+        use crate::config::{CursorPaginator, OffsetPaginator, PageNumberPaginator};
+        let req = || Request {
+            method: reqwest::Method::POST,
+            url: Url::parse("http://x/search").unwrap(),
+            params: vec![],
+            json: Some(json!({"query": "q"})),
+            data: None,
+            headers: vec![],
+        };
+        let h = HeaderMap::new();
+        // offset and limit at body paths
+        let cfg = PaginatorKind::Offset(OffsetPaginator {
+            limit: 10,
+            offset_body_path: Some("paging.offset".into()),
+            limit_body_path: Some("paging.limit".into()),
+            total_path: Some("".into()),
+            ..Default::default()
+        })
+        .into();
+        let mut p = Paginator::new(&cfg).unwrap();
+        let mut r = req();
+        p.init_request(&mut r);
+        assert_eq!(r.json, Some(json!({"query": "q", "paging": {"offset": 0, "limit": 10}})));
+        assert!(r.params.is_empty());
+        let body = json!({"items": [1]});
+        p.update_state(&page(&h, &body, &[json!(1)])).unwrap();
+        p.update_request(&mut r).unwrap();
+        assert_eq!(r.json.as_ref().unwrap()["paging"]["offset"], json!(10));
+        // page number at a body path
+        let cfg = PaginatorKind::PageNumber(PageNumberPaginator {
+            base_page: Some(1),
+            page_body_path: Some("page".into()),
+            total_path: Some("".into()),
+            ..Default::default()
+        })
+        .into();
+        let mut p = Paginator::new(&cfg).unwrap();
+        let mut r = req();
+        p.init_request(&mut r);
+        assert_eq!(r.json.as_ref().unwrap()["page"], json!(1));
+        // cursor at a body path
+        let cfg = PaginatorKind::Cursor(CursorPaginator {
+            cursor_path: Some("next".into()),
+            cursor_body_path: Some("after".into()),
+            ..Default::default()
+        })
+        .into();
+        let mut p = Paginator::new(&cfg).unwrap();
+        let mut r = req();
+        let body = json!({"next": "abc"});
+        p.update_state(&page(&h, &body, &[json!(1)])).unwrap();
+        p.update_request(&mut r).unwrap();
+        assert_eq!(r.json, Some(json!({"query": "q", "after": "abc"})));
+        // both forms at once: a config error
+        let cfg = PaginatorKind::Cursor(CursorPaginator {
+            cursor_param: Some("c".into()),
+            cursor_body_path: Some("after".into()),
+            ..Default::default()
+        })
+        .into();
+        assert!(Paginator::new(&cfg).unwrap_err().contains("not both"));
     }
 }
