@@ -54,36 +54,8 @@ const JOURNAL_DIR: &str = "_dlt_journal";
 /// dlt's DuckDB type of a column (dlt's `duckdb` type mapper: precision picks the integer width
 /// and, for naive timestamps, the unit; timezone-aware timestamps ignore precision).
 pub fn duckdb_type(c: &Column) -> String {
-    match c.data_type.unwrap_or(DataType::Text) {
-        DataType::Text => "VARCHAR".into(),
-        DataType::Double => "DOUBLE".into(),
-        DataType::Bool => "BOOLEAN".into(),
-        DataType::Bigint => match c.precision {
-            Some(p) if p <= 8 => "TINYINT".into(),
-            Some(p) if p <= 16 => "SMALLINT".into(),
-            Some(p) if p <= 32 => "INTEGER".into(),
-            Some(p) if p > 64 => "HUGEINT".into(),
-            _ => "BIGINT".into(),
-        },
-        DataType::Timestamp => {
-            if c.timezone.unwrap_or(true) {
-                "TIMESTAMP WITH TIME ZONE".into()
-            } else {
-                match c.precision {
-                    Some(0) => "TIMESTAMP_S".into(),
-                    Some(p) if p <= 3 => "TIMESTAMP_MS".into(),
-                    Some(p) if p > 6 => "TIMESTAMP_NS".into(),
-                    _ => "TIMESTAMP".into(),
-                }
-            }
-        }
-        DataType::Date => "DATE".into(),
-        DataType::Time => "TIME".into(),
-        DataType::Binary => "BLOB".into(),
-        DataType::Json => "JSON".into(),
-        DataType::Decimal => format!("DECIMAL({},{})", c.precision.unwrap_or(38), c.scale.unwrap_or(9)),
-        DataType::Wei => "DECIMAL(38,0)".into(),
-    }
+    // the DuckDB destination's own mapping: the mirror must type columns exactly as it does
+    dlt::destinations::duckdb_impl::column_type(c)
 }
 
 /// The type DuckDB's `read_parquet` reports for a column the filesystem destination wrote (its
