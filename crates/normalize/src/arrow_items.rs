@@ -91,7 +91,9 @@ pub fn normalize_parquet(
     dlt: DltColumns<'_>,
 ) -> Result<u64> {
     let f = File::open(path).at(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(65_536).build()?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(65_536);
+    let file_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let reader = builder.build()?;
     let in_schema = reader.schema();
     let t = schema.tables.entry(table.to_string()).or_insert_with(|| Table::new(table));
     let mut fields = vec![];
@@ -130,11 +132,10 @@ pub fn normalize_parquet(
     if unchanged {
         // names and types are already what the job needs: the extracted file is the job file
         // (extracted files are never written again, so a hard link is safe)
-        let rows = reader_rows(path)?;
         if std::fs::hard_link(path, &p).is_err() {
             std::fs::copy(path, &p).at(&p)?;
         }
-        return Ok(rows);
+        return Ok(file_rows);
     }
     let out = File::create(&p).at(&p)?;
     let mut w = ArrowWriter::try_new(out, out_schema.clone(), None)?;
@@ -164,11 +165,4 @@ pub fn normalize_parquet(
     }
     w.close()?;
     Ok(rows)
-}
-
-/// Rows of a parquet file, from its footer.
-fn reader_rows(path: &Path) -> Result<u64> {
-    let f = File::open(path).at(path)?;
-    let meta = ParquetRecordBatchReaderBuilder::try_new(f)?;
-    Ok(meta.metadata().file_metadata().num_rows().max(0) as u64)
 }
