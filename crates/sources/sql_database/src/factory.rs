@@ -19,6 +19,8 @@
 //! write_disposition = "merge"
 //! primary_key = "id"
 //! excluded_columns = ["internal_note"]
+//! safe_watermark = "xact_start"       # Postgres: skip no rows of long transactions
+//! # partitions = 4                     # read key ranges of one large table concurrently
 //! [source.tables.orders.incremental]
 //! cursor_path = "updated_at"
 //! initial_value = "2024-01-01T00:00:00Z"
@@ -267,6 +269,20 @@ mod tests {
         assert_eq!(db.table_names.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
         assert_eq!(db.chunk_size, 10);
         assert_eq!(db.tables["a"].incremental.as_ref().unwrap().cursor_path, "id");
+        let t: toml::Table = "type = \"sql_database\"\ncredentials = \"postgresql://u@h/db\"\n[tables.a]\npartitions = 4\npartition_column = \"k\"\nsafe_watermark = \"xact_start\"\nsafe_watermark_fallback_lag = 600\n[tables.a.incremental]\ncursor_path = \"updated_at\"\n"
+            .parse()
+            .unwrap();
+        let a = &SqlDatabaseFactory.configure(&t, &ctx).unwrap().tables["a"];
+        assert_eq!((a.partitions, a.partition_column.as_deref()), (Some(4), Some("k")));
+        assert_eq!(
+            (a.safe_watermark, a.safe_watermark_fallback_lag),
+            (Some(crate::SafeWatermark::XactStart), Some(600.0))
+        );
+        let t: toml::Table =
+            "type = \"sql_database\"\ncredentials = \"sqlite:///x.db\"\n[tables.a]\nsafe_watermark = \"clock\"\n"
+                .parse()
+                .unwrap();
+        assert!(SqlDatabaseFactory.configure(&t, &ctx).unwrap_err().to_string().contains("xact_start"));
         let t: toml::Table =
             "type = \"sql_database\"\ncredentials = \"sqlite:///x.db\"\n[tables.a]\nbogus = 1\n".parse().unwrap();
         assert!(SqlDatabaseFactory.configure(&t, &ctx).unwrap_err().to_string().contains("bogus"));

@@ -9,7 +9,10 @@
 //! - An incremental cursor on a column is pushed into the SQL (see [`query`]); the pipeline
 //!   still filters, deduplicates and keeps the cursor state.
 //! - Tables are read on background threads, a few at a time ([`SqlDatabase::parallelism`]),
-//!   each with its own connection and a bounded hand-off of one batch.
+//!   each with its own connection and a bounded hand-off of one batch. One large table can be
+//!   split into key ranges read concurrently ([`TableOptions::partitions`]).
+//! - On Postgres, [`TableOptions::safe_watermark`] keeps an incremental load from skipping rows
+//!   that long transactions commit late.
 //!
 //! ```no_run
 //! use dlt_sql_database::{SqlDatabase, TableOptions};
@@ -36,6 +39,7 @@ pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -52,7 +56,7 @@ use serde_json::Value;
 
 pub use credentials::{Credentials, Dialect};
 pub use factory::SqlDatabaseFactory;
-pub use query::Window;
+pub use query::{KeyRange, Window};
 pub use table::{SqlColumn, TableSchema};
 pub use types::{ReflectionLevel, ValueKind};
 
@@ -116,6 +120,35 @@ pub struct TableOptions {
     /// the column is read).
     #[serde(default)]
     pub columns: IndexMap<String, Column>,
+    /// Postgres, timestamp cursors: read only rows whose cursor is below a watermark that no
+    /// open transaction can still write under (see [`SafeWatermark`]).
+    #[serde(default)]
+    pub safe_watermark: Option<SafeWatermark>,
+    /// Seconds: when other users' sessions are hidden from `pg_stat_activity` (no
+    /// `pg_read_all_stats`), the watermark is at most `now()` minus this; without it such a read
+    /// is an error.
+    #[serde(default)]
+    pub safe_watermark_fallback_lag: Option<f64>,
+    /// Split the table into this many key ranges, read concurrently (up to the source's
+    /// `parallelism` at once) into the same resource. Row order across ranges is not kept.
+    #[serde(default)]
+    pub partitions: Option<usize>,
+    /// The integer column the key ranges split (default: the single-column integer primary key).
+    #[serde(default)]
+    pub partition_column: Option<String>,
+}
+
+/// Where a safe watermark comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SafeWatermark {
+    /// The start (`xact_start`) of the oldest transaction open in the database other than the
+    /// reader's own, from `pg_stat_activity`, else the server's `now()`, one second earlier. A
+    /// row whose cursor is `now()` (or `transaction_timestamp()`) of its transaction and lies
+    /// below it was written by a transaction that has ended, so it is visible; rows at or past it
+    /// are read by the next run. Not covered: cursors set from `clock_timestamp()` or by the
+    /// client's clock.
+    XactStart,
 }
 
 /// What a query adapter sees.
@@ -367,6 +400,54 @@ impl SqlDatabase {
                 ),
                 None => None,
             };
+            let watermark = match opts.safe_watermark {
+                Some(SafeWatermark::XactStart) => {
+                    let (col, cfg) = match (&cursor, &incremental) {
+                        (Some(c), Some(cfg)) => (c, cfg),
+                        _ => {
+                            return Err(Error::Config(format!(
+                                "sql_database: safe_watermark on table `{}` needs an incremental cursor",
+                                t.name
+                            )));
+                        }
+                    };
+                    if self.credentials.dialect != Dialect::Postgres {
+                        return Err(Error::Config(format!(
+                            "sql_database: safe_watermark on table `{}` works on Postgres only (it reads pg_stat_activity)",
+                            t.name
+                        )));
+                    }
+                    let ValueKind::Timestamp { tz } = col.kind() else {
+                        return Err(Error::Config(format!(
+                            "sql_database: safe_watermark on table `{}` needs a timestamp cursor; `{}` is {}",
+                            t.name, col.name, col.native_type
+                        )));
+                    };
+                    if cfg.last_value_func.as_deref().unwrap_or("max") != "max" || cfg.last_value_fn.is_some() {
+                        return Err(Error::Config(format!(
+                            "sql_database: safe_watermark on table `{}` needs last_value_func = \"max\"",
+                            t.name
+                        )));
+                    }
+                    if let Some(l) = opts.safe_watermark_fallback_lag
+                        && !(l.is_finite() && l >= 0.0)
+                    {
+                        return Err(Error::Config(format!(
+                            "sql_database: safe_watermark_fallback_lag on table `{}` must be a number of seconds >= 0",
+                            t.name
+                        )));
+                    }
+                    Some(WatermarkSpec { tz, fallback_lag: opts.safe_watermark_fallback_lag })
+                }
+                None if opts.safe_watermark_fallback_lag.is_some() => {
+                    return Err(Error::Config(format!(
+                        "sql_database: safe_watermark_fallback_lag on table `{}` without safe_watermark",
+                        t.name
+                    )));
+                }
+                None => None,
+            };
+            let partitioning = partitioning(&t, &opts, incremental.as_ref(), self.parallelism)?;
             let mut hints = ResourceHints::default();
             for c in &t.columns {
                 let col = c.dlt_column(self.reflection_level);
@@ -385,6 +466,8 @@ impl SqlDatabase {
                 table: t,
                 cursor: cursor.map(|c| (c, incremental.clone().expect("cursor has a config"))),
                 backend,
+                watermark,
+                partitioning,
             });
             resources.push(hints);
         }
@@ -408,6 +491,60 @@ impl SqlDatabase {
             .collect();
         Ok(Source::new(self.name, resources))
     }
+}
+
+/// The partitioning of a table with `partitions > 1`: its integer key column and the number of
+/// concurrent readers.
+fn partitioning(
+    t: &TableSchema,
+    opts: &TableOptions,
+    incremental: Option<&IncrementalConfig>,
+    parallelism: usize,
+) -> Result<Option<Partitioning>> {
+    let n = match opts.partitions {
+        None if opts.partition_column.is_some() => {
+            return Err(Error::Config(format!(
+                "sql_database: partition_column on table `{}` without partitions",
+                t.name
+            )));
+        }
+        None | Some(1) => return Ok(None),
+        Some(0) => return Err(Error::Config(format!("sql_database: partitions on table `{}` must be >= 1", t.name))),
+        Some(n) => n,
+    };
+    if let Some(order) = incremental.and_then(|c| c.row_order.as_deref()) {
+        return Err(Error::Config(format!(
+            "sql_database: table `{}` has partitions and an incremental row_order = \"{order}\"; the ranges are read \
+             concurrently, so rows do not arrive in cursor order (drop row_order or partitions)",
+            t.name
+        )));
+    }
+    let col = match &opts.partition_column {
+        Some(name) => t.columns.iter().find(|c| &c.name == name || &c.output_name == name).ok_or_else(|| {
+            Error::Config(format!("sql_database: partition_column `{name}` is not a column of table `{}`", t.name))
+        })?,
+        None => match t.primary_key.as_slice() {
+            [pk] => t.column(pk).ok_or_else(|| {
+                Error::Config(format!(
+                    "sql_database: table `{}` does not read its primary key `{pk}` to partition on",
+                    t.name
+                ))
+            })?,
+            _ => {
+                return Err(Error::Config(format!(
+                    "sql_database: partitions on table `{}` need partition_column (no single-column primary key)",
+                    t.name
+                )));
+            }
+        },
+    };
+    if col.kind() != ValueKind::Int {
+        return Err(Error::Config(format!(
+            "sql_database: table `{}` is partitioned on `{}` ({}), which is not an integer column",
+            t.name, col.name, col.native_type
+        )));
+    }
+    Ok(Some(Partitioning { column: col.name.clone(), count: n, workers: n.min(parallelism).max(1) }))
 }
 
 fn select_columns(t: &mut TableSchema, opts: &TableOptions) -> Result<()> {
@@ -438,6 +575,33 @@ pub(crate) struct ReadJob {
     pub(crate) window: Option<Window>,
     pub(crate) query: Option<String>,
     pub(crate) chunk_size: usize,
+    /// A partitioned table (the reader splits it into ranges).
+    pub(crate) partitioning: Option<Partitioning>,
+    /// The key range this read is restricted to.
+    pub(crate) range: Option<KeyRange>,
+    /// Postgres: a snapshot exported by the partition coordinator that every range reads.
+    pub(crate) snapshot: Option<String>,
+}
+
+/// How a partitioned table is split.
+#[derive(Debug, Clone)]
+pub(crate) struct Partitioning {
+    /// Database name of the integer key column.
+    pub(crate) column: String,
+    /// Number of key ranges.
+    pub(crate) count: usize,
+    /// Ranges read at once.
+    pub(crate) workers: usize,
+}
+
+/// The smallest and largest key of a partitioned table (`None`: no non-NULL key).
+pub(crate) type KeyBounds = Option<(i64, i64)>;
+
+/// The safe-watermark settings of a table.
+#[derive(Debug, Clone, Copy)]
+struct WatermarkSpec {
+    tz: bool,
+    fallback_lag: Option<f64>,
 }
 
 fn run(job: &ReadJob, emit: &mut dyn FnMut(RecordBatch) -> bool) -> Result<()> {
@@ -445,6 +609,67 @@ fn run(job: &ReadJob, emit: &mut dyn FnMut(RecordBatch) -> bool) -> Result<()> {
         Dialect::Postgres => pg::read(job, emit),
         Dialect::Mysql => mysql::read(job, emit),
         Dialect::Sqlite => sqlite::read(job, emit),
+    }
+}
+
+/// The smallest and largest key of a partitioned table (within the incremental window); on
+/// Postgres also a connection holding an exported snapshot for the ranges to share.
+fn key_bounds(job: &ReadJob, column: &str) -> Result<(KeyBounds, Option<pg::SnapshotHolder>)> {
+    match job.credentials.dialect {
+        Dialect::Postgres => pg::key_bounds(job, column),
+        Dialect::Mysql => Ok((mysql::key_bounds(job, column)?, None)),
+        Dialect::Sqlite => Ok((sqlite::key_bounds(job, column)?, None)),
+    }
+}
+
+/// Read a partitioned table: the key bounds first, then up to `workers` ranges at once, each on
+/// its own thread and connection, every batch into `emit` (shared by the workers). The first
+/// error stops the other ranges.
+fn run_partitioned(job: &ReadJob, p: &Partitioning, emit: &(dyn Fn(RecordBatch) -> bool + Sync)) -> Result<()> {
+    let (bounds, holder) = key_bounds(job, &p.column)?;
+    let ranges = match bounds {
+        Some((lo, hi)) => query::key_ranges(&p.column, lo, hi, p.count),
+        // no keys in the window (or only NULL ones): one read of the whole window
+        None => vec![KeyRange { column: p.column.clone(), from: None, to: None }],
+    };
+    tracing::debug!(table = %job.table.name, ranges = ?ranges, "sql_database: partitioned read");
+    let snapshot = holder.as_ref().map(|h| h.id.clone());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| -> Result<()> {
+        for w in 0..p.workers.min(ranges.len()) {
+            let (next, stop, first_error, ranges, snapshot) = (&next, &stop, &first_error, &ranges, &snapshot);
+            std::thread::Builder::new()
+                .name(format!("sql_database:{}#{w}", job.table.name))
+                .spawn_scoped(s, move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(r) = ranges.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                        let mut j = job.clone();
+                        j.range = Some(r.clone());
+                        j.snapshot = snapshot.clone();
+                        let mut emit_one = |b: RecordBatch| {
+                            let more = !stop.load(Ordering::Relaxed) && emit(b);
+                            if !more {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            more
+                        };
+                        if let Err(e) = run(&j, &mut emit_one) {
+                            stop.store(true, Ordering::Relaxed);
+                            first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::io("sql_database partition reader thread", e))?;
+        }
+        Ok(())
+    })?;
+    drop(holder);
+    match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -458,6 +683,15 @@ struct Template {
     table: TableSchema,
     cursor: Option<(SqlColumn, IncrementalConfig)>,
     backend: Backend,
+    watermark: Option<WatermarkSpec>,
+    partitioning: Option<Partitioning>,
+}
+
+impl Template {
+    /// Connections this table reads with at once.
+    fn workers(&self) -> usize {
+        self.partitioning.as_ref().map_or(1, |p| p.workers)
+    }
 }
 
 /// Starts table readers when their resources are extracted, and a few tables ahead.
@@ -474,10 +708,17 @@ struct Scheduler {
 impl Scheduler {
     fn job(&self, i: usize, ctx: Option<&ResourceContext>) -> Result<ReadJob> {
         let t = &self.templates[i];
+        let watermark = match (&t.watermark, &t.cursor) {
+            (Some(spec), Some((col, _))) => {
+                Some(pg::safe_watermark(&self.credentials, &t.table, col, spec.tz, spec.fallback_lag)?)
+            }
+            _ => None,
+        };
         let window = t.cursor.as_ref().map(|(col, cfg)| Window {
             column: col.clone(),
             start: ctx.and_then(|c| c.start_value.clone()),
             end: ctx.and_then(|c| c.end_value.clone()),
+            watermark: watermark.clone(),
             cfg: cfg.clone(),
         });
         let query = match &self.query_adapter {
@@ -497,6 +738,13 @@ impl Scheduler {
             }
             None => None,
         };
+        if query.is_some() && t.partitioning.is_some() {
+            return Err(Error::Config(format!(
+                "sql_database: table `{}` has partitions, but the query adapter replaced its SELECT; partitioned \
+                 reads need the generated SELECT",
+                t.table.name
+            )));
+        }
         Ok(ReadJob {
             credentials: self.credentials.clone(),
             base_dir: self.base_dir.clone(),
@@ -504,6 +752,9 @@ impl Scheduler {
             window,
             query,
             chunk_size: self.chunk_size,
+            partitioning: t.partitioning.clone(),
+            range: None,
+            snapshot: None,
         })
     }
 
@@ -514,14 +765,18 @@ impl Scheduler {
         std::thread::Builder::new()
             .name(format!("sql_database:{resource}"))
             .spawn(move || {
-                let mut emit = |b: RecordBatch| {
+                let emit = |b: RecordBatch| {
                     let chunk = match backend {
                         Backend::Arrow => Chunk::Arrow(b),
                         Backend::Rows => Chunk::Rows(batch::batch_to_rows(&b)),
                     };
                     tx.send(Ok(chunk)).is_ok()
                 };
-                if let Err(e) = run(&job, &mut emit) {
+                let result = match &job.partitioning {
+                    Some(p) => run_partitioned(&job, p, &emit),
+                    None => run(&job, &mut { emit }),
+                };
+                if let Err(e) = result {
                     let e = match e {
                         Error::Source { message, transient, .. } => Error::Source { resource, message, transient },
                         e => e,
@@ -543,13 +798,17 @@ impl Scheduler {
                 None => self.job(i, Some(ctx)).and_then(|job| self.spawn(i, job)),
             }
         };
-        let mut ahead = 0;
+        // connections in use: this table's readers, then the tables started ahead
+        let mut busy = self.templates[i].workers();
         for j in i + 1..self.templates.len() {
-            if ahead + 1 >= self.parallelism {
+            if busy >= self.parallelism {
                 break;
             }
             if self.templates[j].cursor.is_some() {
                 continue;
+            }
+            if busy + self.templates[j].workers() > self.parallelism {
+                break;
             }
             let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
             if let std::collections::hash_map::Entry::Vacant(slot) = started.entry(j) {
@@ -561,7 +820,7 @@ impl Scheduler {
                     Err(_) => break,
                 }
             }
-            ahead += 1;
+            busy += self.templates[j].workers();
         }
         match rx {
             Ok(rx) => ChunkItems { rx: Some(rx), rows: Vec::new().into_iter(), error: None },

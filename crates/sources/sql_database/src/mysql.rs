@@ -139,7 +139,7 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
         Some(q) => q.clone(),
         None => {
             let exprs: Vec<String> = t.columns.iter().map(expr).collect();
-            query::select(Dialect::Mysql, t, &exprs, job.window.as_ref())?.sql
+            query::select_range(Dialect::Mysql, t, &exprs, job.window.as_ref(), job.range.as_ref())?.sql
         }
     };
     tracing::debug!(table = %t.name, %sql, "sql_database: reading");
@@ -194,6 +194,34 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
         emit(bb.finish()?);
     }
     Ok(())
+}
+
+/// The smallest and largest key of a partitioned table (within its incremental window).
+pub(crate) fn key_bounds(job: &ReadJob, column: &str) -> Result<Option<(i64, i64)>> {
+    let mut conn = connect(&job.credentials)?;
+    let k = quote_ident(Dialect::Mysql, column);
+    let name = &job.table.name;
+    let sql =
+        query::select(Dialect::Mysql, &job.table, &[format!("MIN({k})"), format!("MAX({k})")], job.window.as_ref())?
+            .sql;
+    let row: Option<mysql::Row> =
+        conn.query_first(sql).map_err(|e| classify(e, &format!("reading the key range of `{name}`")))?;
+    let v = row.map(|r| r.unwrap_raw()).unwrap_or_default();
+    let int = |i: usize| -> Result<Option<i64>> {
+        match text(v.get(i).unwrap_or(&None)) {
+            None => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                source_error(
+                    format!("table `{name}`: partition key `{column}` value {s} is not a 64-bit integer"),
+                    false,
+                )
+            }),
+        }
+    };
+    Ok(match (int(0)?, int(1)?) {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        _ => None,
+    })
 }
 
 fn natural_kind(t: mysql::consts::ColumnType) -> ValueKind {

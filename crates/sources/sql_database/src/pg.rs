@@ -227,7 +227,7 @@ fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
     let finish = |exprs: &[String]| -> Result<String> {
         Ok(match &job.query {
             Some(q) => format!("SELECT {} FROM ({q}) AS _dlt_q", exprs.join(", ")),
-            None => query::select(d, t, exprs, job.window.as_ref())?.sql,
+            None => query::select_range(d, t, exprs, job.window.as_ref(), job.range.as_ref())?.sql,
         })
     };
     let probe = match &job.query {
@@ -430,6 +430,15 @@ fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::r
 /// returns `false` when nobody wants more.
 pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::RecordBatch) -> bool) -> Result<()> {
     let mut client = connect(&job.credentials)?;
+    if let Some(id) = &job.snapshot {
+        // the partition coordinator's snapshot: every range sees the same table
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                pg_text_literal(id)
+            ))
+            .map_err(|e| classify(e, &format!("importing the snapshot of the partitions of `{}`", job.table.name)))?;
+    }
     let p = plan(&mut client, job)?;
     tracing::debug!(table = %job.table.name, sql = %p.copy_sql, "sql_database: reading");
     let table = job.table.name.clone();
@@ -497,6 +506,103 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
         emit(bb.finish()?);
     }
     Ok(())
+}
+
+fn pg_text_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A connection in a `REPEATABLE READ` transaction whose snapshot was exported for the ranges of
+/// a partitioned read; the snapshot lives as long as the transaction, so this is dropped (and
+/// the transaction ended) only after every range was read.
+pub(crate) struct SnapshotHolder {
+    pub(crate) id: String,
+    _client: postgres::Client,
+}
+
+/// The smallest and largest key of a partitioned table (within its incremental window), read in
+/// a transaction whose snapshot the ranges import (a standby that cannot export one: no shared
+/// snapshot).
+pub(crate) fn key_bounds(job: &ReadJob, column: &str) -> Result<(crate::KeyBounds, Option<SnapshotHolder>)> {
+    let d = crate::credentials::Dialect::Postgres;
+    let mut client = connect(&job.credentials)?;
+    let name = &job.table.name;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .map_err(|e| classify(e, &format!("reading the key range of `{name}`")))?;
+    let snapshot = match client.query_one("SELECT pg_export_snapshot()", &[]) {
+        Ok(r) => Some(r.get::<_, String>(0)),
+        Err(e) => {
+            tracing::debug!(table = %name, error = %e, "sql_database: no exported snapshot, ranges read on their own");
+            client.batch_execute("ROLLBACK; BEGIN").map_err(|e| classify(e, "restarting the transaction"))?;
+            None
+        }
+    };
+    let k = quote_ident(d, column);
+    let sql =
+        query::select(d, &job.table, &[format!("min({k})::int8"), format!("max({k})::int8")], job.window.as_ref())?.sql;
+    let row = client.query_one(&sql, &[]).map_err(|e| classify(e, &format!("reading the key range of `{name}`")))?;
+    let bounds = match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        _ => None,
+    };
+    Ok((bounds, snapshot.map(|id| SnapshotHolder { id, _client: client })))
+}
+
+/// The oldest transaction of other sessions in the reader's database (autovacuum never writes
+/// rows), how many sessions are hidden from us (no `pg_read_all_stats`: their `backend_type` is
+/// NULL), and the watermark — one second before the oldest `xact_start`, else before `now()`,
+/// capped by `now() - $1 seconds` when sessions are hidden — as text of the cursor's type
+/// (`timestamptz`: UTC with offset; `timestamp`: the wall clock of the server's default time
+/// zone, which `now()` defaults store).
+const WATERMARK_SQL: &str = "\
+WITH a AS ( \
+  SELECT min(xact_start) FILTER (WHERE xact_start IS NOT NULL AND state IS DISTINCT FROM 'idle' \
+                                 AND backend_type NOT IN ('autovacuum worker', 'autovacuum launcher')) AS oldest, \
+         count(*) FILTER (WHERE backend_type IS NULL) AS hidden \
+  FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()), \
+w AS ( \
+  SELECT hidden, least(oldest, now(), CASE WHEN hidden > 0 THEN now() - make_interval(secs => $1::float8) END) \
+                 - interval '1 second' AS w \
+  FROM a) \
+SELECT hidden::int8, \
+       to_char(w, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), \
+       to_char(w AT TIME ZONE (SELECT reset_val FROM pg_settings WHERE name = 'TimeZone'), 'YYYY-MM-DD\"T\"HH24:MI:SS.US') \
+FROM w";
+
+/// The safe watermark of an incremental read: the start of the oldest transaction open in the
+/// database other than ours (`idle in transaction` ones too: a transaction that has not written
+/// yet can still write its `now()`), else the server's `now()`, one second earlier (a
+/// transaction whose first statement has arrived, its `now()` fixed, may not be listed yet).
+/// When other users' sessions are hidden (no `pg_read_all_stats`), `now()` minus
+/// `fallback_lag` seconds caps it; without a fallback lag that is an error.
+pub(crate) fn safe_watermark(
+    c: &Credentials,
+    table: &TableSchema,
+    cursor: &SqlColumn,
+    tz: bool,
+    fallback_lag: Option<f64>,
+) -> Result<serde_json::Value> {
+    let mut client = connect(c)?;
+    let what = format!("reading the safe watermark of `{}` from pg_stat_activity", table.name);
+    let row = client.query_one(WATERMARK_SQL, &[&fallback_lag]).map_err(|e| classify(e, &what))?;
+    let hidden: i64 = row.get(0);
+    if hidden > 0 && fallback_lag.is_none() {
+        return Err(source_error(
+            format!(
+                "safe_watermark on `{}` (cursor `{}`): {hidden} session(s) of other users in database `{}` are hidden \
+                 from pg_stat_activity, so their open transactions cannot be seen; grant pg_read_all_stats to the \
+                 loading user, or set safe_watermark_fallback_lag (seconds longer than any transaction runs)",
+                table.name,
+                cursor.name,
+                c.database.as_deref().unwrap_or("?"),
+            ),
+            false,
+        ));
+    }
+    let v: String = row.get(if tz { 1 } else { 2 });
+    tracing::debug!(table = %table.name, watermark = %v, hidden, "sql_database: safe watermark");
+    Ok(serde_json::Value::String(v))
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //!   `"exclude"` adds `col IS NOT NULL`.
 //! - `ORDER BY col ASC|DESC` only when `row_order` is set.
 //! - no start value (a first run without `initial_value`) and no end value: no WHERE at all.
+//! - a safe watermark (Postgres, see [`crate::SafeWatermark`]) adds `col < watermark`, like an
+//!   open `end_value` that the pipeline does not know about (the state still advances).
+//! - a partitioned read adds its key range ([`KeyRange`]), ANDed with the window.
 //!
 //! Postgres gets literals (`COPY` takes no parameters): numbers as written, strings as
 //! `E'…'::<column type>`. MySQL gets numbers as written and strings as `_utf8mb4 X'…'` (no
@@ -41,6 +44,9 @@ pub struct Window {
     pub start: Option<Value>,
     /// End of the window.
     pub end: Option<Value>,
+    /// Exclusive upper bound of this read from a safe watermark (Postgres: the start of the
+    /// oldest open transaction); the pipeline's state still advances to the largest value read.
+    pub watermark: Option<Value>,
     /// The incremental settings.
     pub cfg: IncrementalConfig,
 }
@@ -181,6 +187,12 @@ pub fn window_sql(d: Dialect, w: &Window, params: &mut Vec<SqlParam>) -> Result<
         };
         bounds.push(format!("{col} {op} {}", literal(d, &w.column, e, params)?));
     }
+    if let Some(wm) = w.watermark.as_ref().filter(|v| !v.is_null()) {
+        if !max {
+            return Err(Error::Config("incremental: a safe watermark needs last_value_func = \"max\"".into()));
+        }
+        bounds.push(format!("{col} < {}", literal(d, &w.column, wm, params)?));
+    }
     let cond = match w.cfg.on_cursor_value_missing.as_deref().unwrap_or("raise") {
         "include" if !bounds.is_empty() => Some(format!("({}) OR {col} IS NULL", bounds.join(" AND "))),
         "exclude" => {
@@ -199,20 +211,79 @@ pub fn window_sql(d: Dialect, w: &Window, params: &mut Vec<SqlParam>) -> Result<
     Ok((cond, order))
 }
 
+/// One key range of a partitioned read: `from <= key < to`. The first range is open below and
+/// also takes the NULL keys, the last one is open above, so that together they cover every row
+/// (also rows written after the bounds were read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Database name of the integer key column.
+    pub column: String,
+    /// Inclusive lower bound; `None` for the first range (which also reads NULL keys).
+    pub from: Option<i64>,
+    /// Exclusive upper bound; `None` for the last range.
+    pub to: Option<i64>,
+}
+
+impl KeyRange {
+    /// The condition of the range (`None`: the only range, the whole table).
+    pub fn sql(&self, d: Dialect) -> Option<String> {
+        let k = quote_ident(d, &self.column);
+        match (self.from, self.to) {
+            (None, None) => None,
+            (None, Some(b)) => Some(format!("{k} < {b} OR {k} IS NULL")),
+            (Some(a), Some(b)) => Some(format!("{k} >= {a} AND {k} < {b}")),
+            (Some(a), None) => Some(format!("{k} >= {a}")),
+        }
+    }
+}
+
+/// Split the keys `lo..=hi` into up to `n` ranges of equal width (fewer when there are fewer
+/// keys than `n`); the first range also takes NULL keys, the last one everything above.
+pub fn key_ranges(column: &str, lo: i64, hi: i64, n: usize) -> Vec<KeyRange> {
+    let span = (hi as i128 - lo as i128 + 1).max(1);
+    let n = (n.max(1) as i128).min(span);
+    let width = (span + n - 1) / n;
+    let cuts: Vec<i64> = (1..n).map(|i| (lo as i128 + i * width) as i64).filter(|c| *c <= hi).collect();
+    let mut out = vec![];
+    let mut from = None;
+    for c in cuts {
+        out.push(KeyRange { column: column.into(), from, to: Some(c) });
+        from = Some(c);
+    }
+    out.push(KeyRange { column: column.into(), from, to: None });
+    out
+}
+
 /// `SELECT <exprs> FROM <table> [WHERE …] [ORDER BY …]`.
 pub fn select(d: Dialect, t: &TableSchema, exprs: &[String], window: Option<&Window>) -> Result<Select> {
+    select_range(d, t, exprs, window, None)
+}
+
+/// [`select`] restricted to one key range of a partitioned read.
+pub fn select_range(
+    d: Dialect,
+    t: &TableSchema,
+    exprs: &[String],
+    window: Option<&Window>,
+    range: Option<&KeyRange>,
+) -> Result<Select> {
     let mut params = vec![];
     let mut sql = format!("SELECT {} FROM {}", exprs.join(", "), qualified(d, t));
-    if let Some(w) = window {
-        let (cond, order) = window_sql(d, w, &mut params)?;
-        if let Some(c) = cond {
+    let (cond, order) = match window {
+        Some(w) => window_sql(d, w, &mut params)?,
+        None => (None, None),
+    };
+    match (cond, range.and_then(|r| r.sql(d))) {
+        (Some(c), Some(r)) => sql.push_str(&format!(" WHERE ({c}) AND ({r})")),
+        (Some(c), None) | (None, Some(c)) => {
             sql.push_str(" WHERE ");
             sql.push_str(&c);
         }
-        if let Some(o) = order {
-            sql.push_str(" ORDER BY ");
-            sql.push_str(&o);
-        }
+        (None, None) => {}
+    }
+    if let Some(o) = order {
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&o);
     }
     Ok(Select { sql, params })
 }
@@ -240,7 +311,13 @@ mod tests {
     }
 
     fn window(cfg: serde_json::Value, start: Option<Value>, end: Option<Value>) -> Window {
-        Window { column: table().columns[0].clone(), start, end, cfg: serde_json::from_value(cfg).unwrap() }
+        Window {
+            column: table().columns[0].clone(),
+            start,
+            end,
+            watermark: None,
+            cfg: serde_json::from_value(cfg).unwrap(),
+        }
     }
 
     #[test]
@@ -277,5 +354,33 @@ mod tests {
         assert_eq!(c.unwrap(), format!("`updated_at` >= _utf8mb4 X'{}'", hex("2024-01-02 02:04:05.000000")));
         // quotes and backslashes cannot escape a Postgres literal
         assert_eq!(pg_string("a'b\\c"), "E'a''b\\\\c'");
+    }
+
+    #[test]
+    fn watermark_and_key_ranges() {
+        let t = table();
+        let ex = plain_exprs(Dialect::Postgres, &t);
+        let mut w = window(
+            json!({"cursor_path": "updated_at", "on_cursor_value_missing": "include"}),
+            Some(json!("2024-01-01T00:00:00+00:00")),
+            None,
+        );
+        w.watermark = Some(json!("2024-01-05T00:00:00.000000+00:00"));
+        let r = KeyRange { column: "id".into(), from: None, to: Some(10) };
+        assert_eq!(
+            select_range(Dialect::Postgres, &t, &ex, Some(&w), Some(&r)).unwrap().sql,
+            "SELECT \"updated_at\" FROM \"src\".\"tt\" WHERE ((\"updated_at\" >= E'2024-01-01T00:00:00+00:00'::timestamptz \
+             AND \"updated_at\" < E'2024-01-05T00:00:00.000000+00:00'::timestamptz) OR \"updated_at\" IS NULL) \
+             AND (\"id\" < 10 OR \"id\" IS NULL)"
+        );
+        w.cfg.last_value_func = Some("min".into());
+        assert!(window_sql(Dialect::Postgres, &w, &mut vec![]).is_err());
+        let r = |from, to| KeyRange { column: "k".into(), from, to };
+        assert_eq!(key_ranges("k", 1, 10, 3), vec![r(None, Some(5)), r(Some(5), Some(9)), r(Some(9), None)]);
+        assert_eq!(key_ranges("k", 7, 7, 3), vec![r(None, None)]);
+        assert_eq!(key_ranges("k", 0, 1, 3), vec![r(None, Some(1)), r(Some(1), None)]);
+        let full = key_ranges("k", i64::MIN, i64::MAX, 2);
+        assert_eq!(full, vec![r(None, Some(0)), r(Some(0), None)]);
+        assert_eq!(r(Some(5), None).sql(Dialect::Mysql).unwrap(), "`k` >= 5");
     }
 }

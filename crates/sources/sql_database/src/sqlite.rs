@@ -114,6 +114,30 @@ fn put(col: &mut ColBuilder, v: ValueRef<'_>) -> std::result::Result<(), String>
     Ok(())
 }
 
+fn bind(params: Vec<SqlParam>) -> Vec<rusqlite::types::Value> {
+    params
+        .into_iter()
+        .map(|p| match p {
+            SqlParam::Int(i) => rusqlite::types::Value::Integer(i),
+            SqlParam::Float(f) => rusqlite::types::Value::Real(f),
+            SqlParam::Text(s) => rusqlite::types::Value::Text(s),
+        })
+        .collect()
+}
+
+/// The smallest and largest key of a partitioned table (within its incremental window).
+pub(crate) fn key_bounds(job: &ReadJob, column: &str) -> Result<Option<(i64, i64)>> {
+    let conn = connect(&job.credentials, &job.base_dir)?;
+    let k = quote_ident(Dialect::Sqlite, column);
+    let name = &job.table.name;
+    let s =
+        query::select(Dialect::Sqlite, &job.table, &[format!("min({k})"), format!("max({k})")], job.window.as_ref())?;
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .query_row(&s.sql, rusqlite::params_from_iter(bind(s.params)), |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| classify(e, &format!("reading the key range of `{name}`")))?;
+    Ok(lo.zip(hi))
+}
+
 /// Read a table (or a replacement query) as Arrow batches.
 pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::RecordBatch) -> bool) -> Result<()> {
     let conn = connect(&job.credentials, &job.base_dir)?;
@@ -121,7 +145,8 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
     let (sql, params) = match &job.query {
         Some(q) => (q.clone(), vec![]),
         None => {
-            let s = query::select(Dialect::Sqlite, t, &query::plain_exprs(Dialect::Sqlite, t), job.window.as_ref())?;
+            let exprs = query::plain_exprs(Dialect::Sqlite, t);
+            let s = query::select_range(Dialect::Sqlite, t, &exprs, job.window.as_ref(), job.range.as_ref())?;
             (s.sql, s.params)
         }
     };
@@ -141,14 +166,7 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
             })
             .unzip(),
     };
-    let bound: Vec<rusqlite::types::Value> = params
-        .into_iter()
-        .map(|p| match p {
-            SqlParam::Int(i) => rusqlite::types::Value::Integer(i),
-            SqlParam::Float(f) => rusqlite::types::Value::Real(f),
-            SqlParam::Text(s) => rusqlite::types::Value::Text(s),
-        })
-        .collect();
+    let bound = bind(params);
     let mut rows =
         stmt.query(rusqlite::params_from_iter(bound)).map_err(|e| classify(e, &format!("reading table `{table}`")))?;
     let mut bb = BatchBuilder::new(&names, &kinds, job.chunk_size.min(65_536));
