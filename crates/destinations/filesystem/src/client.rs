@@ -362,20 +362,12 @@ impl FilesystemClient {
             if job.table == STATE_TABLE {
                 continue;
             }
-            if schema.write_disposition(&job.table) == WriteDisposition::Merge {
-                return Err(FsError::Unsupported(if delta.contains(&job.table) {
-                    format!(
-                        "table `{}` has write disposition `merge`: merging into a Delta table needs delta-rs' \
-                         DataFusion-based MERGE, which dlt-rs is built without; use append or replace",
-                        job.table
-                    )
-                } else {
-                    format!(
-                        "table `{}` has write disposition `merge`, which the filesystem destination does not do \
-                         on plain files (dlt falls back to append); use append or replace",
-                        job.table
-                    )
-                }));
+            if schema.write_disposition(&job.table) == WriteDisposition::Merge && !delta.contains(&job.table) {
+                return Err(FsError::Unsupported(format!(
+                    "table `{}` has write disposition `merge`, which the filesystem destination does not do \
+                     on plain files (dlt falls back to append); use append or replace, or table_format = \"delta\"",
+                    job.table
+                )));
             }
             if job.format != FileFormat::Parquet {
                 return Err(FsError::Job {
@@ -385,8 +377,23 @@ impl FilesystemClient {
             }
         }
         let package_time = dlt_core::ids::load_id_time(load_id).unwrap_or_else(Utc::now);
-        let mut delta_dirs: Vec<(String, String)> = vec![];
+        // merged Delta tables: their root tables (checked now), each merged with its whole chain
+        let mut merge_roots: Vec<String> = vec![];
         for t in &delta {
+            let root = schema.root_table_name(t).to_string();
+            if schema.write_disposition(t) == WriteDisposition::Merge && !merge_roots.contains(&root) {
+                merge_roots.push(root);
+            }
+        }
+        #[cfg(feature = "delta")]
+        let merge_specs =
+            merge_roots.iter().map(|r| crate::delta_merge::merge_spec(schema, r)).collect::<FsResult<Vec<_>>>()?;
+        let mut merge_tables: BTreeSet<String> = BTreeSet::new();
+        for r in &merge_roots {
+            merge_tables.extend(schema.table_chain(r));
+        }
+        let mut delta_dirs: Vec<(String, String)> = vec![];
+        for t in delta.iter().chain(merge_tables.iter().filter(|t| !delta.contains(*t))) {
             let prefix = self.table_prefix(&schema.name, t)?;
             let Some(dir) = prefix.strip_suffix('/').filter(|d| !d.is_empty()) else {
                 return Err(FsError::Config(format!(
@@ -451,7 +458,7 @@ impl FilesystemClient {
         }
         // Delta tables: one commit per table (parents first); a retry skips committed tables
         #[cfg(feature = "delta")]
-        for t in schema.tables.keys().filter(|t| delta.contains(*t)) {
+        for t in schema.tables.keys().filter(|t| delta.contains(*t) && !merge_tables.contains(*t)) {
             let (_, dir) = delta_dirs.iter().find(|(d, _)| d == t).expect("listed above");
             let job = crate::delta::DeltaJob {
                 table: &schema.tables[t],
@@ -460,8 +467,21 @@ impl FilesystemClient {
             };
             crate::delta::write(self.store(), dir, &job, load_id)?;
         }
+        #[cfg(feature = "delta")]
+        for (root, spec) in merge_roots.iter().zip(&merge_specs) {
+            let chain: Vec<crate::delta_merge::ChainTable<'_>> = schema
+                .table_chain(root)
+                .iter()
+                .map(|t| crate::delta_merge::ChainTable {
+                    table: &schema.tables[t],
+                    dir: delta_dirs.iter().find(|(d, _)| d == t).expect("listed above").1.clone(),
+                    files: package.jobs.iter().filter(|j| &j.table == t).map(|j| j.path.as_path()).collect(),
+                })
+                .collect();
+            crate::delta_merge::merge(self.store(), spec, &chain, load_id)?;
+        }
         #[cfg(not(feature = "delta"))]
-        let _ = &delta_dirs;
+        let _ = (&delta_dirs, &merge_tables);
         dlt_core::fault::hit("load.in_transaction");
         if let Some(state_job) = package.jobs.iter().find(|j| j.table == STATE_TABLE) {
             let doc = Self::state_doc(state_job)?;

@@ -54,7 +54,7 @@ use crate::storage::Store;
 pub const APP_ID: &str = "dlt-rs";
 
 /// Buffered bytes after which the writer flushes a file (bounded memory for large loads).
-const FLUSH_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const FLUSH_BYTES: usize = 64 * 1024 * 1024;
 
 /// What to do with a Delta table in a package.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ pub struct DeltaJob<'a> {
     pub overwrite: bool,
 }
 
-fn derr(e: DeltaTableError, table: &str, what: &str) -> FsError {
+pub(crate) fn derr(e: DeltaTableError, table: &str, what: &str) -> FsError {
     let message = format!("Delta table `{table}`: {what}: {e}");
     let l = message.to_ascii_lowercase();
     let transient = matches!(e, DeltaTableError::VersionAlreadyExists(_))
@@ -135,7 +135,7 @@ fn register_log_stores() {
 }
 
 /// An unloaded handle of the Delta table at the bucket-relative folder `rel`.
-fn table_handle(store: &Store, rel: &str, name: &str) -> FsResult<DeltaTable> {
+pub(crate) fn table_handle(store: &Store, rel: &str, name: &str) -> FsResult<DeltaTable> {
     register_log_stores();
     let (url, root) = store.delta_backend(rel)?;
     DeltaTableBuilder::from_url(url.clone())
@@ -155,7 +155,7 @@ pub fn load_version(load_id: &str) -> Option<i64> {
     secs.parse::<i64>().ok()?.checked_mul(10_000_000)?.checked_add(frac7.parse::<i64>().ok()?)
 }
 
-fn commit_properties(load_id: &str) -> CommitProperties {
+pub(crate) fn commit_properties(load_id: &str) -> CommitProperties {
     let mut p = CommitProperties::default()
         .with_metadata([("dlt_load_id".to_string(), serde_json::Value::String(load_id.to_string()))]);
     if let Some(v) = load_version(load_id) {
@@ -182,7 +182,7 @@ fn time_strings(a: &dyn Array) -> ArrayRef {
 
 /// A job batch in the table's Arrow schema: columns by name, cast to the table's types, missing
 /// columns as nulls.
-fn conform(batch: &RecordBatch, target: &Arc<ArrowSchema>, table: &str) -> FsResult<RecordBatch> {
+pub(crate) fn conform(batch: &RecordBatch, target: &Arc<ArrowSchema>, table: &str) -> FsResult<RecordBatch> {
     let n = batch.num_rows();
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
     for f in target.fields() {
@@ -222,14 +222,26 @@ pub fn write(store: &Store, rel: &str, job: &DeltaJob<'_>, load_id: &str) -> FsR
     })
 }
 
-async fn write_async(table: &mut DeltaTable, job: &DeltaJob<'_>, load_id: &str) -> FsResult<()> {
-    let name = job.table.name.as_str();
+/// The state of a Delta table before a package's rows are written.
+pub(crate) enum Prepared {
+    /// The table does not exist and the package has no rows for it: nothing to do.
+    Absent,
+    /// An earlier attempt of this package committed to the table already.
+    Committed,
+    /// The table exists (created now if needed), is loaded and has every column of the dlt table.
+    Ready,
+}
+
+/// Open (or create, when `has_rows`) the Delta table of `t`, skip it when this load committed
+/// already, and add the columns the dlt schema gained (nullable).
+pub(crate) async fn prepare(table: &mut DeltaTable, t: &Table, has_rows: bool, load_id: &str) -> FsResult<Prepared> {
+    let name = t.name.as_str();
     let exists = table.log_store().is_delta_table_location().await.map_err(|e| derr(e, name, "reading the log"))?;
-    let cols: Vec<&Column> = job.table.complete_columns().collect();
+    let cols: Vec<&Column> = t.complete_columns().collect();
     if !exists {
-        if job.files.is_empty() {
+        if !has_rows {
             // nothing to replace and no rows: the table is created by its first rows
-            return Ok(());
+            return Ok(Prepared::Absent);
         }
         let fields = cols
             .iter()
@@ -261,7 +273,7 @@ async fn write_async(table: &mut DeltaTable, job: &DeltaJob<'_>, load_id: &str) 
             .map_err(|e| derr(e, name, "reading the application transaction"))?;
         if done.is_some_and(|d| d >= v) {
             tracing::info!("Delta table `{name}`: load {load_id} is committed already");
-            return Ok(());
+            return Ok(Prepared::Committed);
         }
     }
     // schema evolution: new dlt columns become new nullable Delta columns
@@ -286,6 +298,15 @@ async fn write_async(table: &mut DeltaTable, job: &DeltaJob<'_>, load_id: &str) 
             )
             .await
             .map_err(|e| derr(e, name, "adding columns"))?;
+    }
+    Ok(Prepared::Ready)
+}
+
+async fn write_async(table: &mut DeltaTable, job: &DeltaJob<'_>, load_id: &str) -> FsResult<()> {
+    let name = job.table.name.as_str();
+    match prepare(table, job.table, !job.files.is_empty(), load_id).await? {
+        Prepared::Absent | Prepared::Committed => return Ok(()),
+        Prepared::Ready => {}
     }
     // the data files
     let mut writer = RecordBatchWriter::for_table(table).map_err(|e| derr(e, name, "starting the writer"))?;

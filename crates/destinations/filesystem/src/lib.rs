@@ -15,6 +15,8 @@ pub mod config;
 pub mod convert;
 #[cfg(feature = "delta")]
 pub mod delta;
+#[cfg(feature = "delta")]
+pub mod delta_merge;
 pub mod error;
 pub mod layout;
 #[cfg(feature = "sql")]

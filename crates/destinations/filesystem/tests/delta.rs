@@ -6,7 +6,8 @@
 //! Checked: create, append, replace (overwrite), schema evolution (a new column), partitioning by
 //! a `partition` column hint, nested tables, exact values and Delta/Arrow types, the commit
 //! history, a per-table `table_format` from an imported schema, the idempotent retry of a
-//! package, and the clear error for `merge`.
+//! package, the clear error for `merge` into plain files, and merges into Delta tables (upsert,
+//! delete-insert, insert-only; nested tables, hard deletes, duplicate keys, partitions, S3).
 #![cfg(feature = "delta")]
 
 use std::path::{Path, PathBuf};
@@ -293,7 +294,7 @@ fn partitioned_table() {
 }
 
 #[test]
-fn table_format_from_the_schema_and_merge_error() {
+fn table_format_from_the_schema_and_plain_merge_error() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
@@ -317,17 +318,19 @@ fn table_format_from_the_schema_and_merge_error() {
     let plain: Vec<_> = std::fs::read_dir(bucket.join("lake/plain")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(plain.iter().all(|n| n.to_string_lossy().ends_with(".parquet")), "{plain:?}");
 
-    // merge into a Delta table: a clear error, nothing written
+    // merge into a plain-file table: a clear error, nothing written (not even to the Delta table)
     let before = read_delta(&py, &uri(&bucket, "lakey"), "lakey", json!({}))["version"].clone();
     let e = p
-        .run(vec![resource(
-            "lakey",
-            vec![json!({"id": 1})],
-            json!({"write_disposition": "merge", "primary_key": "id"}),
-        )])
+        .run(vec![
+            resource("lakey", vec![json!({"id": 1})], json!({})),
+            resource("plain", vec![json!({"id": 2})], json!({"write_disposition": "merge", "primary_key": "id"})),
+        ])
         .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("merging into a Delta table needs delta-rs' DataFusion-based MERGE"), "{msg}");
+    assert!(
+        msg.contains("`plain` has write disposition `merge`, which the filesystem destination does not do"),
+        "{msg}"
+    );
     assert_eq!(read_delta(&py, &uri(&bucket, "lakey"), "lakey", json!({}))["version"], before);
 }
 
@@ -535,4 +538,308 @@ fn delta_on_s3() {
     let mut p2 = pipeline_to(dest, dir2.path(), None);
     assert!(p2.sync_destination().unwrap());
     assert_eq!(p2.read_table("orders").unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+}
+
+/// The rows of a Delta table as (id, name) plus the nested `tags` values per root id.
+type Users = Vec<(i64, Value)>;
+type Tags = Vec<(i64, i64, String)>;
+
+fn users_and_tags(py: &Path, bucket: &Path) -> (Users, Tags, Value) {
+    let r = read_delta(py, &uri(bucket, "users"), "users", json!({}));
+    let mut users: Vec<(i64, Value)> =
+        r["rows"].as_array().unwrap().iter().map(|u| (u["id"].as_i64().unwrap(), u["name"].clone())).collect();
+    users.sort_by_key(|u| u.0);
+    let id_of: std::collections::HashMap<String, i64> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["_dlt_id"].as_str().unwrap().to_string(), u["id"].as_i64().unwrap()))
+        .collect();
+    let t = read_delta(py, &uri(bucket, "users__tags"), "users__tags", json!({}));
+    let mut tags: Vec<(i64, i64, String)> = t["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let root = row["_dlt_root_id"].as_str().unwrap();
+            assert_eq!(row["_dlt_parent_id"], row["_dlt_root_id"], "{row}");
+            let id = *id_of.get(root).unwrap_or_else(|| panic!("nested row of a missing root: {row}"));
+            (id, row["_dlt_list_idx"].as_i64().unwrap(), row["value"].as_str().unwrap().to_string())
+        })
+        .collect();
+    tags.sort();
+    (users, tags, r)
+}
+
+fn files_of(r: &Value) -> Vec<String> {
+    r["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn merge_upsert_with_nested_rows_hard_deletes_and_duplicates() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let mut p = pipeline(&bucket, dir.path(), Some("delta"));
+    let hints = json!({
+        "write_disposition": {"disposition": "merge", "strategy": "upsert"},
+        "primary_key": "id",
+        "columns": {"deleted": {"data_type": "bool", "hard_delete": true}},
+    });
+    // 1. the first merge creates the tables; a row flagged deleted is not inserted
+    p.run(vec![resource(
+        "users",
+        vec![
+            json!({"id": 1, "name": "a", "tags": ["x", "y"]}),
+            json!({"id": 2, "name": "b", "tags": ["p"]}),
+            json!({"id": 3, "name": "c", "tags": []}),
+            json!({"id": 9, "name": "gone", "deleted": true, "tags": ["never"]}),
+        ],
+        hints.clone(),
+    )])
+    .unwrap();
+    let (users, tags, _) = users_and_tags(&py, &bucket);
+    assert_eq!(users, vec![(1, json!("a")), (2, json!("b")), (3, json!("c"))]);
+    assert_eq!(tags, vec![(1, 0, "x".into()), (1, 1, "y".into()), (2, 0, "p".into())]);
+
+    // 2. an update dropping a nested row, a hard delete, a new key twice (the last row wins)
+    p.run(vec![resource(
+        "users",
+        vec![
+            json!({"id": 1, "name": "a2", "tags": ["x"]}),
+            json!({"id": 2, "deleted": true}),
+            json!({"id": 4, "name": "d", "tags": ["n"]}),
+            json!({"id": 4, "name": "d2", "tags": ["m", "k"]}),
+        ],
+        hints.clone(),
+    )])
+    .unwrap();
+    let (users, tags, r) = users_and_tags(&py, &bucket);
+    assert_eq!(users, vec![(1, json!("a2")), (3, json!("c")), (4, json!("d2"))]);
+    assert_eq!(tags, vec![(1, 0, "x".into()), (4, 0, "m".into()), (4, 1, "k".into())]);
+    let ops: Vec<Value> = r["history"].as_array().unwrap().iter().map(|h| h[0].clone()).collect();
+    assert_eq!(ops.last().unwrap(), &json!("MERGE"), "{ops:?}");
+    assert!(r["txn"].as_i64().is_some(), "{r}");
+    let t = read_delta(&py, &uri(&bucket, "users__tags"), "users__tags", json!({}));
+    assert_eq!(t["history"].as_array().unwrap().last().unwrap()[0], json!("MERGE"));
+
+    // 3. only new keys: no existing file is rewritten
+    let before = files_of(&r);
+    p.run(vec![resource("users", vec![json!({"id": 5, "name": "e", "tags": ["z"]})], hints.clone())]).unwrap();
+    let (users, tags, r) = users_and_tags(&py, &bucket);
+    assert_eq!(users, vec![(1, json!("a2")), (3, json!("c")), (4, json!("d2")), (5, json!("e"))]);
+    assert_eq!(tags.len(), 4);
+    let after = files_of(&r);
+    assert_eq!(after.len(), before.len() + 1, "{before:?} -> {after:?}");
+    assert!(before.iter().all(|f| after.contains(f)), "{before:?} -> {after:?}");
+
+    // 4. an update of id 5 rewrites only the file holding it
+    p.run(vec![resource("users", vec![json!({"id": 5, "name": "e2", "tags": []})], hints)]).unwrap();
+    let (users, tags, r) = users_and_tags(&py, &bucket);
+    assert_eq!(users, vec![(1, json!("a2")), (3, json!("c")), (4, json!("d2")), (5, json!("e2"))]);
+    assert_eq!(tags, vec![(1, 0, "x".into()), (4, 0, "m".into()), (4, 1, "k".into())]);
+    let last = files_of(&r);
+    assert!(before.iter().all(|f| last.contains(f)), "{before:?} -> {last:?}");
+    assert!(!last.iter().any(|f| !before.contains(f) && after.contains(f)), "the file with id 5 is replaced");
+    // dlt-rs' own reader agrees
+    assert_eq!(p.read_table("users").unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+}
+
+#[test]
+fn merge_default_strategy_with_partitions_and_insert_only() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let mut p = pipeline(&bucket, dir.path(), Some("delta"));
+    // no strategy given: dlt-rs records delete-insert; keys match across partitions
+    let hints = json!({
+        "write_disposition": "merge",
+        "primary_key": "id",
+        "columns": {"region": {"data_type": "text", "partition": true}},
+    });
+    p.run(vec![resource(
+        "sales",
+        vec![
+            json!({"id": 1, "region": "eu", "v": 1, "tags": ["k"]}),
+            json!({"id": 2, "region": "us", "v": 1, "tags": ["a", "b"]}),
+            json!({"id": 3, "region": "eu", "v": 1}),
+        ],
+        hints.clone(),
+    )])
+    .unwrap();
+    let before = files_of(&read_delta(&py, &uri(&bucket, "sales"), "sales", json!({})));
+    // id 2 moves to another partition, id 4 is new
+    p.run(vec![resource(
+        "sales",
+        vec![json!({"id": 2, "region": "eu", "v": 2, "tags": ["c"]}), json!({"id": 4, "region": "us", "v": 2})],
+        hints,
+    )])
+    .unwrap();
+    // nested rows of the replaced root row are replaced (delete-insert: through the old root's _dlt_id)
+    let ids: std::collections::HashMap<String, i64> =
+        read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}))["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["_dlt_id"].as_str().unwrap().to_string(), s["id"].as_i64().unwrap()))
+            .collect();
+    let t = read_delta(&py, &uri(&bucket, "sales__tags"), "sales__tags", json!({}));
+    let mut tags: Vec<(i64, String)> = t["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (ids[row["_dlt_root_id"].as_str().unwrap()], row["value"].as_str().unwrap().to_string()))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec![(1, "k".to_string()), (2, "c".to_string())]);
+    let r = read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}));
+    let mut got: Vec<(i64, Value, i64)> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_i64().unwrap(), s["region"].clone(), s["v"].as_i64().unwrap()))
+        .collect();
+    got.sort_by_key(|x| x.0);
+    assert_eq!(got, vec![(1, json!("eu"), 1), (2, json!("eu"), 2), (3, json!("eu"), 1), (4, json!("us"), 2)]);
+    let files = files_of(&r);
+    // the eu file of the first load had no matching key: kept as it was
+    let eu_old: Vec<&String> = before.iter().filter(|f| f.starts_with("region=eu/")).collect();
+    assert_eq!(eu_old.len(), 1);
+    assert!(files.contains(eu_old[0]), "{files:?}");
+    assert!(!files.iter().any(|f| before.contains(f) && f.starts_with("region=us/")), "{files:?}");
+
+    // insert-only: existing keys stay as they are, new keys are inserted
+    p.run(vec![resource(
+        "sales",
+        vec![json!({"id": 1, "region": "eu", "v": 3}), json!({"id": 5, "region": "us", "v": 3})],
+        json!({"write_disposition": {"disposition": "merge", "strategy": "insert-only"}, "primary_key": "id"}),
+    )])
+    .unwrap();
+    let r = read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}));
+    let mut got: Vec<(i64, i64)> =
+        r["rows"].as_array().unwrap().iter().map(|s| (s["id"].as_i64().unwrap(), s["v"].as_i64().unwrap())).collect();
+    got.sort();
+    assert_eq!(got, vec![(1, 1), (2, 2), (3, 1), (4, 2), (5, 3)]);
+
+    // scd2 is refused before anything is written
+    let version = r["version"].clone();
+    let e = p
+        .run(vec![resource(
+            "sales",
+            vec![json!({"id": 1, "region": "eu", "v": 4})],
+            json!({"write_disposition": {"disposition": "merge", "strategy": "scd2"}}),
+        )])
+        .unwrap_err();
+    assert!(e.to_string().contains("merge strategy `scd2` is not supported on Delta tables"), "{e}");
+    assert_eq!(read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}))["version"], version);
+}
+
+const MERGE_CHILD_ENV: &str = "DLT_DELTA_TEST_MERGE_CHILD_ROOT";
+
+fn merge_hints() -> Value {
+    json!({"write_disposition": {"disposition": "merge", "strategy": "upsert"}, "primary_key": "id"})
+}
+
+/// Runs only as the subprocess of the merge retry test: merges and dies at `DLT_FAULT`.
+#[test]
+fn merge_crash_child() {
+    let Some(root) = std::env::var_os(MERGE_CHILD_ENV) else { return };
+    let root = PathBuf::from(root);
+    let mut p = pipeline(&root.join("bucket"), &root, Some("delta"));
+    p.run(vec![resource(
+        "users",
+        vec![json!({"id": 1, "name": "a2", "tags": ["x2"]}), json!({"id": 3, "name": "c", "tags": ["z"]})],
+        merge_hints(),
+    )])
+    .unwrap();
+    unreachable!("DLT_FAULT should have stopped the process");
+}
+
+#[test]
+fn retried_merge_converges() {
+    let Some(py) = python() else { return };
+    for fault in ["load.filesystem.delta_merge_root", "load.in_transaction"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket");
+        pipeline(&bucket, dir.path(), Some("delta"))
+            .run(vec![resource(
+                "users",
+                vec![json!({"id": 1, "name": "a", "tags": ["x", "y"]}), json!({"id": 2, "name": "b", "tags": ["p"]})],
+                merge_hints(),
+            )])
+            .unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["merge_crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env(MERGE_CHILD_ENV, dir.path())
+            .env("DLT_FAULT", fault)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(&format!("DLT_FAULT: aborting at {fault}")), "{stderr}");
+        let r = read_delta(&py, &uri(&bucket, "users"), "users", json!({}));
+        let mut users: Vec<(i64, Value)> =
+            r["rows"].as_array().unwrap().iter().map(|u| (u["id"].as_i64().unwrap(), u["name"].clone())).collect();
+        users.sort_by_key(|u| u.0);
+        if fault == "load.filesystem.delta_merge_root" {
+            // the nested table is merged, the root table is not yet
+            assert_eq!(users, vec![(1, json!("a")), (2, json!("b"))]);
+        } else {
+            assert_eq!(users, vec![(1, json!("a2")), (2, json!("b")), (3, json!("c"))]);
+        }
+        let mut p = pipeline(&bucket, dir.path(), Some("delta"));
+        assert!(p.has_pending_packages().unwrap());
+        p.load().unwrap();
+        let (users, tags, r) = users_and_tags(&py, &bucket);
+        assert_eq!(users, vec![(1, json!("a2")), (2, json!("b")), (3, json!("c"))], "{fault}");
+        assert_eq!(tags, vec![(1, 0, "x2".into()), (2, 0, "p".into()), (3, 0, "z".into())], "{fault}");
+        let merges = r["history"].as_array().unwrap().iter().filter(|h| h[0] == "MERGE").count();
+        assert_eq!(merges, 2, "{fault}: {}", r["history"]);
+    }
+}
+
+#[test]
+fn merge_on_s3() {
+    let Some(py) = python() else { return };
+    let Some(moto) = start_moto() else { return };
+    create_bucket(moto.port, "lakehouse");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let cfg = dlt::Config::from_parts(
+        vec![
+            ("DESTINATION__FILESYSTEM__BUCKET_URL".into(), "s3://lakehouse/base".into()),
+            ("DESTINATION__FILESYSTEM__TABLE_FORMAT".into(), "delta".into()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID".into(), "AKIAMOTOKEY".into()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY".into(), "moto-secret".into()),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL".into(), endpoint.clone()),
+        ],
+        None,
+        None,
+    );
+    let dest = dlt::registry()
+        .destination("filesystem")
+        .unwrap()
+        .build(&dlt::DestinationContext { pipeline_name: "dp", config: &cfg, run_dir: dir.path(), explicit: None })
+        .unwrap();
+    let mut p = pipeline_to(dest, dir.path(), None);
+    let hints = json!({"write_disposition": {"disposition": "merge", "strategy": "upsert"}, "primary_key": "id"});
+    p.run(vec![resource("items", vec![json!({"id": 1, "n": "a"}), json!({"id": 2, "n": "b"})], hints.clone())])
+        .unwrap();
+    p.run(vec![resource("items", vec![json!({"id": 2, "n": "b2"}), json!({"id": 3, "n": "c"})], hints)]).unwrap();
+    let opts = json!({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "AKIAMOTOKEY",
+        "AWS_SECRET_ACCESS_KEY": "moto-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    });
+    let r = read_delta(&py, "s3://lakehouse/base/lake/items", "items", opts);
+    let mut got: Vec<(i64, String)> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_i64().unwrap(), s["n"].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(1, "a".into()), (2, "b2".into()), (3, "c".into())]);
+    assert_eq!(r["history"].as_array().unwrap().last().unwrap()[0], json!("MERGE"));
 }
