@@ -47,7 +47,7 @@ struct Workload {
     reference: Option<Reference>,
 }
 
-const WORKLOADS: [Workload; 6] = [
+const WORKLOADS: [Workload; 7] = [
     Workload {
         id: "W1",
         records: 1_000_000,
@@ -92,6 +92,15 @@ const WORKLOADS: [Workload; 6] = [
         reference: Some(Reference { wall_s: 36.9, cpu_s: 44.1, rows_per_s: 135_500.0, rss_mb: 1_429.0 }),
     },
     Workload {
+        // W2 with the table read as 2 key ranges at once (`partitions = 2`)
+        id: "W2p",
+        records: 5_000_000,
+        input: Input::Postgres,
+        destination: "duckdb",
+        expected: &[("bench_rows", 5_000_000)],
+        reference: None,
+    },
+    Workload {
         id: "W3",
         records: 5_000_000,
         input: Input::Postgres,
@@ -117,7 +126,7 @@ struct Run {
 }
 
 pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
-    let usage = "usage: cargo xtask bench <W1|W1s|W1x5|REST|W2|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
+    let usage = "usage: cargo xtask bench <W1|W1s|W1x5|REST|W2|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
                  [--with-dlt]";
     let mut workload = None;
     let mut runs = 1usize;
@@ -466,6 +475,9 @@ fn pipeline_file(w: &Workload, prepared: &Prepared) -> String {
                  table_names = [\"bench_rows\"]\nwrite_disposition = \"replace\"\n",
                 prepared.pg_url.as_deref().unwrap_or_default()
             );
+            if w.id == "W2p" {
+                f.push_str("\n[source.tables.bench_rows]\npartitions = 2\n");
+            }
         }
     }
     f

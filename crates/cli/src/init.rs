@@ -179,6 +179,9 @@ write_disposition = "replace"
 # write_disposition = "merge"
 # primary_key = "id"
 # incremental = { cursor_path = "updated_at", initial_value = "2024-01-01T00:00:00Z" }
+# safe_watermark = "xact_start"           # Postgres: no rows lost to long transactions
+# partitions = 4                          # one large table as 4 key ranges read at once
+# partition_column = "id"                 # default: the single-column integer primary key
 "#;
 
 const SQL_DATABASE_SECRETS: &str = r#"[sources.sql_database]

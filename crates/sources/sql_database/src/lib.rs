@@ -75,7 +75,7 @@ pub enum Backend {
     #[default]
     Arrow,
     /// JSON rows through dlt's relational normalizer, as dlt's `sqlalchemy` backend (adds
-    /// `_dlt_id` and `_dlt_load_id`). Incremental tables are always read this way for now.
+    /// `_dlt_id` and `_dlt_load_id`).
     Rows,
 }
 
