@@ -254,7 +254,56 @@ fn info(name: &str, wd: &Path, verbose: bool) -> Result<()> {
     if let Ok(p) = std::fs::read_to_string(wd.join("pipeline_file")) {
         println!("\nPipeline file: {p}");
     }
+    filesystem_tables(name, wd, &state);
     Ok(())
+}
+
+/// For a filesystem destination: the dataset's tables as stored in the bucket or folder (files a
+/// reader sees, their size, the version of Delta tables). A destination that cannot be read is
+/// reported, not an error of `info`.
+fn filesystem_tables(name: &str, wd: &Path, state: &Value) {
+    use dlt::destinations::filesystem_impl as fs;
+    let file = std::fs::read_to_string(wd.join("pipeline_file")).ok();
+    let pf = file.as_deref().and_then(|f| PipelineFile::load(Path::new(f.trim())).ok());
+    let dest_name = pf.as_ref().map(|p| p.destination.clone()).or_else(|| {
+        state
+            .get("destination_name")
+            .and_then(Value::as_str)
+            .or_else(|| state.get("destination_type").and_then(Value::as_str).and_then(|t| t.rsplit('.').next()))
+            .map(str::to_string)
+    });
+    if dest_name.as_deref() != Some(fs::NAME) {
+        return;
+    }
+    let Some(dataset) = state
+        .get("dataset_name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| pf.as_ref().and_then(|p| p.dataset_name.clone()))
+    else {
+        return;
+    };
+    let listing = || -> Result<(String, Vec<fs::StoredTable>)> {
+        let run_dir = match &pf {
+            Some(p) => p.base_dir(),
+            None => std::env::current_dir()?,
+        };
+        let config = Config::load(&run_dir, None)?.with_pipeline(name);
+        let explicit = pf.as_ref().and_then(|p| p.destination_config.as_ref());
+        let destination = fs::Filesystem::new(fs::config::resolve(&config, explicit, &run_dir)?)?;
+        let tables = destination.filesystem_client(&dataset)?.stored_tables()?;
+        Ok((destination.store().url_of(&dataset), tables))
+    };
+    match listing() {
+        Ok((url, tables)) => {
+            println!("\nDataset {dataset} at {url}: {} table(s) with files", tables.len());
+            for t in tables {
+                let delta = t.delta_version.map(|v| format!(", Delta table version {v}")).unwrap_or_default();
+                println!("  - {}: {} file(s), {} bytes{delta}", t.table, t.files, t.bytes);
+            }
+        }
+        Err(e) => println!("\nDataset {dataset}: could not list the destination's files: {e:#}"),
+    }
 }
 
 fn default_schema(wd: &Path) -> Result<dlt::Schema> {

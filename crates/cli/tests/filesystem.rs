@@ -114,4 +114,56 @@ fn table_format_delta_from_the_pipeline_file() {
     }
     assert_eq!(p.count("issues"), 5);
     assert_eq!(p.count("issues__tags"), 10);
+
+    // `info` lists the Delta tables with their version and the files of that version (the
+    // parquet files in the table folder: nothing was removed)
+    let out = ok(&p.dlt(&["pipeline", "fs_cli", "info"]));
+    for t in ["issues", "issues__tags"] {
+        let (n, bytes) = files_and_bytes(&p.root.join(format!("bucket/ds/{t}")), |n| n.ends_with(".parquet"));
+        assert_eq!(n, 1, "{t}");
+        assert!(
+            out.contains(&format!("  - {t}: 1 file(s), {bytes} bytes, Delta table version 1\n")),
+            "{t} {bytes}: {out}"
+        );
+    }
+}
+
+/// Files below `dir` (recursive) whose name passes `keep`, and their total size.
+fn files_and_bytes(dir: &std::path::Path, keep: impl Fn(&str) -> bool + Copy) -> (usize, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            let (a, b) = files_and_bytes(&path, keep);
+            n += a;
+            bytes += b;
+        } else if keep(&e.file_name().to_string_lossy()) {
+            n += 1;
+            bytes += e.metadata().unwrap().len();
+        }
+    }
+    (n, bytes)
+}
+
+#[test]
+fn info_lists_the_tables_in_the_bucket() {
+    let p = Project::new();
+    ok(&p.dlt(&["run", "pipeline.toml"]));
+    std::fs::write(p.root.join("data/more.jsonl"), "{\"id\": 10, \"tags\": [\"c\"]}\n").unwrap();
+    ok(&p.dlt(&["run", "pipeline.toml"]));
+    let out = ok(&p.dlt(&["pipeline", "fs_cli", "info"]));
+    let ds = p.root.join("bucket/ds");
+    let url = std::fs::canonicalize(&ds).unwrap();
+    assert!(out.contains(&format!("\nDataset ds at file://{}: 5 table(s) with files\n", url.display())), "{out}");
+    // every table with the files and bytes on disk, in name order
+    let mut expected = vec![];
+    for t in ["_dlt_loads", "_dlt_pipeline_state", "_dlt_version", "issues", "issues__tags"] {
+        let (n, bytes) = files_and_bytes(&ds.join(t), |_| true);
+        assert!(n >= 1, "{t}");
+        expected.push(format!("  - {t}: {n} file(s), {bytes} bytes"));
+    }
+    assert_eq!(files_and_bytes(&ds.join("issues"), |_| true).0, 2, "two loads, two files");
+    assert_eq!(files_and_bytes(&ds.join("_dlt_loads"), |_| true).0, 2);
+    let listed: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("Dataset ds at ")).skip(1).collect();
+    assert_eq!(listed, expected, "{out}");
 }

@@ -39,6 +39,19 @@ pub struct Journal {
     pub deletes: Vec<String>,
 }
 
+/// A table of a dataset as stored: what `dlt pipeline NAME info` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTable {
+    /// The table name.
+    pub table: String,
+    /// Data files a reader sees (for a Delta table: the files of its current version).
+    pub files: usize,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// The Delta table's current version (`None` for plain files).
+    pub delta_version: Option<u64>,
+}
+
 /// A client for one dataset of a filesystem destination.
 pub struct FilesystemClient {
     shared: Arc<Shared>,
@@ -590,6 +603,43 @@ impl FilesystemClient {
                 out.push((schema_name.to_string(), t));
             }
         }
+        Ok(out)
+    }
+
+    /// The dataset's tables as stored (for `dlt pipeline NAME info`): every table of the stored
+    /// schemas and dlt's own tables that has files, with the number of files a reader sees and
+    /// their total size; Delta tables with their current version (their files from the log).
+    pub fn stored_tables(&self) -> FsResult<Vec<StoredTable>> {
+        let hidden = self.hidden_files()?;
+        let mut out = vec![];
+        for (schema_name, table) in self.tables_with_files()? {
+            let prefix = self.table_prefix(&schema_name, &table)?;
+            let dir = prefix.strip_suffix('/').filter(|d| !d.is_empty());
+            #[cfg(feature = "delta")]
+            if let Some(dir) = dir
+                && !Self::is_dlt_table(&table)
+                && crate::delta::is_delta_table(self.store(), &self.ds(dir))?
+            {
+                let (version, files, bytes) = crate::delta::summary(self.store(), &self.ds(dir), &table)?;
+                out.push(StoredTable { table, files, bytes, delta_version: Some(version) });
+                continue;
+            }
+            let _ = dir;
+            let dir = match prefix.rfind('/') {
+                Some(i) => self.ds(&prefix[..i]),
+                None => self.dataset.clone(),
+            };
+            let (mut files, mut bytes) = (0usize, 0u64);
+            for (p, size) in self.store().list_sizes(&dir)? {
+                let rel = self.strip_ds(&p);
+                if rel.starts_with(&prefix) && !hidden.contains(rel) && rel.rsplit('/').next() != Some(INIT_FILE) {
+                    files += 1;
+                    bytes += size;
+                }
+            }
+            out.push(StoredTable { table, files, bytes, delta_version: None });
+        }
+        out.sort_by(|a, b| a.table.cmp(&b.table));
         Ok(out)
     }
 

@@ -391,6 +391,25 @@ pub fn current_files(store: &Store, rel: &str, name: &str) -> FsResult<Vec<Delta
     })
 }
 
+/// The current version of the Delta table at the bucket-relative folder `rel`, its number of
+/// data files and their total size in bytes (from the log).
+pub fn summary(store: &Store, rel: &str, name: &str) -> FsResult<(u64, usize, u64)> {
+    let mut table = table_handle(store, rel, name)?;
+    store.block_on(async move {
+        table.load().await.map_err(|e| derr(e, name, "loading"))?;
+        let version = table.version().unwrap_or_default();
+        let snap = table.snapshot().map_err(|e| derr(e, name, "reading the snapshot"))?;
+        let sizes: Vec<i64> = snap
+            .snapshot()
+            .file_views(&table.log_store(), None)
+            .map_ok(|f| f.size())
+            .try_collect()
+            .await
+            .map_err(|e| derr(e, name, "listing the files"))?;
+        Ok((version, sizes.len(), sizes.iter().map(|s| (*s).max(0) as u64).sum()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

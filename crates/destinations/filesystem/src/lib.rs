@@ -32,7 +32,7 @@ use dlt_core::error::Result;
 use dlt_core::registry::{DestinationContext, DestinationFactory};
 use dlt_core::schema::DataType;
 
-pub use client::FilesystemClient;
+pub use client::{FilesystemClient, StoredTable};
 pub use config::FilesystemConfig;
 pub use convert::OutputFormat;
 pub use error::{FsError, NAME};

@@ -495,6 +495,32 @@ impl Store {
         Ok(v)
     }
 
+    /// All objects below the folder `rel_dir` (recursive) with their sizes in bytes, sorted.
+    pub fn list_sizes(&self, rel_dir: &str) -> FsResult<Vec<(String, u64)>> {
+        let p = self.path(rel_dir)?;
+        let store = self.inner.clone();
+        let r: Result<Vec<(Path, u64)>, object_store::Error> = self.block_on(async move {
+            let mut out = vec![];
+            let prefix = if p.as_ref().is_empty() { None } else { Some(&p) };
+            let mut s = store.list(prefix);
+            while let Some(m) = s.next().await {
+                match m {
+                    Ok(m) => out.push((m.location, m.size)),
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        });
+        let mut v: Vec<(String, u64)> = r
+            .map_err(|e| self.err(&format!("list {rel_dir}/"), e))?
+            .iter()
+            .map(|(p, n)| (self.rel_of(p), *n))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
     /// The immediate sub-folders of `rel_dir` (names only).
     pub fn list_dirs(&self, rel_dir: &str) -> FsResult<Vec<String>> {
         let p = self.path(rel_dir)?;
