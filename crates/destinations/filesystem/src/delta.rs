@@ -12,8 +12,8 @@
 //!   rows removes all files. New dlt columns are added (nullable) before the data is written.
 //! - Every data commit carries the application transaction `(dlt-rs, <load id as integer>)`: a
 //!   retried package skips the tables an earlier attempt already committed.
-//! - `merge` needs delta-rs' DataFusion-based `MERGE`, which this build does not include: a
-//!   terminal error before anything is written.
+//! - `merge` is done by [`crate::delta_merge`] (delta-rs' own `MERGE` needs DataFusion, which
+//!   this build does not include).
 //!
 //! | dlt type | Delta type |
 //! |---|---|

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use dlt_core::destination::{Capabilities, Destination, DestinationClient, FileFormat, ReplaceStrategy};
 use dlt_core::error::Result;
 use dlt_core::registry::{DestinationContext, DestinationFactory};
+use dlt_core::resource::MergeStrategy;
 use dlt_core::schema::DataType;
 
 pub use client::{FilesystemClient, StoredTable};
@@ -53,7 +54,14 @@ pub fn capabilities() -> Capabilities {
         max_identifier_length: 65536,
         max_column_identifier_length: 65536,
         supports_transactions: false,
-        merge_strategies: vec![],
+        // Delta tables only (plain files refuse merge); dlt declares upsert for Delta tables, and
+        // dlt-rs also merges with delete-insert (what it records when no strategy is given) and
+        // insert-only
+        merge_strategies: if cfg!(feature = "delta") {
+            vec![MergeStrategy::Upsert, MergeStrategy::DeleteInsert, MergeStrategy::InsertOnly]
+        } else {
+            vec![]
+        },
         replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
         timestamp_precision: 6,
         decimal_precision: (38, 9),
