@@ -27,6 +27,29 @@ pub fn child_row_id(parent_id: &str, table: &str, idx: usize) -> String {
     digest_b64(format!("{parent_id}_{table}_{idx}").as_bytes(), DLT_ID_LENGTH_BYTES)
 }
 
+/// [`random_row_id`], appended to `out`.
+pub fn random_row_id_into(out: &mut String) {
+    let bytes: [u8; DLT_ID_LENGTH_BYTES] = rand::random();
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode_string(bytes, out);
+}
+
+/// [`child_row_id`], appended to `out` (no allocation for the usual sizes).
+pub fn child_row_id_into(parent_id: &str, table: &str, idx: usize, out: &mut String) {
+    use std::io::Write;
+    let mut h = sha3::Shake128::default();
+    let mut buf = [0u8; 256];
+    let mut w = &mut buf[..];
+    if write!(w, "{parent_id}_{table}_{idx}").is_ok() {
+        let n = 256 - w.len();
+        h.update(&buf[..n]);
+    } else {
+        h.update(format!("{parent_id}_{table}_{idx}").as_bytes());
+    }
+    let mut digest = [0u8; DLT_ID_LENGTH_BYTES];
+    h.finalize_xof().read(&mut digest);
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode_string(digest, out);
+}
+
 /// A new load id: Unix seconds as Python's float repr (e.g. `1795630746.7238905`),
 /// strictly greater than `after` when given.
 pub fn new_load_id(after: Option<&str>) -> String {
@@ -61,6 +84,14 @@ mod tests {
     #[test]
     fn ids() {
         assert_eq!(random_row_id().len(), 14);
+        let mut s = String::from("x");
+        random_row_id_into(&mut s);
+        assert_eq!(s.len(), 15);
+        for (p, t, i) in [("abc", "t__x", 0usize), ("zz", &"long".repeat(100), 7)] {
+            let mut out = String::new();
+            child_row_id_into(p, t, i, &mut out);
+            assert_eq!(out, child_row_id(p, t, i));
+        }
         // dlt: parent eG/JB62hf+ATbQ, table ordering__w, idx 0 -> 8LFjnf42asX5qw
         assert_eq!(child_row_id("eG/JB62hf+ATbQ", "ordering__w", 0), "8LFjnf42asX5qw");
         // dlt key hash of {"id":1} -> z5jIxXIbUnmbKw

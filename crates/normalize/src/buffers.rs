@@ -357,6 +357,19 @@ impl TableBuffer {
         crate::coerce::coerce(col, v).map(|c| (*i, c))
     }
 
+    /// [`try_fast`](Self::try_fast) for a scalar of the tape.
+    #[inline]
+    pub(crate) fn try_fast_scalar<'v>(&self, name: &str, v: crate::coerce::Scalar<'v>) -> Option<(usize, Cell<'v>)> {
+        let (i, col) = self.cols.get(name)?;
+        crate::coerce::coerce_scalar(col, v).map(|c| (*i, c))
+    }
+
+    /// Whether a null for the known column `name` must be refused (`None`: not known here).
+    #[inline]
+    pub(crate) fn refuses_null(&self, name: &str) -> Option<bool> {
+        self.cols.get(name).map(|(_, c)| c.nullable == Some(false) && c.is_complete())
+    }
+
     /// Position of a column in the buffer, adding it (null-filled) if new.
     pub fn column_index(&mut self, col: &Column) -> usize {
         if let Some(i) = self.index.get(&col.name) {
@@ -379,13 +392,20 @@ impl TableBuffer {
 
     /// Append one row given as (column index, cell) pairs.
     pub fn push_row(&mut self, cells: &mut Vec<(usize, Cell<'_>)>) -> Result<()> {
-        for (i, c) in cells.drain(..) {
-            let b = &mut self.builders[i];
+        let r = self.push_cells(cells);
+        cells.clear();
+        r
+    }
+
+    /// Append one row given as (column index, cell) pairs.
+    pub(crate) fn push_cells(&mut self, cells: &[(usize, Cell<'_>)]) -> Result<()> {
+        for (i, c) in cells {
+            let b = &mut self.builders[*i];
             if b.len() > self.rows {
                 // the same column twice in one row (keys colliding after normalization): last wins
                 continue;
             }
-            b.append(&c);
+            b.append(c);
         }
         self.rows += 1;
         for b in &mut self.builders {

@@ -52,10 +52,6 @@ fn infer_type(schema: &Schema, v: &Value) -> DataType {
     py_type(v)
 }
 
-fn number_text(n: &Number) -> String {
-    if is_integer(n) { n.as_str().to_string() } else { py_float_repr(n.as_f64().unwrap_or(f64::NAN)) }
-}
-
 fn parse_decimal(text: &str, scale: u32) -> Option<i128> {
     let t = text.trim();
     let (neg, body) = match t.strip_prefix('-') {
@@ -116,61 +112,98 @@ fn decode_binary(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
+/// A JSON scalar, as the tape and serde_json both hold it: numbers as their literal.
+#[derive(Clone, Copy)]
+pub(crate) enum Scalar<'v> {
+    Str(&'v str),
+    Num(&'v str),
+    Bool(bool),
+}
+
+fn literal_is_integer(s: &str) -> bool {
+    !s.contains(['.', 'e', 'E'])
+}
+
+/// serde_json's `Number::as_i64` with arbitrary precision.
+fn literal_i64(s: &str) -> Option<i64> {
+    s.parse().ok()
+}
+
+/// serde_json's `Number::as_f64` with arbitrary precision.
+fn literal_f64(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
 /// Coerce `v` (of Python type `from`) into a column of type `col`; `None` when dlt would raise.
 pub(crate) fn coerce<'v>(col: &Column, v: &'v Value) -> Option<Cell<'v>> {
+    match v {
+        Value::String(s) => coerce_scalar(col, Scalar::Str(s)),
+        Value::Number(n) => coerce_scalar(col, Scalar::Num(n.as_str())),
+        Value::Bool(b) => coerce_scalar(col, Scalar::Bool(*b)),
+        _ => Some(match (col.data_type?, v) {
+            (DataType::Text, other) => Cell::Str(serde_json::to_string(other).ok()?.into()),
+            (DataType::Json, Value::Object(_) | Value::Array(_)) => Cell::Str(serde_json::to_string(v).ok()?.into()),
+            _ => return None,
+        }),
+    }
+}
+
+/// [`coerce`] of a scalar: the one place both the tape and the serde_json path convert values.
+pub(crate) fn coerce_scalar<'v>(col: &Column, v: Scalar<'v>) -> Option<Cell<'v>> {
     let to = col.data_type?;
-    let from = py_type(v);
     Some(match (to, v) {
-        (DataType::Text, Value::String(s)) => Cell::Str(Cow::Borrowed(s)),
-        (DataType::Text, Value::Number(n)) => Cell::Str(number_text(n).into()),
-        (DataType::Text, Value::Bool(b)) => Cell::Str(Cow::Borrowed(if *b { "True" } else { "False" })),
-        (DataType::Text, other) => Cell::Str(serde_json::to_string(other).ok()?.into()),
-        (DataType::Json, Value::String(s)) if from == DataType::Text => {
+        (DataType::Text, Scalar::Str(s)) => Cell::Str(Cow::Borrowed(s)),
+        (DataType::Text, Scalar::Num(n)) => {
+            let text =
+                if literal_is_integer(n) { n.to_string() } else { py_float_repr(literal_f64(n).unwrap_or(f64::NAN)) };
+            Cell::Str(text.into())
+        }
+        (DataType::Text, Scalar::Bool(b)) => Cell::Str(Cow::Borrowed(if b { "True" } else { "False" })),
+        (DataType::Json, Scalar::Str(s)) => {
             let parsed: Value = serde_json::from_str(s).ok()?;
             Cell::Str(serde_json::to_string(&parsed).ok()?.into())
         }
-        (DataType::Json, Value::Object(_) | Value::Array(_)) => Cell::Str(serde_json::to_string(v).ok()?.into()),
-        (DataType::Bigint, Value::Number(n)) => {
-            if is_integer(n) {
-                Cell::Int(n.as_i64()?)
+        (DataType::Bigint, Scalar::Num(n)) => {
+            if literal_is_integer(n) {
+                Cell::Int(literal_i64(n)?)
             } else {
-                let f = n.as_f64()?;
+                let f = literal_f64(n)?;
                 if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.2e18 {
                     return None;
                 }
                 Cell::Int(f as i64)
             }
         }
-        (DataType::Bigint, Value::String(s)) => Cell::Int(parse_int_text(s)?),
-        (DataType::Double, Value::Number(n)) => Cell::Float(n.as_f64()?),
-        (DataType::Double, Value::String(s)) => Cell::Float(parse_float_text(s)?),
-        (DataType::Bool, Value::Bool(b)) => Cell::Bool(*b),
-        (DataType::Bool, Value::String(s)) => Cell::Bool(str2bool(s)?),
-        (DataType::Bool, Value::Number(n)) => Cell::Bool(n.as_f64()? != 0.0),
-        (DataType::Timestamp, Value::String(s)) => match parse_iso_timestamp(s) {
+        (DataType::Bigint, Scalar::Str(s)) => Cell::Int(parse_int_text(s)?),
+        (DataType::Double, Scalar::Num(n)) => Cell::Float(literal_f64(n)?),
+        (DataType::Double, Scalar::Str(s)) => Cell::Float(parse_float_text(s)?),
+        (DataType::Bool, Scalar::Bool(b)) => Cell::Bool(b),
+        (DataType::Bool, Scalar::Str(s)) => Cell::Bool(str2bool(s)?),
+        (DataType::Bool, Scalar::Num(n)) => Cell::Bool(literal_f64(n)? != 0.0),
+        (DataType::Timestamp, Scalar::Str(s)) => match parse_iso_timestamp(s) {
             Some(t) => Cell::Micros(t.micros),
             None => Cell::Micros(parse_iso_date(s)? as i64 * 86_400_000_000),
         },
-        (DataType::Timestamp, Value::Number(n)) => {
-            if is_integer(n) {
-                Cell::Micros(n.as_i64()?.checked_mul(1_000_000)?)
+        (DataType::Timestamp, Scalar::Num(n)) => {
+            if literal_is_integer(n) {
+                Cell::Micros(literal_i64(n)?.checked_mul(1_000_000)?)
             } else {
-                Cell::Micros((n.as_f64()? * 1_000_000.0).round() as i64)
+                Cell::Micros((literal_f64(n)? * 1_000_000.0).round() as i64)
             }
         }
-        (DataType::Date, Value::String(s)) => match parse_iso_date(s) {
+        (DataType::Date, Scalar::Str(s)) => match parse_iso_date(s) {
             Some(d) => Cell::Days(d),
             None => Cell::Days(parse_iso_timestamp(s)?.micros.div_euclid(86_400_000_000) as i32),
         },
-        (DataType::Date, Value::Number(n)) => Cell::Days((n.as_f64()? / 86_400.0).floor() as i32),
-        (DataType::Time, Value::String(s)) => Cell::TimeMicros(parse_iso_time(s)?),
-        (DataType::Decimal | DataType::Wei, Value::Number(n)) => {
-            Cell::Decimal(parse_decimal(n.as_str(), decimal_precision(col).1)?)
+        (DataType::Date, Scalar::Num(n)) => Cell::Days((literal_f64(n)? / 86_400.0).floor() as i32),
+        (DataType::Time, Scalar::Str(s)) => Cell::TimeMicros(parse_iso_time(s)?),
+        (DataType::Decimal | DataType::Wei, Scalar::Num(n)) => {
+            Cell::Decimal(parse_decimal(n, decimal_precision(col).1)?)
         }
-        (DataType::Decimal | DataType::Wei, Value::String(s)) => {
+        (DataType::Decimal | DataType::Wei, Scalar::Str(s)) => {
             Cell::Decimal(parse_decimal(s, decimal_precision(col).1)?)
         }
-        (DataType::Binary, Value::String(s)) => Cell::Bytes(decode_binary(s)?),
+        (DataType::Binary, Scalar::Str(s)) => Cell::Bytes(decode_binary(s)?),
         _ => return None,
     })
 }

@@ -6,6 +6,8 @@
 mod arrow_items;
 mod buffers;
 mod coerce;
+mod fast;
+mod tape;
 pub mod values;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -55,7 +57,10 @@ impl Normalizer for RelationalNormalizer {
             .get(&["normalize", "parquet_normalizer"], "add_dlt_id")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
+        // the tape fast path for JSON lines (`normalize.fast_path = false` turns it off)
+        let fast_path = req.config.get(&["normalize"], "fast_path").and_then(|v| v.as_bool()).unwrap_or(true);
         let mut run = Run {
+            fast_path,
             schema: req.schema,
             names: Names::new(naming.clone()),
             naming,
@@ -148,7 +153,7 @@ type PathName = (Arc<str>, Arc<str>);
 struct Names {
     naming: Arc<dyn NamingConvention>,
     /// prefix (unshortened path, "" at the top) -> raw key -> (unshortened path, column name)
-    nested: HashMap<Arc<str>, HashMap<String, PathName>>,
+    nested: HashMap<Arc<str>, HashMap<String, (PathName, u32)>>,
     /// table (unshortened path) -> nested list path -> (child unshortened path, child table name)
     tables: HashMap<Arc<str>, HashMap<Arc<str>, PathName>>,
     /// Column names made so far.
@@ -156,6 +161,8 @@ struct Names {
     /// Column names produced by more than one key path (keys colliding after normalization):
     /// only these need a duplicate check within a row.
     ambiguous: rustc_hash::FxHashSet<Arc<str>>,
+    /// (prefix, key) pairs seen.
+    key_count: u32,
     empty: Arc<str>,
 }
 
@@ -167,11 +174,17 @@ impl Names {
             tables: HashMap::default(),
             produced: Default::default(),
             ambiguous: Default::default(),
+            key_count: 0,
             empty: Arc::from(""),
         }
     }
 
     fn key(&mut self, prefix: &Arc<str>, k: &str) -> (Arc<str>, Arc<str>) {
+        self.key_id(prefix, k).0
+    }
+
+    /// [`key`](Self::key) and a number unique to the (prefix, key) pair.
+    fn key_id(&mut self, prefix: &Arc<str>, k: &str) -> (PathName, u32) {
         if let Some(v) = self.nested.get(prefix.as_ref()).and_then(|m| m.get(k)) {
             return v.clone();
         }
@@ -188,8 +201,10 @@ impl Names {
         if !self.produced.insert(v.1.clone()) {
             self.ambiguous.insert(v.1.clone());
         }
-        self.nested.entry(prefix.clone()).or_default().insert(k.to_string(), v.clone());
-        v
+        self.key_count += 1;
+        let entry = (v, self.key_count);
+        self.nested.entry(prefix.clone()).or_default().insert(k.to_string(), entry.clone());
+        entry
     }
 
     fn child_table(&mut self, table_path: &Arc<str>, list_path: &Arc<str>) -> (Arc<str>, Arc<str>) {
@@ -205,6 +220,8 @@ impl Names {
 }
 
 struct Run<'a> {
+    /// Whether JSON lines take the tape fast path.
+    fast_path: bool,
     schema: &'a mut Schema,
     /// Tables that had no materialized columns when this package first touched them.
     new_tables: rustc_hash::FxHashSet<Arc<str>>,
@@ -235,6 +252,26 @@ fn recycle<'a, 'b>(mut v: Vec<(usize, Cell<'a>)>) -> Vec<(usize, Cell<'b>)> {
     v.clear();
     // in-place collect: same element layout, so the allocation is kept and nothing is copied
     v.into_iter().map(|_| unreachable!("empty")).collect()
+}
+
+/// Whether `col` of `table` is a `json` column (nested values there are not flattened), cached.
+fn json_column(
+    cache: &mut HashMap<Arc<str>, rustc_hash::FxHashSet<String>>,
+    schema: &Schema,
+    table: &Arc<str>,
+    col: &str,
+) -> bool {
+    if !cache.contains_key(table.as_ref()) {
+        let cols = schema
+            .tables
+            .get(table.as_ref())
+            .map(|t| {
+                t.columns.values().filter(|c| c.data_type == Some(DataType::Json)).map(|c| c.name.clone()).collect()
+            })
+            .unwrap_or_default();
+        cache.insert(table.clone(), cols);
+    }
+    cache[table.as_ref()].contains(col)
 }
 
 /// A parsed item and the row ids made for it on the parsing thread.
@@ -372,6 +409,11 @@ impl<'a> Run<'a> {
             }
             _ => None,
         };
+        if self.fast_path
+            && let Some(m) = ids.take()
+        {
+            return self.normalize_jsonl_tape(path, &root, m.max_nesting, on_progress);
+        }
         let root_path: Arc<str> = root.path.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
@@ -520,18 +562,7 @@ impl<'a> Run<'a> {
     }
 
     fn is_json_column(&mut self, table: &Arc<str>, col: &str) -> bool {
-        if !self.json_cols.contains_key(table.as_ref()) {
-            let cols = self
-                .schema
-                .tables
-                .get(table.as_ref())
-                .map(|t| {
-                    t.columns.values().filter(|c| c.data_type == Some(DataType::Json)).map(|c| c.name.clone()).collect()
-                })
-                .unwrap_or_default();
-            self.json_cols.insert(table.clone(), cols);
-        }
-        self.json_cols[table.as_ref()].contains(col)
+        json_column(&mut self.json_cols, self.schema, table, col)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -901,6 +932,184 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Normalize `lines` (one table `t`), with or without the tape fast path: the schema, and
+    /// per table the rows as JSON text with ids replaced by (table, row number) references.
+    fn normalized(lines: &str, fast: bool, max_nesting: Option<u32>) -> (String, Vec<(String, Vec<String>)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("t.jsonl");
+        std::fs::write(&input, lines).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut schema = Schema::new("s");
+        let mut t = Table::new("t");
+        if let Some(n) = max_nesting {
+            t.set_max_nesting(n);
+        }
+        schema.tables.insert("t".into(), t);
+        let files =
+            vec![JobFile { table: "t".into(), file_id: "x".into(), retry: 0, format: FileFormat::Jsonl, path: input }];
+        let config =
+            dlt_core::config::Config::from_parts(vec![("NORMALIZE__FAST_PATH".into(), fast.to_string())], None, None);
+        RelationalNormalizer
+            .normalize(NormalizeRequest {
+                load_id: "1",
+                files: &files,
+                output_dir: &out,
+                schema: &mut schema,
+                capabilities: &caps(),
+                config: &config,
+                on_progress: &|_| {},
+            })
+            .unwrap();
+        let mut tables: Vec<(String, Vec<serde_json::Map<String, Value>>)> = vec![];
+        let mut jobs = job_files(&out).unwrap();
+        jobs.sort_by(|a, b| a.table.cmp(&b.table));
+        for job in jobs {
+            let f = File::open(&job.path).unwrap();
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(f, 1024).unwrap();
+            let mut rows = vec![];
+            for batch in reader {
+                let b = batch.unwrap();
+                let opts = arrow::util::display::FormatOptions::default();
+                for i in 0..b.num_rows() {
+                    let mut row = serde_json::Map::new();
+                    for (f, col) in b.schema().fields().iter().zip(b.columns()) {
+                        let v = if col.is_null(i) {
+                            Value::Null
+                        } else {
+                            let col = match f.data_type() {
+                                arrow::datatypes::DataType::Timestamp(..) => {
+                                    arrow::compute::cast(col, &arrow::datatypes::DataType::Int64).unwrap()
+                                }
+                                _ => col.clone(),
+                            };
+                            let fmt = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &opts).unwrap();
+                            Value::String(format!("{}: {}", f.data_type(), fmt.value(i)))
+                        };
+                        row.insert(f.name().clone(), v);
+                    }
+                    rows.push(row);
+                }
+            }
+            match tables.iter_mut().find(|(t, _)| *t == job.table) {
+                Some((_, r)) => r.push(Default::default()),
+                None => tables.push((job.table.clone(), vec![])),
+            }
+            tables.iter_mut().find(|(t, _)| *t == job.table).unwrap().1.extend(rows);
+        }
+        // ids → (table, row) references
+        let mut refs: StdMap<String, String> = StdMap::new();
+        for (t, rows) in &tables {
+            for (i, r) in rows.iter().enumerate() {
+                if let Some(Value::String(id)) = r.get(C_DLT_ID) {
+                    refs.insert(id.trim_start_matches("Utf8: ").to_string(), format!("{t}#{i}"));
+                }
+            }
+        }
+        let out_tables = tables
+            .into_iter()
+            .map(|(t, rows)| {
+                let rows = rows
+                    .into_iter()
+                    .map(|mut r| {
+                        for k in [C_DLT_ID, C_DLT_PARENT_ID, C_DLT_ROOT_ID] {
+                            if let Some(Value::String(id)) = r.get(k) {
+                                let id = id.trim_start_matches("Utf8: ");
+                                let own = id.starts_with("own:");
+                                let v = if own { id.to_string() } else { refs.get(id).cloned().unwrap_or("?".into()) };
+                                r.insert(k.into(), Value::String(v));
+                            }
+                        }
+                        serde_json::to_string(&r).unwrap()
+                    })
+                    .collect();
+                (t, rows)
+            })
+            .collect();
+        let schema_text = serde_json::to_string(&schema.tables).unwrap();
+        (schema_text, out_tables)
+    }
+
+    /// The tape fast path gives exactly what the serde_json path gives: the same schema (column
+    /// order, types, variants), rows, values and id links, on input that keeps changing shape.
+    #[test]
+    fn fast_path_matches_regular_path() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let values = [
+            r#"1"#,
+            r#"-0"#,
+            r#"2.5"#,
+            r#"1e3"#,
+            r#"-1.25E-2"#,
+            r#"18446744073709551616"#,
+            r#"9223372036854775807"#,
+            r#""text""#,
+            r#""esc \"q\" \\ \u00e9 \ud83d\ude00 \n""#,
+            r#"true"#,
+            r#"false"#,
+            r#"null"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"in":1,"deep":{"x":"y"}}"#,
+            r#"[1,2,null]"#,
+            r#"[{"a":1},{"a":"s","b":[true]}]"#,
+            r#"[[1,2],[3]]"#,
+            r#""12""#,
+            r#""1.5""#,
+            r#""yes""#,
+        ];
+        let keys = ["id", "Name", "camelCase", "with space", "value", "n", "ts", "a-b", "a_b", "list"];
+        let mut lines = String::new();
+        for i in 0..3000 {
+            let mut item = format!(r#"{{"id":{i}"#);
+            for _ in 0..next(6) {
+                let k = keys[next(keys.len() as u64) as usize];
+                // mostly a stable type per key, sometimes anything
+                // (a variant of a detected timestamp column fails in dlt too: `ts` stays one)
+                let v = if k == "ts" {
+                    r#""2024-01-02T03:04:05Z""#
+                } else if next(10) < 8 {
+                    values[(k.len() * 3 + 1) % values.len()]
+                } else {
+                    values[next(values.len() as u64) as usize]
+                };
+                item.push_str(&format!(r#","{k}":{v}"#));
+            }
+            if next(50) == 0 {
+                item.push_str(&format!(r#","_dlt_id":"own:{i}""#));
+            }
+            item.push_str(r#","tags":["a","b"],"obj":{"Inner Key":2,"items":[{"q":1,"sub":[{"z":"x"}]}]}}"#);
+            lines.push_str(&item);
+            lines.push('\n');
+            if i % 997 == 0 {
+                lines.push_str("   \n[1,2]\n\"scalar\"\n");
+            }
+        }
+        for nesting in [None, Some(1)] {
+            let before = fast::FAST_ITEMS.load(std::sync::atomic::Ordering::Relaxed);
+            let (schema_fast, fast) = normalized(&lines, true, nesting);
+            // most items take the fast path (the others are new shapes, own ids, duplicate keys...)
+            let taken = fast::FAST_ITEMS.load(std::sync::atomic::Ordering::Relaxed) - before;
+            // (beyond max_table_nesting every item here holds a value serialized as JSON: regular path)
+            assert!(taken > 800 || nesting.is_some(), "{taken} items took the fast path");
+            let (schema_slow, slow) = normalized(&lines, false, nesting);
+            assert_eq!(schema_fast, schema_slow, "max nesting {nesting:?}");
+            assert_eq!(fast.len(), slow.len());
+            for ((tf, rf), (ts, rs)) in fast.iter().zip(&slow) {
+                assert_eq!(tf, ts);
+                assert_eq!(rf.len(), rs.len(), "{tf}");
+                for (i, (a, b)) in rf.iter().zip(rs).enumerate() {
+                    assert_eq!(a, b, "table {tf} row {i}");
+                }
+            }
+            assert_eq!(nesting.is_none(), fast.iter().any(|(t, _)| t == "t__obj__items__sub"));
+        }
     }
 
     /// Child ids are dlt's hash of (parent id, child table, list index) at every depth, whichever

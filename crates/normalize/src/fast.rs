@@ -1,0 +1,378 @@
+//! The normalizer's fast path for JSON lines: items parsed into a [`tape`](crate::tape) on one
+//! thread (with their row ids), turned into cells of known columns on another.
+//!
+//! An item takes the fast path when every value it holds fits a column its table already has,
+//! with the type that column already has. Anything else — a new table, column or variant, a
+//! `_dlt_id` of its own, keys colliding after normalization, a `json` column, a list of lists,
+//! nesting beyond `max_table_nesting`, a line the tape parser did not accept — sends the whole
+//! item through the regular serde_json path, which evolves the schema as dlt does (so the next
+//! items of the same shape take the fast path again). Nothing of an item is written before the
+//! fast path has accepted all of it, and both paths convert values with the same functions.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+
+use dlt_core::error::{Error, IoContext, Result};
+use dlt_core::schema::{C_DLT_ID, C_DLT_LIST_IDX, C_DLT_LOAD_ID, C_DLT_PARENT_ID, C_DLT_ROOT_ID};
+use serde_json::Value;
+
+use crate::buffers::Cell;
+use crate::coerce::Scalar;
+use crate::tape::{self, ARR, Chunk, ESTR, FALSE, NULL, NUM, OBJ, STR, TRUE, TapeIds};
+use crate::{Names, PARSE_CHUNK, Run, TableRef};
+
+/// Items that took the fast path (for tests).
+#[cfg(test)]
+pub(crate) static FAST_ITEMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Cells of the rows of one item, collected before any is written.
+struct Rows<'c> {
+    cells: Vec<(usize, Cell<'c>)>,
+    /// (table, end of the row's cells)
+    rows: Vec<(Arc<str>, usize)>,
+    /// Per column index: the last row (counter) that set it, to find a column set twice.
+    seen: Vec<u32>,
+    /// Per (prefix, key) number: the last row (counter) that had it.
+    seen_keys: Vec<u32>,
+    stamp: u32,
+}
+
+impl<'a> Run<'a> {
+    /// Normalize a JSON lines file whose row ids are random: tape parsing and row ids on one
+    /// thread, cells and Arrow builders on this one.
+    pub(crate) fn normalize_jsonl_tape(
+        &mut self,
+        path: &Path,
+        root: &TableRef,
+        max_nesting: u32,
+        on_progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        let f = File::open(path).at(path)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(4);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
+        let mut ids = TapeIds { names: Names::new(self.naming.clone()), max_nesting };
+        let root_path: Arc<str> = root.path.clone();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut reader = BufReader::with_capacity(1 << 20, f);
+                let mut line = String::new();
+                let mut lineno = 0u64;
+                let mut chunk = Chunk::default();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(Error::io(path, e)));
+                            return;
+                        }
+                    }
+                    lineno += 1;
+                    let text = line.trim_end_matches(['\n', '\r']);
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    chunk.push_line(text, lineno);
+                    if let Some(r) = chunk.lines.last().and_then(|l| l.root) {
+                        ids.line(&root_path, &mut chunk, r);
+                    }
+                    if chunk.lines.len() == PARSE_CHUNK {
+                        let mut next = back_rx.try_recv().unwrap_or_default();
+                        next.clear();
+                        if tx.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !chunk.lines.is_empty() {
+                    let _ = tx.send(Ok(chunk));
+                }
+            });
+            // allocations kept from chunk to chunk (cells borrow from their chunk)
+            let mut spare_cells: Vec<(usize, Cell<'static>)> = Vec::new();
+            let mut spare_rows: Vec<(Arc<str>, usize)> = Vec::new();
+            let mut seen: Vec<u32> = Vec::new();
+            let mut seen_keys: Vec<u32> = Vec::new();
+            let mut stamp = 0u32;
+            for chunk in rx {
+                let chunk = chunk?;
+                let mut out = Rows {
+                    cells: crate::recycle(std::mem::take(&mut spare_cells)),
+                    rows: std::mem::take(&mut spare_rows),
+                    seen: std::mem::take(&mut seen),
+                    seen_keys: std::mem::take(&mut seen_keys),
+                    stamp,
+                };
+                for line in &chunk.lines {
+                    let fast = match line.root {
+                        Some(r) => self.fast_item(root, &chunk, r, max_nesting, &mut out)?,
+                        None => false,
+                    };
+                    #[cfg(test)]
+                    if fast {
+                        FAST_ITEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if !fast {
+                        let item: Value = serde_json::from_str(chunk.line_text(line)).map_err(|e| Error::BadInput {
+                            location: format!("{}:{}", path.display(), line.lineno),
+                            message: e.to_string(),
+                        })?;
+                        self.pre = None;
+                        self.normalize_item(root, &item)?;
+                    }
+                    self.items += 1;
+                    if self.items.is_multiple_of(10_000) {
+                        on_progress(self.items);
+                    }
+                }
+                spare_cells = crate::recycle(out.cells);
+                spare_rows = out.rows;
+                seen = out.seen;
+                seen_keys = out.seen_keys;
+                stamp = out.stamp;
+                let _ = back_tx.send(chunk);
+            }
+            Ok::<(), Error>(())
+        })?;
+        on_progress(self.items);
+        Ok(())
+    }
+
+    /// Write the item at `root` if it takes the fast path; `false` (nothing written) if not.
+    fn fast_item<'c>(
+        &mut self,
+        table: &TableRef,
+        ch: &'c Chunk,
+        root: u32,
+        max_nesting: u32,
+        out: &mut Rows<'c>,
+    ) -> Result<bool>
+    where
+        'a: 'c,
+    {
+        if ch.nodes[root as usize].kind != OBJ || ch.aux[root as usize] == u32::MAX {
+            return Ok(false);
+        }
+        out.cells.clear();
+        out.rows.clear();
+        let row_id = ch.id(ch.aux[root as usize]);
+        let propagate = self.table_meta.get(table.name.as_ref()).is_some_and(|m| m.propagate_root);
+        let root_id = if propagate { Some(row_id) } else { None };
+        if !self.fast_row(table, ch, root, row_id, None, root_id, 0, max_nesting, out) {
+            return Ok(false);
+        }
+        let mut start = 0;
+        for (t, end) in &out.rows {
+            self.buffers.get_mut(t.as_ref()).expect("checked").push_cells(&out.cells[start..*end])?;
+            start = *end;
+        }
+        Ok(true)
+    }
+
+    /// Collect the cells of one row and of the rows nested in it; `false` if the item must take
+    /// the regular path.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_row<'c>(
+        &mut self,
+        table: &TableRef,
+        ch: &'c Chunk,
+        obj: u32,
+        row_id: &'c str,
+        link: Option<(&'c str, usize)>,
+        root_id: Option<&'c str>,
+        lvl: u32,
+        max_nesting: u32,
+        out: &mut Rows<'c>,
+    ) -> bool
+    where
+        'a: 'c,
+    {
+        let Some(buf) = self.buffers.get(table.name.as_ref()) else { return false };
+        out.stamp = out.stamp.wrapping_add(1);
+        let mut lists: Vec<(Arc<str>, u32)> = Vec::new();
+        let mut stack: Vec<(u32, Arc<str>, u32)> = vec![(obj, self.names.empty.clone(), lvl)];
+        while let Some((d, prefix, l)) = stack.pop() {
+            for (k, v) in tape::members(&ch.nodes, d) {
+                let key = ch.str_of(k);
+                if key == C_DLT_ID {
+                    return false;
+                }
+                let ((path, name), key_id) = self.names.key_id(&prefix, key);
+                // a key given twice in one object (the last one wins): the regular path
+                if !mark_key(out, key_id) {
+                    return false;
+                }
+                if name.starts_with("_dlt")
+                    || (!self.names.ambiguous.is_empty() && self.names.ambiguous.contains(&name))
+                {
+                    return false;
+                }
+                let node = ch.nodes[v as usize];
+                let scalar = match node.kind {
+                    OBJ | ARR => {
+                        if l >= max_nesting || crate::json_column(&mut self.json_cols, self.schema, &table.name, &name)
+                        {
+                            return false;
+                        }
+                        if node.kind == OBJ {
+                            stack.push((v, path, l + 1));
+                        } else if node.a > 0 {
+                            lists.push((path, v));
+                        }
+                        continue;
+                    }
+                    NULL => {
+                        let refuses = match buf.refuses_null(&name) {
+                            Some(r) => r,
+                            None => self.schema.tables[table.name.as_ref()]
+                                .columns
+                                .get(name.as_ref())
+                                .is_some_and(|c| c.nullable == Some(false) && c.is_complete()),
+                        };
+                        // a key given twice (the last one wins, even a null): the regular path
+                        if refuses || buf.cached_index(&name).is_some_and(|i| !mark(out, i)) {
+                            return false;
+                        }
+                        continue;
+                    }
+                    TRUE => Scalar::Bool(true),
+                    FALSE => Scalar::Bool(false),
+                    NUM => Scalar::Num(ch.num_of(node)),
+                    STR | ESTR => Scalar::Str(ch.str_of(node)),
+                    _ => return false,
+                };
+                let Some((i, cell)) = buf.try_fast_scalar(&name, scalar) else { return false };
+                if !mark(out, i) {
+                    return false;
+                }
+                out.cells.push((i, cell));
+            }
+        }
+        // the columns dlt adds
+        match link {
+            None => {
+                let Some(i) = buf.cached_index(C_DLT_LOAD_ID) else { return false };
+                out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(self.load_id))));
+            }
+            Some((parent_id, idx)) => {
+                if let Some(r) = root_id {
+                    let Some(i) = buf.cached_index(C_DLT_ROOT_ID) else { return false };
+                    out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(r))));
+                }
+                let (Some(p), Some(x)) = (buf.cached_index(C_DLT_PARENT_ID), buf.cached_index(C_DLT_LIST_IDX)) else {
+                    return false;
+                };
+                out.cells.push((p, Cell::Str(std::borrow::Cow::Borrowed(parent_id))));
+                out.cells.push((x, Cell::Int(idx as i64)));
+            }
+        }
+        let Some(i) = buf.cached_index(C_DLT_ID) else { return false };
+        out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(row_id))));
+        out.rows.push((table.name.clone(), out.cells.len()));
+        for (list_path, list) in lists {
+            let first = ch.aux[list as usize];
+            if first == u32::MAX {
+                return false;
+            }
+            let (child_path, child_name) = self.names.child_table(&table.path, &list_path);
+            let child = TableRef { path: child_path, name: child_name, parent: Some(table.name.clone()) };
+            for (idx, el) in tape::elements(&ch.nodes, list).enumerate() {
+                let id = ch.id(first + idx as u32);
+                let node = ch.nodes[el as usize];
+                match node.kind {
+                    OBJ => {
+                        if !self.fast_row(&child, ch, el, id, Some((row_id, idx)), root_id, lvl + 1, max_nesting, out) {
+                            return false;
+                        }
+                    }
+                    ARR => return false,
+                    _ => {
+                        if !self.fast_value_row(&child, ch, node, id, (row_id, idx), root_id, out) {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// A row of a list of scalars: the element in the column `value`.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_value_row<'c>(
+        &mut self,
+        table: &TableRef,
+        ch: &'c Chunk,
+        node: tape::Node,
+        row_id: &'c str,
+        (parent_id, idx): (&'c str, usize),
+        root_id: Option<&'c str>,
+        out: &mut Rows<'c>,
+    ) -> bool {
+        let (_, value) = self.names.key(&self.names.empty.clone(), "value");
+        let Some(buf) = self.buffers.get(table.name.as_ref()) else { return false };
+        let scalar = match node.kind {
+            NULL => None,
+            TRUE => Some(Scalar::Bool(true)),
+            FALSE => Some(Scalar::Bool(false)),
+            NUM => Some(Scalar::Num(ch.num_of(node))),
+            STR | ESTR => Some(Scalar::Str(ch.str_of(node))),
+            _ => return false,
+        };
+        match scalar {
+            Some(s) => {
+                let Some((i, cell)) = buf.try_fast_scalar(&value, s) else { return false };
+                out.cells.push((i, cell));
+            }
+            None => {
+                if buf.refuses_null(&value) != Some(false) {
+                    return false;
+                }
+            }
+        }
+        if let Some(r) = root_id {
+            let Some(i) = buf.cached_index(C_DLT_ROOT_ID) else { return false };
+            out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(r))));
+        }
+        let (Some(p), Some(x), Some(d)) =
+            (buf.cached_index(C_DLT_PARENT_ID), buf.cached_index(C_DLT_LIST_IDX), buf.cached_index(C_DLT_ID))
+        else {
+            return false;
+        };
+        out.cells.push((p, Cell::Str(std::borrow::Cow::Borrowed(parent_id))));
+        out.cells.push((x, Cell::Int(idx as i64)));
+        out.cells.push((d, Cell::Str(std::borrow::Cow::Borrowed(row_id))));
+        out.rows.push((table.name.clone(), out.cells.len()));
+        true
+    }
+}
+
+/// Note that column `i` is set in the current row; `false` if it already was.
+#[inline]
+fn mark(out: &mut Rows<'_>, i: usize) -> bool {
+    if out.seen.len() <= i {
+        out.seen.resize(i + 1, 0);
+    }
+    if out.seen[i] == out.stamp {
+        return false;
+    }
+    out.seen[i] = out.stamp;
+    true
+}
+
+/// Note that key number `k` occurs in the current row; `false` if it already did.
+#[inline]
+fn mark_key(out: &mut Rows<'_>, k: u32) -> bool {
+    let k = k as usize;
+    if out.seen_keys.len() <= k {
+        out.seen_keys.resize(k + 1, 0);
+    }
+    if out.seen_keys[k] == out.stamp {
+        return false;
+    }
+    out.seen_keys[k] = out.stamp;
+    true
+}
