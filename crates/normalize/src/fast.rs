@@ -52,7 +52,7 @@ impl<'a> Run<'a> {
         let f = File::open(path).at(path)?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(4);
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
-        let mut ids = TapeIds { names: Names::new(self.naming.clone()), max_nesting };
+        let mut ids = TapeIds::new(Names::new(self.naming.clone()), max_nesting);
         let root_path: Arc<str> = root.path.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
@@ -80,6 +80,7 @@ impl<'a> Run<'a> {
                         ids.line(&root_path, &mut chunk, r);
                     }
                     if chunk.lines.len() == PARSE_CHUNK {
+                        ids.finish(&mut chunk);
                         let mut next = back_rx.try_recv().unwrap_or_default();
                         next.clear();
                         if tx.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
@@ -88,6 +89,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 if !chunk.lines.is_empty() {
+                    ids.finish(&mut chunk);
                     let _ = tx.send(Ok(chunk));
                 }
             });

@@ -1120,9 +1120,13 @@ mod tests {
         let input = dir.path().join("t.jsonl");
         let mut lines = String::new();
         for i in 0..1500 {
-            // more items than one parse chunk, lists of objects with lists, of lists, of scalars
+            // more items than one parse chunk, lists of objects with lists, of lists, of scalars;
+            // a few items with an id of their own or a list of lists (the regular path), the
+            // rest on the fast path
+            let own = if i % 10 == 0 { format!(r#","_dlt_id":"own:{i}""#) } else { String::new() };
+            let grid = if i % 7 == 0 { r#"[[1,2],[3]]"# } else { r#"[{"c":1},{"c":2},{"c":3}]"# };
             lines.push_str(&format!(
-                r#"{{"id":{i},"Nested":{{"Tags":["a","b"]}},"items":[{{"n":1,"subs":[{{"x":1}},{{"x":2}}]}},{{"n":2,"_dlt_id":"own:{i}","subs":[{{"x":3}}]}}],"grid":[[1,2],[3]]}}"#
+                r#"{{"id":{i},"Nested":{{"Tags":["a","b"]}},"items":[{{"n":1,"subs":[{{"x":1}},{{"x":2}}]}},{{"n":2{own},"subs":[{{"x":3}}]}}],"grid":{grid}}}"#
             ));
             lines.push('\n');
         }
@@ -1139,6 +1143,7 @@ mod tests {
             path: input.clone(),
         }];
         let config = dlt_core::config::Config::default();
+        let before = fast::FAST_ITEMS.load(std::sync::atomic::Ordering::Relaxed);
         let res = RelationalNormalizer
             .normalize(NormalizeRequest {
                 load_id: "1",
@@ -1154,8 +1159,11 @@ mod tests {
         assert_eq!(res.row_counts["t__items"], 3000);
         assert_eq!(res.row_counts["t__items__subs"], 4500);
         assert_eq!(res.row_counts["t__nested__tags"], 3000);
-        assert_eq!(res.row_counts["t__grid"], 3000);
-        assert_eq!(res.row_counts["t__grid__list"], 4500);
+        // 215 items (multiples of 7) have a list of lists
+        assert_eq!(res.row_counts["t__grid"], 215 * 2 + 1285 * 3);
+        assert_eq!(res.row_counts["t__grid__list"], 215 * 3);
+        let taken = fast::FAST_ITEMS.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(taken >= 1100, "{taken} items took the fast path");
         let rows = id_rows(&out);
         let mut checked = 0;
         for (table, parent_table) in [
@@ -1178,8 +1186,8 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 3000 + 4500 + 3000 + 3000 + 4500);
+        assert_eq!(checked, 3000 + 4500 + 3000 + 4285 + 645);
         // the rows under an item with its own `_dlt_id` hang from that id
-        assert!(rows["t__items__subs"].iter().any(|r| r.1.as_deref() == Some("own:7")));
+        assert!(rows["t__items__subs"].iter().any(|r| r.1.as_deref() == Some("own:10")));
     }
 }

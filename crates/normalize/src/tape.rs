@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use dlt_core::ids::{child_row_id_into, random_row_id_into};
+use dlt_core::ids::{child_row_ids_into, random_row_id_into};
 
 use crate::Names;
 
@@ -56,8 +56,8 @@ pub(crate) struct Chunk {
     pub lines: Vec<Line>,
     pub nodes: Vec<Node>,
     pub strs: String,
-    /// Row ids made on the parsing thread, [`ID_LEN`] bytes each.
-    pub ids: String,
+    /// Row ids made on the parsing thread, [`ID_LEN`] ASCII bytes each.
+    pub ids: Vec<u8>,
     /// Per node: for an array, the index of its first element's id (`u32::MAX`: none made);
     /// for a line's root object, the index of its row id.
     pub aux: Vec<u32>,
@@ -93,7 +93,7 @@ impl Chunk {
     #[inline]
     pub fn id(&self, i: u32) -> &str {
         let at = i as usize * ID_LEN;
-        &self.ids[at..at + ID_LEN]
+        std::str::from_utf8(&self.ids[at..at + ID_LEN]).expect("row ids are base64")
     }
 
     /// The line's text.
@@ -464,25 +464,66 @@ fn next_sibling(nodes: &[Node], i: u32) -> u32 {
 
 /// Makes the row ids of tape lines as the normalizer would (a random root id; child ids hashed
 /// from the parent id, the child table name and the list index), following the same flattening.
-/// Items with their own `_dlt_id` take the regular path, which makes its own ids.
+/// Items with their own `_dlt_id` take the regular path, which makes its own ids. Child ids are
+/// hashed in bulk per chunk, level by level (a child's id is the parent of its own children).
 pub(crate) struct TapeIds {
     pub names: Names,
     pub max_nesting: u32,
+    /// Child ids to make: (parent id slot, child table, list index, id slot, depth).
+    jobs: Vec<(u32, Arc<str>, u32, u32, u32)>,
 }
 
 impl TapeIds {
-    /// Make the ids of the line's item (root must be an object).
+    pub fn new(names: Names, max_nesting: u32) -> Self {
+        TapeIds { names, max_nesting, jobs: Vec::new() }
+    }
+
+    /// Plan the ids of the line's item (root must be an object); [`finish`](Self::finish) makes
+    /// the child ids.
     pub fn line(&mut self, root_path: &Arc<str>, ch: &mut Chunk, root: u32) {
         if ch.nodes[root as usize].kind != OBJ {
             return;
         }
         let id = (ch.ids.len() / ID_LEN) as u32;
-        random_row_id_into(&mut ch.ids);
+        let mut s = String::with_capacity(ID_LEN);
+        random_row_id_into(&mut s);
+        ch.ids.extend_from_slice(s.as_bytes());
         ch.aux[root as usize] = id;
-        self.row(root_path, ch, root, id, 0);
+        self.row(root_path, ch, root, id, 0, 0);
     }
 
-    fn row(&mut self, table_path: &Arc<str>, ch: &mut Chunk, obj: u32, row_id: u32, lvl: u32) {
+    /// Hash the child ids planned for the chunk.
+    pub fn finish(&mut self, ch: &mut Chunk) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        // parents first: jobs of one depth only need ids of the depths before
+        self.jobs.sort_by_key(|j| j.4);
+        let mut start = 0;
+        while start < self.jobs.len() {
+            let depth = self.jobs[start].4;
+            let end = start + self.jobs[start..].iter().take_while(|j| j.4 == depth).count();
+            let parents: Vec<[u8; ID_LEN]> = self.jobs[start..end]
+                .iter()
+                .map(|j| {
+                    let at = j.0 as usize * ID_LEN;
+                    ch.ids[at..at + ID_LEN].try_into().expect("id length")
+                })
+                .collect();
+            let batch: Vec<(&str, &str, usize, usize)> = self.jobs[start..end]
+                .iter()
+                .zip(&parents)
+                .map(|(j, p)| {
+                    (std::str::from_utf8(p).expect("ids are base64"), j.1.as_ref(), j.2 as usize, j.3 as usize)
+                })
+                .collect();
+            child_row_ids_into(&batch, &mut ch.ids);
+            start = end;
+        }
+        self.jobs.clear();
+    }
+
+    fn row(&mut self, table_path: &Arc<str>, ch: &mut Chunk, obj: u32, row_id: u32, lvl: u32, depth: u32) {
         let mut lists: Vec<(Arc<str>, u32)> = vec![];
         let mut stack: Vec<(u32, Arc<str>, u32)> = vec![(obj, self.names.empty.clone(), lvl)];
         while let Some((d, prefix, l)) = stack.pop() {
@@ -499,21 +540,19 @@ impl TapeIds {
                 }
             }
         }
-        let mut parent = [0u8; ID_LEN];
         for (list_path, list) in lists {
             let (child_path, child_name) = self.names.child_table(table_path, &list_path);
-            parent.copy_from_slice(ch.id(row_id).as_bytes());
-            let parent = std::str::from_utf8(&parent).expect("ids are ASCII");
             let first = (ch.ids.len() / ID_LEN) as u32;
-            let n = ch.nodes[list as usize].a as usize;
+            let n = ch.nodes[list as usize].a;
+            ch.ids.resize(ch.ids.len() + n as usize * ID_LEN, b'?');
             for i in 0..n {
-                child_row_id_into(parent, &child_name, i, &mut ch.ids);
+                self.jobs.push((row_id, child_name.clone(), i, first + i, depth));
             }
             ch.aux[list as usize] = first;
             let els: Vec<u32> = elements(&ch.nodes, list).collect();
             for (i, el) in els.into_iter().enumerate() {
                 if ch.nodes[el as usize].kind == OBJ {
-                    self.row(&child_path, ch, el, first + i as u32, lvl + 1);
+                    self.row(&child_path, ch, el, first + i as u32, lvl + 1, depth + 1);
                 }
             }
         }
