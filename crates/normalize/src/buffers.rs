@@ -323,10 +323,17 @@ pub struct TableBuffer {
 pub const BUFFER_ROWS: usize = 10_000;
 
 fn props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build()
+    let mut b =
+        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(128 * 1024));
+    // row ids are random or hashes: a dictionary never pays and compression finds nothing, so
+    // both would only cost time (here and in every reader)
+    for c in [dlt_core::schema::C_DLT_ID, dlt_core::schema::C_DLT_PARENT_ID, dlt_core::schema::C_DLT_ROOT_ID] {
+        let path = parquet::schema::types::ColumnPath::from(c);
+        b = b
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    b.build()
 }
 
 impl TableBuffer {
@@ -362,6 +369,12 @@ impl TableBuffer {
     pub(crate) fn try_fast_scalar<'v>(&self, name: &str, v: crate::coerce::Scalar<'v>) -> Option<(usize, Cell<'v>)> {
         let (i, col) = self.cols.get(name)?;
         crate::coerce::coerce_scalar(col, v).map(|c| (*i, c))
+    }
+
+    /// The known column `name`: its position and definition.
+    #[inline]
+    pub(crate) fn column(&self, name: &str) -> Option<&(usize, Column)> {
+        self.cols.get(name)
     }
 
     /// Whether a null for the known column `name` must be refused (`None`: not known here).

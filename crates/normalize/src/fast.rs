@@ -19,7 +19,7 @@ use dlt_core::schema::{C_DLT_ID, C_DLT_LIST_IDX, C_DLT_LOAD_ID, C_DLT_PARENT_ID,
 use serde_json::Value;
 
 use crate::buffers::Cell;
-use crate::coerce::Scalar;
+use crate::coerce::{Scalar, coerce_scalar};
 use crate::tape::{self, ARR, Chunk, ESTR, FALSE, NULL, NUM, OBJ, STR, TRUE, TapeIds};
 use crate::{Names, PARSE_CHUNK, Run, TableRef};
 
@@ -37,6 +37,93 @@ struct Rows<'c> {
     /// Per (prefix, key) number: the last row (counter) that had it.
     seen_keys: Vec<u32>,
     stamp: u32,
+    /// Objects still to flatten: (node, path prefix, nesting level).
+    stack: Vec<(u32, Arc<str>, u32)>,
+    /// Lists found in rows: (path, node).
+    lists: Vec<(Arc<str>, u32)>,
+}
+
+/// What the fast path knows of the tables it writes; cleared whenever an item takes the regular
+/// path (which may change columns).
+#[derive(Default)]
+pub(crate) struct FastCache {
+    /// (table, path prefix) → what the key at each position of objects there meant last time.
+    shapes: rustc_hash::FxHashMap<(usize, usize), Vec<Slot>>,
+    /// table → positions of the columns dlt adds.
+    links: rustc_hash::FxHashMap<usize, LinkCols>,
+    /// (table, list path) → child table.
+    children: rustc_hash::FxHashMap<(usize, usize), TableRef>,
+}
+
+impl FastCache {
+    fn clear(&mut self) {
+        self.shapes.clear();
+        self.links.clear();
+        self.children.clear();
+    }
+}
+
+/// A key of an object, resolved.
+struct Slot {
+    key: Box<str>,
+    key_id: u32,
+    path: Arc<str>,
+    /// The key's column in the table's buffer, if it has one (position, definition).
+    col: Option<(usize, dlt_core::schema::Column)>,
+    /// A null here must be refused (a non-nullable column).
+    null_refused: bool,
+    /// The column is `json`: nested values are not flattened.
+    json: bool,
+    /// The key needs the regular path: `_dlt_id` or another `_dlt` name, or a name that other
+    /// keys also normalize to.
+    reject: bool,
+}
+
+impl Slot {
+    fn new(
+        names: &mut Names,
+        buf: &crate::buffers::TableBuffer,
+        schema: &dlt_core::schema::Schema,
+        json_cols: &mut rustc_hash::FxHashMap<Arc<str>, rustc_hash::FxHashSet<String>>,
+        table: &Arc<str>,
+        prefix: &Arc<str>,
+        key: &str,
+    ) -> Slot {
+        let ((path, name), key_id) = names.key_id(prefix, key);
+        let reject = key == C_DLT_ID || name.starts_with("_dlt") || names.ambiguous.contains(&name);
+        let col = buf.column(&name).cloned();
+        let null_refused = match &col {
+            Some((_, c)) => c.nullable == Some(false) && c.is_complete(),
+            None => schema.tables[table.as_ref()]
+                .columns
+                .get(name.as_ref())
+                .is_some_and(|c| c.nullable == Some(false) && c.is_complete()),
+        };
+        let json = crate::json_column(json_cols, schema, table, &name);
+        Slot { key: key.into(), key_id, path, col, null_refused, json, reject }
+    }
+}
+
+/// Positions of the columns dlt adds, in one table's buffer.
+#[derive(Clone, Copy)]
+struct LinkCols {
+    load_id: Option<usize>,
+    root_id: Option<usize>,
+    parent_id: Option<usize>,
+    list_idx: Option<usize>,
+    row_id: Option<usize>,
+}
+
+impl LinkCols {
+    fn of(buf: &crate::buffers::TableBuffer) -> LinkCols {
+        LinkCols {
+            load_id: buf.cached_index(C_DLT_LOAD_ID),
+            root_id: buf.cached_index(C_DLT_ROOT_ID),
+            parent_id: buf.cached_index(C_DLT_PARENT_ID),
+            list_idx: buf.cached_index(C_DLT_LIST_IDX),
+            row_id: buf.cached_index(C_DLT_ID),
+        }
+    }
 }
 
 impl<'a> Run<'a> {
@@ -107,6 +194,8 @@ impl<'a> Run<'a> {
                     seen: std::mem::take(&mut seen),
                     seen_keys: std::mem::take(&mut seen_keys),
                     stamp,
+                    stack: Vec::new(),
+                    lists: Vec::new(),
                 };
                 for line in &chunk.lines {
                     let fast = match line.root {
@@ -118,6 +207,8 @@ impl<'a> Run<'a> {
                         FAST_ITEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     if !fast {
+                        // the regular path may add or change columns
+                        self.fast_cache.clear();
                         let item: Value = serde_json::from_str(chunk.line_text(line)).map_err(|e| Error::BadInput {
                             location: format!("{}:{}", path.display(), line.lineno),
                             message: e.to_string(),
@@ -160,6 +251,8 @@ impl<'a> Run<'a> {
         }
         out.cells.clear();
         out.rows.clear();
+        out.stack.clear();
+        out.lists.clear();
         let row_id = ch.id(ch.aux[root as usize]);
         let propagate = self.table_meta.get(table.name.as_ref()).is_some_and(|m| m.propagate_root);
         let root_id = if propagate { Some(row_id) } else { None };
@@ -194,48 +287,48 @@ impl<'a> Run<'a> {
     {
         let Some(buf) = self.buffers.get(table.name.as_ref()) else { return false };
         out.stamp = out.stamp.wrapping_add(1);
-        let mut lists: Vec<(Arc<str>, u32)> = Vec::new();
-        let mut stack: Vec<(u32, Arc<str>, u32)> = vec![(obj, self.names.empty.clone(), lvl)];
-        while let Some((d, prefix, l)) = stack.pop() {
-            for (k, v) in tape::members(&ch.nodes, d) {
+        let table_key = Arc::as_ptr(&table.name) as *const u8 as usize;
+        let lists_start = out.lists.len();
+        let stack_base = out.stack.len();
+        out.stack.push((obj, self.names.empty.clone(), lvl));
+        while out.stack.len() > stack_base {
+            let (d, prefix, l) = out.stack.pop().expect("not empty");
+            let slots =
+                self.fast_cache.shapes.entry((table_key, Arc::as_ptr(&prefix) as *const u8 as usize)).or_default();
+            for (p, (k, v)) in tape::members(&ch.nodes, d).enumerate() {
                 let key = ch.str_of(k);
-                if key == C_DLT_ID {
-                    return false;
+                // the slot of this position from earlier objects of the same shape, if the key
+                // is the same: no name or column lookups
+                if slots.get(p).is_none_or(|s| &*s.key != key) {
+                    let slot =
+                        Slot::new(&mut self.names, buf, self.schema, &mut self.json_cols, &table.name, &prefix, key);
+                    if p < slots.len() {
+                        slots[p] = slot;
+                    } else {
+                        slots.push(slot);
+                    }
                 }
-                let ((path, name), key_id) = self.names.key_id(&prefix, key);
+                let slot = &slots[p];
                 // a key given twice in one object (the last one wins): the regular path
-                if !mark_key(out, key_id) {
-                    return false;
-                }
-                if name.starts_with("_dlt")
-                    || (!self.names.ambiguous.is_empty() && self.names.ambiguous.contains(&name))
-                {
+                if slot.reject || !mark_key(out, slot.key_id) {
                     return false;
                 }
                 let node = ch.nodes[v as usize];
                 let scalar = match node.kind {
                     OBJ | ARR => {
-                        if l >= max_nesting || crate::json_column(&mut self.json_cols, self.schema, &table.name, &name)
-                        {
+                        if l >= max_nesting || slot.json {
                             return false;
                         }
                         if node.kind == OBJ {
-                            stack.push((v, path, l + 1));
+                            out.stack.push((v, slot.path.clone(), l + 1));
                         } else if node.a > 0 {
-                            lists.push((path, v));
+                            out.lists.push((slot.path.clone(), v));
                         }
                         continue;
                     }
                     NULL => {
-                        let refuses = match buf.refuses_null(&name) {
-                            Some(r) => r,
-                            None => self.schema.tables[table.name.as_ref()]
-                                .columns
-                                .get(name.as_ref())
-                                .is_some_and(|c| c.nullable == Some(false) && c.is_complete()),
-                        };
                         // a key given twice (the last one wins, even a null): the regular path
-                        if refuses || buf.cached_index(&name).is_some_and(|i| !mark(out, i)) {
+                        if slot.null_refused || slot.col.as_ref().is_some_and(|(i, _)| !mark(out, *i)) {
                             return false;
                         }
                         continue;
@@ -246,41 +339,53 @@ impl<'a> Run<'a> {
                     STR | ESTR => Scalar::Str(ch.str_of(node)),
                     _ => return false,
                 };
-                let Some((i, cell)) = buf.try_fast_scalar(&name, scalar) else { return false };
-                if !mark(out, i) {
+                let Some((i, col)) = &slot.col else { return false };
+                let Some(cell) = coerce_scalar(col, scalar) else { return false };
+                if !mark(out, *i) {
                     return false;
                 }
-                out.cells.push((i, cell));
+                out.cells.push((*i, cell));
             }
         }
         // the columns dlt adds
+        let links = *self.fast_cache.links.entry(table_key).or_insert_with(|| LinkCols::of(buf));
         match link {
             None => {
-                let Some(i) = buf.cached_index(C_DLT_LOAD_ID) else { return false };
+                let Some(i) = links.load_id else { return false };
                 out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(self.load_id))));
             }
             Some((parent_id, idx)) => {
                 if let Some(r) = root_id {
-                    let Some(i) = buf.cached_index(C_DLT_ROOT_ID) else { return false };
+                    let Some(i) = links.root_id else { return false };
                     out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(r))));
                 }
-                let (Some(p), Some(x)) = (buf.cached_index(C_DLT_PARENT_ID), buf.cached_index(C_DLT_LIST_IDX)) else {
+                let (Some(p), Some(x)) = (links.parent_id, links.list_idx) else {
                     return false;
                 };
                 out.cells.push((p, Cell::Str(std::borrow::Cow::Borrowed(parent_id))));
                 out.cells.push((x, Cell::Int(idx as i64)));
             }
         }
-        let Some(i) = buf.cached_index(C_DLT_ID) else { return false };
+        let Some(i) = links.row_id else { return false };
         out.cells.push((i, Cell::Str(std::borrow::Cow::Borrowed(row_id))));
         out.rows.push((table.name.clone(), out.cells.len()));
-        for (list_path, list) in lists {
+        let lists_end = out.lists.len();
+        for li in lists_start..lists_end {
+            let (list_path, list) = out.lists[li].clone();
             let first = ch.aux[list as usize];
             if first == u32::MAX {
                 return false;
             }
-            let (child_path, child_name) = self.names.child_table(&table.path, &list_path);
-            let child = TableRef { path: child_path, name: child_name, parent: Some(table.name.clone()) };
+            let child_key = (table_key, Arc::as_ptr(&list_path) as *const u8 as usize);
+            let child = match self.fast_cache.children.get(&child_key) {
+                Some(c) => c.clone(),
+                None => {
+                    let (child_path, child_name) = self.names.child_table(&table.path, &list_path);
+                    let c = TableRef { path: child_path, name: child_name, parent: Some(table.name.clone()) };
+                    self.fast_cache.children.insert(child_key, c.clone());
+                    c
+                }
+            };
             for (idx, el) in tape::elements(&ch.nodes, list).enumerate() {
                 let id = ch.id(first + idx as u32);
                 let node = ch.nodes[el as usize];
@@ -299,6 +404,7 @@ impl<'a> Run<'a> {
                 }
             }
         }
+        out.lists.truncate(lists_start);
         true
     }
 

@@ -61,6 +61,7 @@ impl Normalizer for RelationalNormalizer {
         let fast_path = req.config.get(&["normalize"], "fast_path").and_then(|v| v.as_bool()).unwrap_or(true);
         let mut run = Run {
             fast_path,
+            fast_cache: Default::default(),
             schema: req.schema,
             names: Names::new(naming.clone()),
             naming,
@@ -222,6 +223,8 @@ impl Names {
 struct Run<'a> {
     /// Whether JSON lines take the tape fast path.
     fast_path: bool,
+    /// What the fast path knows of the tables it writes.
+    fast_cache: fast::FastCache,
     schema: &'a mut Schema,
     /// Tables that had no materialized columns when this package first touched them.
     new_tables: rustc_hash::FxHashSet<Arc<str>>,

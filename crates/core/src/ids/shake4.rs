@@ -1,25 +1,43 @@
-//! SHAKE-128 of up to four one-block messages at once (10 bytes of output each): the digest
-//! behind nested row ids. With AVX2 the four Keccak states run side by side in 256-bit
-//! registers; otherwise each message goes through the `sha3` crate.
+//! SHAKE-128 of up to eight one-block messages at once (10 bytes of output each): the digest
+//! behind nested row ids. With AVX-512 eight Keccak states run side by side in 512-bit
+//! registers, with AVX2 four in 256-bit ones; otherwise each message goes through the `sha3`
+//! crate.
 
 /// SHAKE-128's rate in bytes: messages shorter than this fit one block with their padding.
 pub const RATE: usize = 168;
 
+/// Messages hashed per call.
+pub const LANES: usize = 8;
+
 /// The first 10 bytes of SHAKE-128 of `msgs[..n]` (each shorter than [`RATE`]).
-pub fn shake128_10x4(msgs: &[Vec<u8>; 4], n: usize) -> [[u8; 10]; 4] {
+pub fn shake128_10x8(msgs: &[Vec<u8>; LANES], n: usize) -> [[u8; 10]; LANES] {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { x86::shake128_10x8_avx512(msgs, n) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { x86::shake128_10x4_avx2(msgs, n) };
+            let mut out = [[0u8; 10]; LANES];
+            for half in 0..2 {
+                let m = n.saturating_sub(half * 4).min(4);
+                if m == 0 {
+                    break;
+                }
+                let msgs4: &[Vec<u8>; 4] = msgs[half * 4..half * 4 + 4].try_into().expect("4 messages");
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                let d = unsafe { x86::shake128_10x4_avx2(msgs4, m) };
+                out[half * 4..half * 4 + 4].copy_from_slice(&d);
+            }
+            return out;
         }
     }
     scalar(msgs, n)
 }
 
-fn scalar(msgs: &[Vec<u8>; 4], n: usize) -> [[u8; 10]; 4] {
+fn scalar<const N: usize>(msgs: &[Vec<u8>; N], n: usize) -> [[u8; 10]; N] {
     use sha3::digest::{ExtendableOutput, Update, XofReader};
-    let mut out = [[0u8; 10]; 4];
+    let mut out = [[0u8; 10]; N];
     for k in 0..n {
         let mut h = sha3::Shake128::default();
         h.update(&msgs[k]);
@@ -111,6 +129,60 @@ mod x86 {
         out
     }
 
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn shake128_10x8_avx512(msgs: &[Vec<u8>; 8], n: usize) -> [[u8; 10]; 8] {
+        let lanes: [[u64; 21]; 8] = std::array::from_fn(|k| if k < n { block_lanes(&msgs[k]) } else { [0; 21] });
+        let mut a = [_mm512_setzero_si512(); 25];
+        for (i, v) in a.iter_mut().enumerate().take(21) {
+            let l: [i64; 8] = std::array::from_fn(|k| lanes[k][i] as i64);
+            *v = _mm512_set_epi64(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0]);
+        }
+        for rc in RC {
+            // theta (three-way xors in one instruction each)
+            let mut c = [_mm512_setzero_si512(); 5];
+            for x in 0..5 {
+                let t = _mm512_ternarylogic_epi64::<0x96>(a[x], a[x + 5], a[x + 10]);
+                c[x] = _mm512_ternarylogic_epi64::<0x96>(t, a[x + 15], a[x + 20]);
+            }
+            for x in 0..5 {
+                let d = _mm512_xor_si512(c[(x + 4) % 5], _mm512_rolv_epi64(c[(x + 1) % 5], _mm512_set1_epi64(1)));
+                for y in 0..5 {
+                    a[x + 5 * y] = _mm512_xor_si512(a[x + 5 * y], d);
+                }
+            }
+            // rho and pi
+            let mut b = [_mm512_setzero_si512(); 25];
+            for x in 0..5 {
+                for y in 0..5 {
+                    b[y + 5 * ((2 * x + 3 * y) % 5)] =
+                        _mm512_rolv_epi64(a[x + 5 * y], _mm512_set1_epi64(RHO[x + 5 * y]));
+                }
+            }
+            // chi: a ^ (!b & c) in one instruction
+            for y in 0..5 {
+                for x in 0..5 {
+                    a[x + 5 * y] =
+                        _mm512_ternarylogic_epi64::<0xD2>(b[x + 5 * y], b[(x + 1) % 5 + 5 * y], b[(x + 2) % 5 + 5 * y]);
+                }
+            }
+            // iota
+            a[0] = _mm512_xor_si512(a[0], _mm512_set1_epi64(rc as i64));
+        }
+        let mut l0 = [0u64; 8];
+        let mut l1 = [0u64; 8];
+        // SAFETY: unaligned stores of 512 bits into 8 u64s.
+        unsafe {
+            _mm512_storeu_si512(l0.as_mut_ptr().cast(), a[0]);
+            _mm512_storeu_si512(l1.as_mut_ptr().cast(), a[1]);
+        }
+        let mut out = [[0u8; 10]; 8];
+        for k in 0..8 {
+            out[k][..8].copy_from_slice(&l0[k].to_le_bytes());
+            out[k][8..].copy_from_slice(&l1[k].to_le_bytes()[..2]);
+        }
+        out
+    }
+
     #[target_feature(enable = "avx2")]
     unsafe fn keccak_f(a: &mut [__m256i; 25]) {
         for rc in RC {
@@ -155,10 +227,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn four_lanes_match_sha3() {
-        let msgs: [Vec<u8>; 4] = [b"".to_vec(), b"abc".to_vec(), vec![7u8; 100], vec![b'x'; RATE - 1]];
-        for n in 1..=4 {
-            assert_eq!(shake128_10x4(&msgs, n)[..n], scalar(&msgs, n)[..n]);
+    fn lanes_match_sha3() {
+        let msgs: [Vec<u8>; LANES] = std::array::from_fn(|k| (0..k * 23 % RATE).map(|i| (i * 31 + k) as u8).collect());
+        for n in 1..=LANES {
+            assert_eq!(shake128_10x8(&msgs, n)[..n], scalar(&msgs, n)[..n]);
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let four: &[Vec<u8>; 4] = msgs[..4].try_into().unwrap();
+            // SAFETY: AVX2 checked above.
+            assert_eq!(unsafe { x86::shake128_10x4_avx2(four, 4) }, scalar(four, 4));
+        }
+        let last = vec![b'x'; RATE - 1];
+        let msgs: [Vec<u8>; LANES] = std::array::from_fn(|_| last.clone());
+        assert_eq!(shake128_10x8(&msgs, LANES), scalar(&msgs, LANES));
     }
 }
