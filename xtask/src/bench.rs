@@ -47,7 +47,7 @@ struct Workload {
     reference: Option<Reference>,
 }
 
-const WORKLOADS: [Workload; 7] = [
+const WORKLOADS: [Workload; 9] = [
     Workload {
         id: "W1",
         records: 1_000_000,
@@ -64,6 +64,24 @@ const WORKLOADS: [Workload; 7] = [
         // Child-table counts follow from the checksummed data (array lengths).
         expected: &[("issues", 100_000), ("issues__labels", 250_110), ("issues__assignees", 150_497)],
         reference: Some(Reference { wall_s: 31.8, cpu_s: 31.0, rows_per_s: 3_142.0, rss_mb: 408.0 }),
+    },
+    Workload {
+        // W1 to local parquet files (the filesystem destination)
+        id: "W1fs",
+        records: 1_000_000,
+        input: Input::Jsonl("issues_1m.jsonl"),
+        destination: "filesystem",
+        expected: &[("issues", 1_000_000), ("issues__labels", 2_497_298), ("issues__assignees", 1_500_697)],
+        reference: None,
+    },
+    Workload {
+        // W1s to local parquet files; compare with `--with-dlt`
+        id: "W1sfs",
+        records: 100_000,
+        input: Input::Jsonl("issues_100k.jsonl"),
+        destination: "filesystem",
+        expected: &[("issues", 100_000), ("issues__labels", 250_110), ("issues__assignees", 150_497)],
+        reference: None,
     },
     Workload {
         // W1 five times over: peak memory must not grow with the input
@@ -126,7 +144,7 @@ struct Run {
 }
 
 pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
-    let usage = "usage: cargo xtask bench <W1|W1s|W1x5|REST|W2|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
+    let usage = "usage: cargo xtask bench <W1|W1s|W1fs|W1sfs|W1x5|REST|W2|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
                  [--with-dlt]";
     let mut workload = None;
     let mut runs = 1usize;

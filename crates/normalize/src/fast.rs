@@ -186,6 +186,8 @@ impl<'a> Run<'a> {
             let mut seen: Vec<u32> = Vec::new();
             let mut seen_keys: Vec<u32> = Vec::new();
             let mut stamp = 0u32;
+            let mut fast_items = 0u64;
+            let first_item = self.items;
             for chunk in rx {
                 let chunk = chunk?;
                 let mut out = Rows {
@@ -202,6 +204,7 @@ impl<'a> Run<'a> {
                         Some(r) => self.fast_item(root, &chunk, r, max_nesting, &mut out)?,
                         None => false,
                     };
+                    fast_items += fast as u64;
                     #[cfg(test)]
                     if fast {
                         FAST_ITEMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -228,6 +231,7 @@ impl<'a> Run<'a> {
                 stamp = out.stamp;
                 let _ = back_tx.send(chunk);
             }
+            tracing::debug!("{}: {fast_items} of {} items took the fast path", path.display(), self.items - first_item);
             Ok::<(), Error>(())
         })?;
         on_progress(self.items);
