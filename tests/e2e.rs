@@ -570,3 +570,102 @@ fn deferred_resource_sees_its_window_and_keeps_its_own_state() {
     p.run(r).unwrap();
     assert_eq!(scalar(&env.db(), "SELECT string_agg(name, ',' ORDER BY name) FROM dfr_data.names"), "ab,abcd,abcdef,x");
 }
+
+/// Records the extract step's progress reports.
+#[derive(Default)]
+struct ExtractProgress(std::sync::Mutex<Vec<u64>>);
+
+impl dlt::Progress for ExtractProgress {
+    fn step_started(&self, _: dlt::Step, _: &str) {}
+    fn items(&self, step: dlt::Step, count: u64) {
+        if step == dlt::Step::Extract {
+            self.0.lock().unwrap().push(count);
+        }
+    }
+    fn step_finished(&self, _: dlt::Step) {}
+}
+
+/// A JSONL file of several read blocks (4 MiB each): `n` rows of ~350 bytes, a blank line, a
+/// whitespace-only line and a CRLF line now and then, and no newline after the last row.
+fn big_jsonl(path: &std::path::Path, n: usize) {
+    let mut s = String::new();
+    for i in 0..n {
+        if i % 1000 == 999 {
+            s.push_str("\n  \n");
+        }
+        let kind = if i % 3 == 0 { "a" } else { "b" };
+        s.push_str(&format!("{{\"id\": {i}, \"kind\": \"{kind}\", \"pad\": \"{}\"}}", "p".repeat(300)));
+        if i + 1 < n {
+            s.push_str(if i % 7 == 0 { "\r\n" } else { "\n" });
+        }
+    }
+    assert!(s.len() > 2 * dlt::sources::files::JSONL_BLOCK_SIZE, "several blocks");
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn jsonl_in_blocks_extracts_every_row_through_steps_cursors_and_table_names() {
+    let env = Env::new();
+    let n = 30_000;
+    big_jsonl(&env.root.join("big.jsonl"), n);
+    let files = |name: &str| dlt::sources::files::resource(name, "big.jsonl", &env.root, None).unwrap();
+    let progress = Arc::new(ExtractProgress::default());
+    let mut p = dlt::pipeline("jb")
+        .destination(destinations::duckdb(env.db()))
+        .dataset_name("jb_data")
+        .pipelines_dir(env.root.join("pipelines"))
+        .config(dlt::Config::from_parts(vec![], None, None))
+        .progress(progress.clone())
+        .build()
+        .unwrap();
+    // plain: every row, progress every 10,000 items as when items came one by one
+    let info = p.run(files("plain")).unwrap();
+    assert_eq!(info.row_counts.get("plain"), Some(&(n as u64)));
+    assert_eq!(*progress.0.lock().unwrap(), [10_000, 20_000, 30_000, 30_000]);
+    let db = env.db();
+    assert_eq!(scalar(&db, "SELECT count(*) FROM jb_data.plain"), n.to_string());
+    assert_eq!(scalar(&db, "SELECT count(DISTINCT id) FROM jb_data.plain"), n.to_string());
+    assert_eq!(scalar(&db, "SELECT max(id) FROM jb_data.plain"), (n - 1).to_string());
+    // a processing step sees every row
+    let mapped = files("mapped").add_map(|mut v| {
+        v["seen"] = json!(true);
+        v
+    });
+    let info = p.run(mapped).unwrap();
+    assert_eq!(info.row_counts.get("mapped"), Some(&(n as u64)));
+    assert_eq!(scalar(&db, "SELECT count(*) FROM jb_data.mapped WHERE seen"), n.to_string());
+    // an incremental cursor sees every row: only ids from the initial value on
+    let hints =
+        dlt::ResourceHints::from_json(&json!({"incremental": {"cursor_path": "id", "initial_value": 12345}})).unwrap();
+    let info = p.run(files("inc").with_hints(hints)).unwrap();
+    assert_eq!(info.row_counts.get("inc"), Some(&(n as u64 - 12345)));
+    assert_eq!(scalar(&db, "SELECT min(id) FROM jb_data.inc"), "12345");
+    // table names taken from each row
+    let hints = dlt::ResourceHints::from_json(&json!({"table_name_from": "kind"})).unwrap();
+    let info = p.run(files("kinds").with_hints(hints)).unwrap();
+    assert_eq!(info.row_counts.get("a"), Some(&(n as u64).div_ceil(3)));
+    assert_eq!(info.row_counts.get("b"), Some(&(n as u64 - (n as u64).div_ceil(3))));
+    assert_eq!(scalar(&db, "SELECT count(*) FROM jb_data.b WHERE kind = 'b'"), (n - n.div_ceil(3)).to_string());
+}
+
+#[test]
+fn malformed_line_deep_in_a_large_jsonl_file_loads_nothing() {
+    let env = Env::new();
+    let path = env.root.join("big.jsonl");
+    big_jsonl(&path, 30_000);
+    // break the row with id 25000: file line 25001, after 25 pairs of blank lines
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("{\"id\": 25000,", "{\"id\": 25000 oops,", 1);
+    let bad_line = text.lines().position(|l| l.contains("oops")).unwrap() + 1;
+    assert_eq!(bad_line, 25_051);
+    std::fs::write(&path, text).unwrap();
+    let mut p = env.pipeline("jbad", "jbad_data");
+    let r = dlt::sources::files::resource("events", "big.jsonl", &env.root, None).unwrap();
+    let err = p.run(r).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("big.jsonl:{bad_line}:")) && msg.contains("malformed JSON"), "{msg}");
+    assert_eq!(err.step(), Some(dlt::Step::Extract));
+    assert!(!p.has_pending_packages().unwrap(), "a failed extract leaves no package behind");
+    let tables = scalar(&env.db(), "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'jbad_data'");
+    assert_eq!(tables, "0");
+}

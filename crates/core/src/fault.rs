@@ -27,6 +27,18 @@ pub fn hit_nth(point: &str, n: u64) {
     }
 }
 
+/// [`hit_nth`] for the `count` occurrences `first..first + count` at once (a block of items).
+pub fn hit_nth_in(point: &str, first: u64, count: u64) {
+    if let Some((p, _)) = spec()
+        && p.len() > point.len()
+        && p.starts_with(point)
+        && let Ok(n) = p[point.len() + 1..].parse::<u64>()
+        && (first..first + count).contains(&n)
+    {
+        hit(p);
+    }
+}
+
 /// Stop here if `DLT_FAULT` names this point.
 pub fn hit(point: &str) {
     let Some((p, action)) = spec() else { return };

@@ -874,8 +874,19 @@ impl Pipeline {
                     res_state.clone(),
                 )),
             };
+            // blocks of JSON lines are written whole only when no row needs a look of its own:
+            // a dynamic table name or a cursor sees each line as its own item
+            let per_row = cursor.is_some() || matches!(hints.table_name, Some(TableName::Dynamic(_)));
+            let items = if per_row { crate::resource::split_raw_lines(items) } else { items };
             let mut table_cache: HashMap<String, String> = HashMap::new();
-            for (idx, item) in items.enumerate() {
+            // items (rows of a JSON lines block counted one by one) seen so far
+            let mut next_idx: u64 = 0;
+            for item in items {
+                let idx = next_idx;
+                next_idx += match &item {
+                    Ok(Item::RawJsonLines { lines, .. }) => *lines as u64,
+                    _ => 1,
+                };
                 let item = item.map_err(|e| match e {
                     e @ (Error::BadInput { .. } | Error::Source { .. }) => e,
                     e => Error::Source {
@@ -891,6 +902,7 @@ impl Pipeline {
                             Item::Json(v) => f(v),
                             Item::RawJson(s) => serde_json::from_str::<Value>(s).ok().and_then(|v| f(&v)),
                             Item::Arrow(_) => None,
+                            Item::RawJsonLines { .. } => unreachable!("split into lines above"),
                         }
                         .unwrap_or_else(|| name.clone());
                         if let Some(t) = table_cache.get(&raw) {
@@ -953,6 +965,7 @@ impl Pipeline {
                             Item::Json(v) => v,
                             Item::RawJson(s) => serde_json::from_str(&s)?,
                             Item::Arrow(_) => unreachable!("handled above"),
+                            Item::RawJsonLines { .. } => unreachable!("split into lines above"),
                         };
                         match c.check(&v).map_err(|e| Error::Source {
                             resource: name.clone(),
@@ -965,12 +978,18 @@ impl Pipeline {
                         }
                     }
                 };
-                crate::fault::hit_nth("extract.item", total);
+                if let Item::RawJsonLines { lines, .. } = &item {
+                    crate::fault::hit_nth_in("extract.item", total, *lines as u64);
+                } else {
+                    crate::fault::hit_nth("extract.item", total);
+                }
                 let n = writers.write(&table, item)?;
                 *pstate.extracted_items.entry(table).or_default() += n;
+                let before = total;
                 total += n;
-                if total.is_multiple_of(10_000) {
-                    self.report(|p| p.items(Step::Extract, total));
+                // progress every 10,000 items, also when a block of lines passes several marks
+                for mark in (before / 10_000 + 1)..=(total / 10_000) {
+                    self.report(|p| p.items(Step::Extract, mark * 10_000));
                 }
                 if stop_after {
                     break;
@@ -1602,6 +1621,12 @@ impl ExtractWriters {
                 w.write_all(t.as_bytes()).at(p.clone())?;
                 w.write_all(b"\n").at(p.clone())?;
                 Ok(1)
+            }
+            Item::RawJsonLines { text, lines } => {
+                debug_assert!(text.is_empty() || text.ends_with('\n'), "a block of lines ends in a newline");
+                let (w, p) = self.json_writer(table)?;
+                w.write_all(text.as_bytes()).at(p.clone())?;
+                Ok(lines as u64)
             }
             Item::Json(v) => {
                 self.line.clear();

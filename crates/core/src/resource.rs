@@ -20,6 +20,67 @@ pub enum Item {
     /// One JSON document already serialized by its producer, which checked that it is valid
     /// JSON (e.g. a JSONL line): extract copies it without building a value tree.
     RawJson(String),
+    /// A block of JSON lines already checked by its producer: `lines` documents, one per line,
+    /// each line ending in `\n`, no blank lines, no surrounding whitespace, and no line that is a
+    /// JSON array (a list of items goes as [`Item::RawJson`]). Extract copies the block as it is;
+    /// wherever items are examined one by one (processing steps, dynamic table names, incremental
+    /// cursors) it is split into one [`Item::RawJson`] per line first ([`split_raw_lines`]).
+    RawJsonLines {
+        /// The lines, each ending in `\n`.
+        text: String,
+        /// How many lines `text` holds.
+        lines: usize,
+    },
+}
+
+/// The lines of an [`Item::RawJsonLines`] block, one [`Item::RawJson`] each.
+#[derive(Debug)]
+pub struct RawLines {
+    text: String,
+    pos: usize,
+}
+
+impl RawLines {
+    /// Iterate over the lines of `text`.
+    pub fn new(text: String) -> Self {
+        RawLines { text, pos: 0 }
+    }
+}
+
+impl Iterator for RawLines {
+    type Item = Result<Item>;
+    fn next(&mut self) -> Option<Result<Item>> {
+        let rest = self.text.get(self.pos..).filter(|r| !r.is_empty())?;
+        let end = rest.find('\n').unwrap_or(rest.len());
+        let line = rest[..end].to_string();
+        self.pos += end + 1;
+        Some(Ok(Item::RawJson(line)))
+    }
+}
+
+/// One item, or the lines of a block.
+enum RowsOf {
+    One(Option<Result<Item>>),
+    Lines(RawLines),
+}
+
+impl Iterator for RowsOf {
+    type Item = Result<Item>;
+    fn next(&mut self) -> Option<Result<Item>> {
+        match self {
+            RowsOf::One(i) => i.take(),
+            RowsOf::Lines(l) => l.next(),
+        }
+    }
+}
+
+/// Split every [`Item::RawJsonLines`] block into one [`Item::RawJson`] per line; other items
+/// (and errors) pass unchanged, in order.
+pub fn split_raw_lines(it: ItemIter) -> ItemIter {
+    Box::new(it.flat_map(|r| match r {
+        Ok(Item::RawJsonLines { text, .. }) => RowsOf::Lines(RawLines::new(text)),
+        other => RowsOf::One(Some(other)),
+    }))
 }
 
 impl From<Value> for Item {
@@ -413,7 +474,7 @@ impl Resource {
         let f = Arc::new(f);
         let step = move |it: ItemIter| -> ItemIter {
             let f = f.clone();
-            Box::new(it.flat_map(move |r| -> Vec<Result<Item>> {
+            Box::new(split_raw_lines(it).flat_map(move |r| -> Vec<Result<Item>> {
                 let v = match r {
                     Ok(Item::Json(v)) => v,
                     Ok(Item::RawJson(s)) => match serde_json::from_str(&s) {

@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +14,9 @@ use dlt_core::registry::{SourceContext, SourceFactory};
 use dlt_core::resource::{Item, Resource, ResourceHints, Source};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
+
+mod jsonl;
+pub use jsonl::BLOCK_SIZE as JSONL_BLOCK_SIZE;
 
 /// File formats the source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +74,13 @@ pub fn expand(pattern: &str, base: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+fn is_gz(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()) == Some("gz")
+}
+
 fn open(p: &Path) -> Result<Box<dyn Read + Send>> {
     let f = File::open(p).at(p)?;
-    if p.extension().and_then(|e| e.to_str()) == Some("gz") {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(f)))
-    } else {
-        Ok(Box::new(f))
-    }
+    if is_gz(p) { Ok(Box::new(flate2::read::MultiGzDecoder::new(f))) } else { Ok(Box::new(f)) }
 }
 
 /// Items of a list of files, read lazily, one file after the other.
@@ -86,12 +89,26 @@ pub struct FileItems {
     kind: Option<FileKind>,
     current: Option<Box<dyn Iterator<Item = Result<Item>> + Send>>,
     batch_size: usize,
+    jsonl_block_size: usize,
 }
 
 impl FileItems {
     /// Read `files`; `kind` forces the format (otherwise taken from each file name).
     pub fn new(files: Vec<PathBuf>, kind: Option<FileKind>) -> Self {
-        FileItems { files: files.into_iter(), kind, current: None, batch_size: 50_000 }
+        FileItems {
+            files: files.into_iter(),
+            kind,
+            current: None,
+            batch_size: 50_000,
+            jsonl_block_size: JSONL_BLOCK_SIZE,
+        }
+    }
+
+    /// Read JSONL files in blocks of `bytes` (default [`JSONL_BLOCK_SIZE`]); each block's lines
+    /// are checked on a worker thread and extracted as one item.
+    pub fn with_jsonl_block_size(mut self, bytes: usize) -> Self {
+        self.jsonl_block_size = bytes.max(1);
+        self
     }
 
     fn open_next(&mut self) -> Option<Result<Box<dyn Iterator<Item = Result<Item>> + Send>>> {
@@ -105,7 +122,7 @@ impl FileItems {
                 ))));
             }
         };
-        Some(read_file(&p, kind, self.batch_size))
+        Some(read_file_blocks(&p, kind, self.batch_size, self.jsonl_block_size))
     }
 }
 
@@ -127,31 +144,23 @@ impl Iterator for FileItems {
     }
 }
 
-/// Read one file as items.
+/// Read one file as items (Arrow batches of `batch_size` rows for CSV and Parquet).
 pub fn read_file(p: &Path, kind: FileKind, batch_size: usize) -> Result<Box<dyn Iterator<Item = Result<Item>> + Send>> {
+    read_file_blocks(p, kind, batch_size, JSONL_BLOCK_SIZE)
+}
+
+fn read_file_blocks(
+    p: &Path,
+    kind: FileKind,
+    batch_size: usize,
+    jsonl_block_size: usize,
+) -> Result<Box<dyn Iterator<Item = Result<Item>> + Send>> {
     let path = p.to_path_buf();
     match kind {
         FileKind::Jsonl => {
-            let reader = BufReader::with_capacity(1 << 20, open(p)?);
-            let mut lineno = 0u64;
-            Ok(Box::new(reader.lines().filter_map(move |line| {
-                lineno += 1;
-                let line = match line {
-                    Ok(l) => l,
-                    Err(e) => return Some(Err(Error::io(&path, e))),
-                };
-                if line.trim().is_empty() {
-                    return None;
-                }
-                // validated without building a value tree; extract copies the line as it is
-                Some(match serde_json::from_str::<serde::de::IgnoredAny>(&line) {
-                    Ok(_) => Ok(Item::RawJson(line)),
-                    Err(e) => Err(Error::BadInput {
-                        location: format!("{}:{lineno}", path.display()),
-                        message: format!("malformed JSON: {e}"),
-                    }),
-                })
-            })))
+            // the size tells a small file (checked at once) from a large one (checked by threads)
+            let size = if is_gz(p) { None } else { std::fs::metadata(p).ok().map(|m| m.len()) };
+            Ok(Box::new(jsonl::JsonlItems::new(p, open(p)?, size, jsonl_block_size)))
         }
         FileKind::Json => {
             let mut s = String::new();
@@ -289,16 +298,143 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Rows of items as text: each line of a block, a single document trimmed, an error's text.
+    fn rows(items: impl Iterator<Item = Result<Item>>) -> Vec<std::result::Result<String, String>> {
+        let mut out = vec![];
+        for i in items {
+            match i {
+                Ok(Item::RawJsonLines { text, lines }) => {
+                    assert!(text.ends_with('\n'), "{text:?}");
+                    assert_eq!(text.lines().count(), lines, "{text:?}");
+                    out.extend(text.lines().map(|l| Ok(l.to_string())));
+                }
+                Ok(Item::RawJson(s)) => out.push(Ok(s.trim().to_string())),
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+        out
+    }
+
+    /// What reading line by line gives (the reader before blocks): the reference.
+    fn rows_line_by_line(p: &Path) -> Vec<std::result::Result<String, String>> {
+        use std::io::BufRead;
+        let reader = std::io::BufReader::new(open(p).unwrap());
+        let mut out = vec![];
+        for (i, line) in reader.lines().enumerate() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    out.push(Err(Error::io(p, e).to_string()));
+                    continue;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            out.push(match serde_json::from_str::<serde::de::IgnoredAny>(&line) {
+                Ok(_) => Ok(line.trim().to_string()),
+                Err(e) => Err(Error::BadInput {
+                    location: format!("{}:{}", p.display(), i + 1),
+                    message: format!("malformed JSON: {e}"),
+                }
+                .to_string()),
+            });
+        }
+        out
+    }
+
     #[test]
     fn jsonl_error_names_file_and_line() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.jsonl");
         let mut f = File::create(&p).unwrap();
         writeln!(f, "{{\"a\": 1}}\n\n{{\"a\": 2}}\n{{\"a\": oops}}").unwrap();
-        let items: Vec<Result<Item>> = FileItems::new(vec![p.clone()], None).collect();
+        let items = rows(FileItems::new(vec![p.clone()], None));
         assert_eq!(items.len(), 3);
         let err = items[2].as_ref().unwrap_err().to_string();
         assert!(err.contains("a.jsonl:4"), "{err}");
+    }
+
+    #[test]
+    fn jsonl_blocks_give_what_reading_line_by_line_gives() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![];
+        // many lines, blank and whitespace-only ones, a bad line deep inside, arrays
+        let mut big = String::new();
+        for i in 0..3000 {
+            match i % 500 {
+                17 => big.push('\n'),
+                18 => big.push_str("   \t \n"),
+                19 => big.push_str(&format!("[{{\"id\": {i}}}, {{\"id\": {}}}]\n", i + 1)),
+                20 => big.push_str(&format!("  {{\"id\": {i}, \"padded\": true}}  \n")),
+                _ => big.push_str(&format!("{{\"id\": {i}, \"s\": \"{}\"}}\n", "x".repeat(i % 37))),
+            }
+            if i == 2345 {
+                big.push_str("{\"id\": oops}\n");
+            }
+        }
+        cases.push(("big.jsonl", big.clone().into_bytes()));
+        // no newline at the end
+        cases.push(("no_eol.jsonl", b"{\"a\": 1}\n{\"a\": 2}".to_vec()));
+        cases.push(("no_eol_bad.jsonl", b"{\"a\": 1}\n{\"a\": 2".to_vec()));
+        // CRLF line endings, with blank CRLF lines and an error after them
+        cases.push(("crlf.jsonl", b"{\"a\": 1}\r\n\r\n{\"a\": 2}\r\n{\"a\": \r\n{\"a\": 3}\r\n".to_vec()));
+        // invalid UTF-8 on a line, a line longer than a block, lone `\r`
+        cases.push((
+            "utf8.jsonl",
+            [
+                &b"{\"a\": 1}\n{\"a\": \"\xff\"}\n"[..],
+                format!("{{\"long\": \"{}\"}}\n", "y".repeat(3000)).as_bytes(),
+                b"\r\n{\"b\": 1}\r",
+            ]
+            .concat(),
+        ));
+        cases.push(("empty.jsonl", vec![]));
+        cases.push(("blank.jsonl", b"\n\n  \n".to_vec()));
+        for (name, bytes) in cases {
+            let p = d.path().join(name);
+            std::fs::write(&p, &bytes).unwrap();
+            let expected = rows_line_by_line(&p);
+            for block in [1, 7, 64, 1000, 4096, 1 << 20] {
+                let got = rows(FileItems::new(vec![p.clone()], None).with_jsonl_block_size(block));
+                assert_eq!(got, expected, "{name}, blocks of {block} bytes");
+            }
+        }
+        // the bad line is named with its number in the file, after many blocks
+        let p = d.path().join("big.jsonl");
+        let errs: Vec<String> = rows(FileItems::new(vec![p.clone()], None).with_jsonl_block_size(4096))
+            .into_iter()
+            .filter_map(|r| r.err())
+            .collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let bad_line = big.lines().position(|l| l.contains("oops")).unwrap() + 1;
+        assert!(bad_line > 2000 && errs[0].contains(&format!("big.jsonl:{bad_line}:")), "{errs:?}");
+        assert!(errs[0].contains("malformed JSON"), "{errs:?}");
+        // good lines come in blocks, not one item per line
+        let items: Vec<Item> = FileItems::new(vec![d.path().join("no_eol.jsonl")], None).map(|i| i.unwrap()).collect();
+        assert!(matches!(&items[..], [Item::RawJsonLines { text, lines: 2 }] if text == "{\"a\": 1}\n{\"a\": 2}\n"));
+        let items = FileItems::new(vec![p], None).with_jsonl_block_size(1 << 16).count();
+        assert!(items < 100, "{items} items");
+    }
+
+    #[test]
+    fn jsonl_gzip_in_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let gz = d.path().join("b.jsonl.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        for i in 0..5000 {
+            writeln!(enc, "{{\"x\": {i}}}").unwrap();
+        }
+        writeln!(enc, "{{\"x\": }}").unwrap();
+        enc.finish().unwrap();
+        let expected = rows_line_by_line(&gz);
+        assert_eq!(expected.len(), 5001);
+        for block in [100, 4096, 1 << 20] {
+            let got = rows(FileItems::new(vec![gz.clone()], None).with_jsonl_block_size(block));
+            assert_eq!(got, expected, "blocks of {block} bytes");
+        }
+        assert!(expected[5000].as_ref().unwrap_err().contains("b.jsonl.gz:5001:"), "{:?}", expected[5000]);
     }
 
     #[test]
@@ -313,9 +449,8 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
         enc.write_all(b"{\"x\": 1}\n{\"x\": 2}\n").unwrap();
         enc.finish().unwrap();
-        let items: Vec<Item> = FileItems::new(vec![gz], None).map(|i| i.unwrap()).collect();
-        assert_eq!(items.len(), 2);
-        assert!(matches!(&items[1], Item::RawJson(s) if s.contains("2")));
+        let items = rows(FileItems::new(vec![gz], None));
+        assert_eq!(items, [Ok("{\"x\": 1}".to_string()), Ok("{\"x\": 2}".to_string())]);
         // parquet written with arrow, read back as one batch
         let batch = arrow::record_batch::RecordBatch::try_from_iter(vec![(
             "n",
