@@ -1625,7 +1625,11 @@ impl ExtractWriters {
             Item::RawJsonLines { text, lines } => {
                 debug_assert!(text.is_empty() || text.ends_with('\n'), "a block of lines ends in a newline");
                 let (w, p) = self.json_writer(table)?;
-                w.write_all(text.as_bytes()).at(p.clone())?;
+                // through the writer's buffer in pieces smaller than it: the kernel then copies
+                // from one buffer that stays in the cache, not from each block's fresh memory
+                for piece in text.as_bytes().chunks(256 << 10) {
+                    w.write_all(piece).at(p.clone())?;
+                }
                 Ok(lines as u64)
             }
             Item::Json(v) => {

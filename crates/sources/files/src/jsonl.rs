@@ -176,7 +176,10 @@ impl Builder {
 /// newline; what follows it is kept in `carry` for the next block (a line longer than a block
 /// makes the block longer). `None` at the end.
 fn read_block(r: &mut dyn Read, carry: &mut Vec<u8>, size: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut buf = std::mem::take(carry);
+    // room for a whole block up front: growing on the way would copy it several times
+    let mut buf = Vec::with_capacity(size.max(carry.len()) + (64 << 10));
+    buf.extend_from_slice(carry);
+    carry.clear();
     let mut scanned = 0;
     let mut target = size.max(buf.len() + 1);
     loop {
@@ -245,7 +248,7 @@ impl JsonlItems {
         let work_rx = Arc::new(Mutex::new(work_rx));
         for _ in 0..WORKERS {
             let work_rx = work_rx.clone();
-            std::thread::spawn(move || {
+            let spawned = std::thread::Builder::new().name("dlt-jsonl-check".into()).spawn(move || {
                 loop {
                     let job = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((buf, done)) = job else { break };
@@ -253,8 +256,12 @@ impl JsonlItems {
                     let _ = done.send(check_block(buf));
                 }
             });
+            if let Err(e) = spawned {
+                it.pending.push_back(Seg::Io(e));
+                return it;
+            }
         }
-        std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().name("dlt-jsonl-read".into()).spawn(move || {
             let mut carry = vec![];
             loop {
                 let block = match read_block(&mut *reader, &mut carry, block_size) {
@@ -279,7 +286,10 @@ impl JsonlItems {
                 }
             }
         });
-        it.source = Source::Threads(order_rx);
+        match spawned {
+            Ok(_) => it.source = Source::Threads(order_rx),
+            Err(e) => it.pending.push_back(Seg::Io(e)),
+        }
         it
     }
 
