@@ -10,7 +10,6 @@
 //! fast path has accepted all of it, and both paths convert values with the same functions.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use serde_json::Value;
 use crate::buffers::Cell;
 use crate::coerce::{Scalar, coerce_scalar};
 use crate::tape::{self, ARR, Chunk, ESTR, FALSE, NULL, NUM, OBJ, STR, TRUE, TapeIds};
-use crate::{Names, PARSE_CHUNK, Run, TableRef};
+use crate::{Names, PARSE_CHUNK, Run, TableRef, read_lines};
 
 /// Items that took the fast path (for tests).
 #[cfg(test)]
@@ -143,26 +142,9 @@ impl<'a> Run<'a> {
         let root_path: Arc<str> = root.path.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let mut reader = BufReader::with_capacity(1 << 20, f);
-                let mut line = String::new();
-                let mut lineno = 0u64;
                 let mut chunk = Chunk::default();
-                loop {
-                    line.clear();
-                    match reader.read_line(&mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = tx.send(Err(Error::io(path, e)));
-                            return;
-                        }
-                    }
-                    lineno += 1;
-                    let text = line.trim_end_matches(['\n', '\r']);
-                    if text.trim().is_empty() {
-                        continue;
-                    }
-                    chunk.push_line(text, lineno);
+                let read = read_lines(path, f, |line, lineno| {
+                    chunk.push_line(line, lineno);
                     if let Some(r) = chunk.lines.last().and_then(|l| l.root) {
                         ids.line(&root_path, &mut chunk, r);
                     }
@@ -170,15 +152,18 @@ impl<'a> Run<'a> {
                         ids.finish(&mut chunk);
                         let mut next = back_rx.try_recv().unwrap_or_default();
                         next.clear();
-                        if tx.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
-                            return;
-                        }
+                        return Ok(tx.send(Ok(std::mem::replace(&mut chunk, next))).is_ok());
                     }
-                }
-                if !chunk.lines.is_empty() {
-                    ids.finish(&mut chunk);
-                    let _ = tx.send(Ok(chunk));
-                }
+                    Ok(true)
+                });
+                let _ = match read {
+                    Err(e) => tx.send(Err(e)),
+                    Ok(()) if !chunk.lines.is_empty() => {
+                        ids.finish(&mut chunk);
+                        tx.send(Ok(chunk))
+                    }
+                    Ok(()) => Ok(()),
+                };
             });
             // allocations kept from chunk to chunk (cells borrow from their chunk)
             let mut spare_cells: Vec<(usize, Cell<'static>)> = Vec::new();

@@ -257,6 +257,28 @@ fn recycle<'a, 'b>(mut v: Vec<(usize, Cell<'a>)>) -> Vec<(usize, Cell<'b>)> {
     v.into_iter().map(|_| unreachable!("empty")).collect()
 }
 
+/// The non-blank lines of a JSON lines file, without their line ending, with their line numbers;
+/// `each` returns `Ok(false)` to stop early. Read errors name the file.
+fn read_lines(path: &Path, f: File, mut each: impl FnMut(&str, u64) -> Result<bool>) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let mut line = String::new();
+    let mut lineno = 0u64;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).at(path)? == 0 {
+            return Ok(());
+        }
+        lineno += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !each(text, lineno)? {
+            return Ok(());
+        }
+    }
+}
+
 /// Whether `col` of `table` is a `json` column (nested values there are not flattened), cached.
 fn json_column(
     cache: &mut HashMap<Arc<str>, rustc_hash::FxHashSet<String>>,
@@ -420,37 +442,14 @@ impl<'a> Run<'a> {
         let root_path: Arc<str> = root.path.clone();
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                let mut reader = BufReader::with_capacity(1 << 20, f);
-                let mut line = String::new();
-                let mut lineno = 0u64;
                 let mut chunk = Vec::with_capacity(PARSE_CHUNK);
-                loop {
-                    line.clear();
-                    match reader.read_line(&mut line) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = tx.send(Err(Error::io(path, e)));
-                            return;
-                        }
-                    }
-                    lineno += 1;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    match serde_json::from_str::<Value>(&line) {
-                        Ok(v) => {
-                            let pre = ids.as_mut().map(|m| m.item(&root_path, &v));
-                            chunk.push((v, pre));
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(Error::BadInput {
-                                location: format!("{}:{lineno}", path.display()),
-                                message: e.to_string(),
-                            }));
-                            return;
-                        }
-                    }
+                let read = read_lines(path, f, |line, lineno| {
+                    let v = serde_json::from_str::<Value>(line).map_err(|e| Error::BadInput {
+                        location: format!("{}:{lineno}", path.display()),
+                        message: e.to_string(),
+                    })?;
+                    let pre = ids.as_mut().map(|m| m.item(&root_path, &v));
+                    chunk.push((v, pre));
                     if chunk.len() == PARSE_CHUNK {
                         let next = match back_rx.try_recv() {
                             Ok(mut old) => {
@@ -459,14 +458,15 @@ impl<'a> Run<'a> {
                             }
                             Err(_) => Vec::with_capacity(PARSE_CHUNK),
                         };
-                        if tx.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
-                            return;
-                        }
+                        return Ok(tx.send(Ok(std::mem::replace(&mut chunk, next))).is_ok());
                     }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(Ok(chunk));
-                }
+                    Ok(true)
+                });
+                let _ = match read {
+                    Err(e) => tx.send(Err(e)),
+                    Ok(()) if !chunk.is_empty() => tx.send(Ok(chunk)),
+                    Ok(()) => Ok(()),
+                };
             });
             for chunk in rx {
                 let mut chunk = chunk?;
@@ -511,16 +511,13 @@ impl<'a> Run<'a> {
         let mut last: HashMap<String, u64> = HashMap::default();
         let mut dup = false;
         let mut index = 0u64;
-        for line in BufReader::new(f).lines() {
-            let line = line.at(path)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&line) {
+        read_lines(path, f, |line, _| {
+            if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(line) {
                 dup |= last.insert(self.key_hash(&m, &pk), index).is_some();
             }
             index += 1;
-        }
+            Ok(true)
+        })?;
         Ok(if dup { Some(last) } else { None })
     }
 
@@ -937,6 +934,33 @@ mod tests {
         out
     }
 
+    /// Normalize the JSON lines file `input` of table `t` into job files in `out`.
+    fn normalize_file(
+        input: &Path,
+        out: &Path,
+        schema: &mut Schema,
+        config: &dlt_core::config::Config,
+    ) -> NormalizeResult {
+        let files = vec![JobFile {
+            table: "t".into(),
+            file_id: "x".into(),
+            retry: 0,
+            format: FileFormat::Jsonl,
+            path: input.to_path_buf(),
+        }];
+        RelationalNormalizer
+            .normalize(NormalizeRequest {
+                load_id: "1",
+                files: &files,
+                output_dir: out,
+                schema,
+                capabilities: &caps(),
+                config,
+                on_progress: &|_| {},
+            })
+            .unwrap()
+    }
+
     /// Normalize `lines` (one table `t`), with or without the tape fast path: the schema, and
     /// per table the rows as JSON text with ids replaced by (table, row number) references.
     fn normalized(lines: &str, fast: bool, max_nesting: Option<u32>) -> (String, Vec<(String, Vec<String>)>) {
@@ -951,21 +975,9 @@ mod tests {
             t.set_max_nesting(n);
         }
         schema.tables.insert("t".into(), t);
-        let files =
-            vec![JobFile { table: "t".into(), file_id: "x".into(), retry: 0, format: FileFormat::Jsonl, path: input }];
         let config =
             dlt_core::config::Config::from_parts(vec![("NORMALIZE__FAST_PATH".into(), fast.to_string())], None, None);
-        RelationalNormalizer
-            .normalize(NormalizeRequest {
-                load_id: "1",
-                files: &files,
-                output_dir: &out,
-                schema: &mut schema,
-                capabilities: &caps(),
-                config: &config,
-                on_progress: &|_| {},
-            })
-            .unwrap();
+        normalize_file(&input, &out, &mut schema, &config);
         let mut tables: Vec<(String, Vec<serde_json::Map<String, Value>>)> = vec![];
         let mut jobs = job_files(&out).unwrap();
         jobs.sort_by(|a, b| a.table.cmp(&b.table));
@@ -1138,26 +1150,8 @@ mod tests {
         std::fs::create_dir_all(&out).unwrap();
         let mut schema = Schema::new("s");
         schema.tables.insert("t".into(), Table::new("t"));
-        let files = vec![JobFile {
-            table: "t".into(),
-            file_id: "x".into(),
-            retry: 0,
-            format: FileFormat::Jsonl,
-            path: input.clone(),
-        }];
-        let config = dlt_core::config::Config::default();
         let before = fast::FAST_ITEMS.load(std::sync::atomic::Ordering::Relaxed);
-        let res = RelationalNormalizer
-            .normalize(NormalizeRequest {
-                load_id: "1",
-                files: &files,
-                output_dir: &out,
-                schema: &mut schema,
-                capabilities: &caps(),
-                config: &config,
-                on_progress: &|_| {},
-            })
-            .unwrap();
+        let res = normalize_file(&input, &out, &mut schema, &dlt_core::config::Config::default());
         assert_eq!(res.row_counts["t"], 1500);
         assert_eq!(res.row_counts["t__items"], 3000);
         assert_eq!(res.row_counts["t__items__subs"], 4500);

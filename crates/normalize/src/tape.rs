@@ -161,8 +161,8 @@ impl Parser<'_> {
 
     fn value(&mut self) -> Option<()> {
         match self.peek()? {
-            b'{' => self.object(),
-            b'[' => self.array(),
+            b'{' => self.container(OBJ, b'}'),
+            b'[' => self.container(ARR, b']'),
             b'"' => self.string(),
             b't' => self.literal(b"true", TRUE),
             b'f' => self.literal(b"false", FALSE),
@@ -312,70 +312,41 @@ impl Parser<'_> {
         }
     }
 
-    fn array(&mut self) -> Option<()> {
+    /// An array or object at its opening bracket: its node, then its members (for objects each
+    /// a key node and the value's subtree); the node records the member count and where the
+    /// subtree ends.
+    fn container(&mut self, kind: u8, close: u8) -> Option<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return None;
         }
         self.pos += 1;
-        let me = self.push(ARR, 0, 0);
+        let me = self.push(kind, 0, 0);
         let mut n = 0u32;
         self.skip_ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.pos += 1;
         } else {
             loop {
                 self.skip_ws();
-                self.value()?;
-                n += 1;
-                self.skip_ws();
-                match self.peek()? {
-                    b',' => self.pos += 1,
-                    b']' => {
-                        self.pos += 1;
-                        break;
+                if kind == OBJ {
+                    if self.peek()? != b'"' {
+                        return None;
                     }
-                    _ => return None,
+                    self.string()?;
+                    self.skip_ws();
+                    if self.peek()? != b':' {
+                        return None;
+                    }
+                    self.pos += 1;
+                    self.skip_ws();
                 }
-            }
-        }
-        let end = self.chunk.nodes.len() as u32;
-        self.chunk.nodes[me].a = n;
-        self.chunk.nodes[me].b = end;
-        self.depth -= 1;
-        Some(())
-    }
-
-    fn object(&mut self) -> Option<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return None;
-        }
-        self.pos += 1;
-        let me = self.push(OBJ, 0, 0);
-        let mut n = 0u32;
-        self.skip_ws();
-        if self.peek()? == b'}' {
-            self.pos += 1;
-        } else {
-            loop {
-                self.skip_ws();
-                if self.peek()? != b'"' {
-                    return None;
-                }
-                self.string()?;
-                self.skip_ws();
-                if self.peek()? != b':' {
-                    return None;
-                }
-                self.pos += 1;
-                self.skip_ws();
                 self.value()?;
                 n += 1;
                 self.skip_ws();
                 match self.peek()? {
                     b',' => self.pos += 1,
-                    b'}' => {
+                    c if c == close => {
                         self.pos += 1;
                         break;
                     }
@@ -400,32 +371,14 @@ fn hex4(b: &[u8]) -> Option<u32> {
 }
 
 /// The members of an object node: (key node, value node index) pairs.
-pub(crate) fn members(nodes: &[Node], obj: u32) -> Members<'_> {
-    let n = nodes[obj as usize];
-    Members { nodes, at: obj + 1, left: n.a }
-}
-
-/// Iterator over an object's members.
-pub(crate) struct Members<'n> {
-    nodes: &'n [Node],
-    at: u32,
-    left: u32,
-}
-
-impl Iterator for Members<'_> {
-    type Item = (Node, u32);
-
-    #[inline]
-    fn next(&mut self) -> Option<(Node, u32)> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let key = self.nodes[self.at as usize];
-        let v = self.at + 1;
-        self.at = next_sibling(self.nodes, v);
-        Some((key, v))
-    }
+pub(crate) fn members(nodes: &[Node], obj: u32) -> impl Iterator<Item = (Node, u32)> + '_ {
+    // an object's children are its keys and values in turn
+    let mut children = Elements { nodes, at: obj + 1, left: 2 * nodes[obj as usize].a };
+    std::iter::from_fn(move || {
+        let key = children.next()?;
+        let value = children.next()?;
+        Some((nodes[key as usize], value))
+    })
 }
 
 /// The elements of an array node.
@@ -434,7 +387,7 @@ pub(crate) fn elements(nodes: &[Node], arr: u32) -> Elements<'_> {
     Elements { nodes, at: arr + 1, left: n.a }
 }
 
-/// Iterator over an array's element node indexes.
+/// Iterator over the child node indexes of a container, skipping each child's subtree.
 pub(crate) struct Elements<'n> {
     nodes: &'n [Node],
     at: u32,
