@@ -13,32 +13,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::{create_s3_bucket, deltalake_python, start_moto};
 use dlt::{Resource, ResourceHints};
 use serde_json::{Value, json};
-
-fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("DLT_TEST_DELTALAKE_PYTHON").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
-        let cache = std::env::var_os("DLT_RS_CACHE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
-        Some(cache.join("delta/bin/python"))
-    });
-    match p.filter(|p| p.exists()) {
-        Some(p) => Some(p),
-        None => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "Python deltalake is missing (DLT_TEST_DELTALAKE_PYTHON; `cargo xtask test` installs it); CI=true"
-                );
-            }
-            eprintln!(
-                "SKIP: Python deltalake not found (DLT_TEST_DELTALAKE_PYTHON / $DLT_RS_CACHE/delta); run `cargo xtask test`"
-            );
-            None
-        }
-    }
-}
 
 const READER: &str = r#"
 import datetime, decimal, json, os, sys
@@ -123,7 +102,7 @@ fn events_hints(wd: &str) -> Value {
 
 #[test]
 fn create_append_evolve_replace() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     let mut p = pipeline(&bucket, dir.path(), Some("delta"));
@@ -244,7 +223,7 @@ fn create_append_evolve_replace() {
 
 #[test]
 fn partitioned_table() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     let mut p = pipeline(&bucket, dir.path(), Some("delta"));
@@ -295,7 +274,7 @@ fn partitioned_table() {
 
 #[test]
 fn table_format_from_the_schema_and_plain_merge_error() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     // no table_format in the configuration: only the table the imported schema marks is Delta
@@ -336,7 +315,7 @@ fn table_format_from_the_schema_and_plain_merge_error() {
 
 #[test]
 fn table_format_as_a_resource_hint() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     // no table_format in the configuration: the resource's hint makes its table Delta
@@ -377,7 +356,7 @@ fn crash_child() {
 
 #[test]
 fn retried_package_writes_once() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     pipeline(&bucket, dir.path(), Some("delta"))
@@ -409,70 +388,11 @@ fn retried_package_writes_once() {
     assert_eq!(writes, 2, "{}", r["history"]);
 }
 
-/// moto 5.2.5 (`DLT_TEST_MOTO_SERVER`, else `$DLT_RS_CACHE/moto`), killed on drop.
-struct Moto {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Option<Moto> {
-    let bin = std::env::var_os("DLT_TEST_MOTO_SERVER").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
-        let cache = std::env::var_os("DLT_RS_CACHE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
-        Some(cache.join("moto/bin/moto_server"))
-    });
-    let Some(bin) = bin.filter(|p| p.exists()) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("moto_server is missing (DLT_TEST_MOTO_SERVER; `cargo xtask test` installs it); CI=true");
-        }
-        eprintln!("SKIP: moto_server not found (DLT_TEST_MOTO_SERVER / $DLT_RS_CACHE/moto)");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let m = Moto { child, port };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    Some(m)
-}
-
-fn create_bucket(port: u16, bucket: &str) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=AKIAREADER/20240101/us-east-1/s3/aws4_request, \
-         SignedHeaders=host, Signature=0\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-}
-
 #[test]
 fn delta_on_s3() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let Some(moto) = start_moto() else { return };
-    create_bucket(moto.port, "lakehouse");
+    create_s3_bucket(moto.port, "lakehouse");
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let cfg = dlt::Config::from_parts(
@@ -577,7 +497,7 @@ fn files_of(r: &Value) -> Vec<String> {
 
 #[test]
 fn merge_upsert_with_nested_rows_hard_deletes_and_duplicates() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     let mut p = pipeline(&bucket, dir.path(), Some("delta"));
@@ -647,7 +567,7 @@ fn merge_upsert_with_nested_rows_hard_deletes_and_duplicates() {
 
 #[test]
 fn merge_default_strategy_with_partitions_and_insert_only() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     let mut p = pipeline(&bucket, dir.path(), Some("delta"));
@@ -757,7 +677,7 @@ fn merge_crash_child() {
 
 #[test]
 fn retried_merge_converges() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     for fault in ["load.filesystem.delta_merge_root", "load.in_transaction"] {
         let dir = tempfile::tempdir().unwrap();
         let bucket = dir.path().join("bucket");
@@ -799,9 +719,9 @@ fn retried_merge_converges() {
 
 #[test]
 fn merge_on_s3() {
-    let Some(py) = python() else { return };
+    let Some(py) = deltalake_python() else { return };
     let Some(moto) = start_moto() else { return };
-    create_bucket(moto.port, "lakehouse");
+    create_s3_bucket(moto.port, "lakehouse");
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let cfg = dlt::Config::from_parts(

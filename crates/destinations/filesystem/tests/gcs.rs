@@ -29,6 +29,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+#[cfg(feature = "delta")]
+use common::deltalake_python;
+use common::{dechunk, free_port, installed, missing};
 use dlt::{Destination, Resource, WriteDisposition};
 use dlt_filesystem::{Credentials, Store};
 use serde_json::{Value, json};
@@ -67,18 +72,7 @@ kuCJSO03T8fEwKPacIbngQyq
 const CLIENT_EMAIL: &str = "loader@dlt-rs-test.iam.gserviceaccount.com";
 
 fn fake_gcs_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DLT_TEST_FAKE_GCS_SERVER").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("DLT_RS_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
-    Some(cache.join("fake-gcs/bin/fake-gcs-server"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    installed("DLT_TEST_FAKE_GCS_SERVER", "fake-gcs/bin/fake-gcs-server")
 }
 
 /// A running fake-gcs-server (in memory), killed on drop, with the shim in front of it.
@@ -105,14 +99,7 @@ impl FakeGcs {
 
 fn start() -> Option<FakeGcs> {
     let Some(bin) = fake_gcs_binary().filter(|p| p.exists()) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "fake-gcs-server is missing (set DLT_TEST_FAKE_GCS_SERVER or run `cargo xtask test`); CI=true, so this fails"
-            );
-        }
-        eprintln!(
-            "SKIP: fake-gcs-server not found (DLT_TEST_FAKE_GCS_SERVER / $DLT_RS_CACHE/fake-gcs); run `cargo xtask test`"
-        );
+        missing("fake-gcs-server", "DLT_TEST_FAKE_GCS_SERVER");
         return None;
     };
     let port = free_port();
@@ -172,19 +159,6 @@ fn split_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
         body = dechunk(&body);
     }
     (status, head, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = vec![];
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 2 + n + 2..];
-    }
-    out
 }
 
 fn percent_decode(s: &str) -> String {
@@ -739,30 +713,6 @@ fn wrong_credentials_on_gcs_are_a_terminal_masked_error() {
     assert!(msg.contains("gs://secured/data"), "{msg}");
     assert!(!e.is_transient(), "{msg}");
     assert!(!msg.contains("bm90LWEta2V5") && !format!("{e:?}").contains("bm90LWEta2V5"), "{msg}");
-}
-
-/// Python deltalake (`DLT_TEST_DELTALAKE_PYTHON`, else `$DLT_RS_CACHE/delta/bin/python`).
-#[cfg(feature = "delta")]
-fn deltalake_python() -> Option<PathBuf> {
-    let p = std::env::var_os("DLT_TEST_DELTALAKE_PYTHON").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
-        let cache = std::env::var_os("DLT_RS_CACHE")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
-        Some(cache.join("delta/bin/python"))
-    });
-    match p.filter(|p| p.exists()) {
-        Some(p) => Some(p),
-        None => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "Python deltalake is missing (DLT_TEST_DELTALAKE_PYTHON; `cargo xtask test` installs it); CI=true"
-                );
-            }
-            eprintln!("SKIP: Python deltalake not found (DLT_TEST_DELTALAKE_PYTHON / $DLT_RS_CACHE/delta)");
-            None
-        }
-    }
 }
 
 #[cfg(feature = "delta")]

@@ -5,120 +5,19 @@
 //! A fake server answering 403 checks the wrong-credentials error (moto accepts any key).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::{create_s3_bucket as create_bucket, s3_http as http, start_moto};
 use dlt::{Destination, Resource, WriteDisposition};
 use dlt_filesystem::{Credentials, Filesystem, FilesystemConfig, Store};
 use serde_json::json;
 
 const SECRET: &str = "moto-secret-Kf93jd0";
 const KEY_ID: &str = "AKIAMOTOTESTKEY";
-
-fn moto_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DLT_TEST_MOTO_SERVER").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("DLT_RS_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
-    let p = cache.join("moto/bin/moto_server");
-    p.exists().then_some(p)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running moto_server, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Option<Moto> {
-    let Some(bin) = moto_binary().filter(|p| p.exists()) else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "moto_server is missing (set DLT_TEST_MOTO_SERVER or run `cargo xtask test`); CI=true, so this fails"
-            );
-        }
-        eprintln!("SKIP: moto_server not found (DLT_TEST_MOTO_SERVER / $DLT_RS_CACHE/moto); run `cargo xtask test`");
-        return None;
-    };
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let m = Moto { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok((status, _)) = http(port, "GET", "/", b"")
-            && status > 0
-        {
-            return Some(m);
-        }
-        assert!(Instant::now() < deadline, "moto_server did not answer on port {port} within 60 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A plain HTTP/1.1 request; returns the status and the body. moto denies anonymous object
-/// reads, so it carries an Authorization header (moto does not check signatures).
-fn http(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=AKIAREADER/20240101/us-east-1/s3/aws4_request, \
-         SignedHeaders=host, Signature=0\r\n\r\n",
-        body.len()
-    )?;
-    s.write_all(body)?;
-    let mut raw = vec![];
-    s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut body = raw[(split + 4).min(raw.len())..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    Ok((status, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = vec![];
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 2 + n + 2..];
-    }
-    out
-}
-
-fn create_bucket(port: u16, bucket: &str) {
-    let (status, body) = http(port, "PUT", &format!("/{bucket}"), b"").unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-}
 
 /// Keys below `prefix`, listed by the server (ListObjectsV2, all pages).
 fn list_keys(port: u16, bucket: &str, prefix: &str) -> Vec<String> {
