@@ -388,6 +388,30 @@ fn retried_package_writes_once() {
     assert_eq!(writes, 2, "{}", r["history"]);
 }
 
+/// A Delta-table filesystem destination on the moto bucket `lakehouse` at `endpoint`.
+fn s3_delta_config(endpoint: &str, extra: &[(&str, &str)]) -> dlt::Config {
+    let env: Vec<(String, String)> = [
+        ("DESTINATION__FILESYSTEM__BUCKET_URL", "s3://lakehouse/base"),
+        ("DESTINATION__FILESYSTEM__TABLE_FORMAT", "delta"),
+        ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID", "AKIAMOTOKEY"),
+        ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY", "moto-secret"),
+        ("DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL", endpoint),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    dlt::Config::from_parts(env, None, None)
+}
+
+fn build_destination(cfg: &dlt::Config, run_dir: &Path) -> std::sync::Arc<dyn dlt::Destination> {
+    dlt::registry()
+        .destination("filesystem")
+        .unwrap()
+        .build(&dlt::DestinationContext { pipeline_name: "dp", config: cfg, run_dir, explicit: None })
+        .unwrap()
+}
+
 #[test]
 fn delta_on_s3() {
     let Some(py) = deltalake_python() else { return };
@@ -395,23 +419,8 @@ fn delta_on_s3() {
     create_s3_bucket(moto.port, "lakehouse");
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let cfg = dlt::Config::from_parts(
-        vec![
-            ("DESTINATION__FILESYSTEM__BUCKET_URL".into(), "s3://lakehouse/base".into()),
-            ("DESTINATION__FILESYSTEM__TABLE_FORMAT".into(), "delta".into()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID".into(), "AKIAMOTOKEY".into()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY".into(), "moto-secret".into()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL".into(), endpoint.clone()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__REGION_NAME".into(), "eu-central-1".into()),
-        ],
-        None,
-        None,
-    );
-    let dest = dlt::registry()
-        .destination("filesystem")
-        .unwrap()
-        .build(&dlt::DestinationContext { pipeline_name: "dp", config: &cfg, run_dir: dir.path(), explicit: None })
-        .unwrap();
+    let cfg = s3_delta_config(&endpoint, &[("DESTINATION__FILESYSTEM__CREDENTIALS__REGION_NAME", "eu-central-1")]);
+    let dest = build_destination(&cfg, dir.path());
     let mut p = pipeline_to(dest, dir.path(), None);
     let hints = json!({"columns": {"day": {"data_type": "date", "partition": true}}});
     p.run(vec![resource(
@@ -450,11 +459,7 @@ fn delta_on_s3() {
     assert!(r["files"].as_array().unwrap().iter().all(|f| f.as_str().unwrap().starts_with("day=2024-01-0")), "{r}");
     // state restore still works from the bucket next to the Delta tables
     let dir2 = tempfile::tempdir().unwrap();
-    let dest = dlt::registry()
-        .destination("filesystem")
-        .unwrap()
-        .build(&dlt::DestinationContext { pipeline_name: "dp", config: &cfg, run_dir: dir2.path(), explicit: None })
-        .unwrap();
+    let dest = build_destination(&cfg, dir2.path());
     let mut p2 = pipeline_to(dest, dir2.path(), None);
     assert!(p2.sync_destination().unwrap());
     assert_eq!(p2.read_table("orders").unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 3);
@@ -724,22 +729,8 @@ fn merge_on_s3() {
     create_s3_bucket(moto.port, "lakehouse");
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let cfg = dlt::Config::from_parts(
-        vec![
-            ("DESTINATION__FILESYSTEM__BUCKET_URL".into(), "s3://lakehouse/base".into()),
-            ("DESTINATION__FILESYSTEM__TABLE_FORMAT".into(), "delta".into()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID".into(), "AKIAMOTOKEY".into()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY".into(), "moto-secret".into()),
-            ("DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL".into(), endpoint.clone()),
-        ],
-        None,
-        None,
-    );
-    let dest = dlt::registry()
-        .destination("filesystem")
-        .unwrap()
-        .build(&dlt::DestinationContext { pipeline_name: "dp", config: &cfg, run_dir: dir.path(), explicit: None })
-        .unwrap();
+    let cfg = s3_delta_config(&endpoint, &[]);
+    let dest = build_destination(&cfg, dir.path());
     let mut p = pipeline_to(dest, dir.path(), None);
     let hints = json!({"write_disposition": {"disposition": "merge", "strategy": "upsert"}, "primary_key": "id"});
     p.run(vec![resource("items", vec![json!({"id": 1, "n": "a"}), json!({"id": 2, "n": "b"})], hints.clone())])
