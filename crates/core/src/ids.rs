@@ -29,29 +29,6 @@ pub fn child_row_id(parent_id: &str, table: &str, idx: usize) -> String {
     digest_b64(format!("{parent_id}_{table}_{idx}").as_bytes(), DLT_ID_LENGTH_BYTES)
 }
 
-/// [`random_row_id`], appended to `out`.
-pub fn random_row_id_into(out: &mut String) {
-    let bytes: [u8; DLT_ID_LENGTH_BYTES] = rand::random();
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode_string(bytes, out);
-}
-
-/// [`child_row_id`], appended to `out` (no allocation for the usual sizes).
-pub fn child_row_id_into(parent_id: &str, table: &str, idx: usize, out: &mut String) {
-    use std::io::Write;
-    let mut h = sha3::Shake128::default();
-    let mut buf = [0u8; 256];
-    let mut w = &mut buf[..];
-    if write!(w, "{parent_id}_{table}_{idx}").is_ok() {
-        let n = 256 - w.len();
-        h.update(&buf[..n]);
-    } else {
-        h.update(format!("{parent_id}_{table}_{idx}").as_bytes());
-    }
-    let mut digest = [0u8; DLT_ID_LENGTH_BYTES];
-    h.finalize_xof().read(&mut digest);
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode_string(digest, out);
-}
-
 /// Child row ids in bulk: for each `(parent_id, table, idx)`, [`child_row_id`] written as 14
 /// bytes into `out` at the job's slot (`slot * 14`). Eight digests are computed at once with
 /// AVX-512, four with AVX2, where the CPU has it (the hashing is a large part of normalizing nested data).
@@ -76,9 +53,7 @@ pub fn child_row_ids_into(jobs: &[(&str, &str, usize, usize)], out: &mut [u8]) {
         let _ = write!(m, "{parent}_{table}_{idx}");
         if m.len() >= shake4::RATE {
             // more than one block: the one-at-a-time path
-            let mut s = String::new();
-            child_row_id_into(parent, table, idx, &mut s);
-            out[slot * 14..slot * 14 + 14].copy_from_slice(s.as_bytes());
+            out[slot * 14..slot * 14 + 14].copy_from_slice(digest_b64(m, DLT_ID_LENGTH_BYTES).as_bytes());
             continue;
         }
         slots[n] = slot;
@@ -150,14 +125,6 @@ mod tests {
     #[test]
     fn ids() {
         assert_eq!(random_row_id().len(), 14);
-        let mut s = String::from("x");
-        random_row_id_into(&mut s);
-        assert_eq!(s.len(), 15);
-        for (p, t, i) in [("abc", "t__x", 0usize), ("zz", &"long".repeat(100), 7)] {
-            let mut out = String::new();
-            child_row_id_into(p, t, i, &mut out);
-            assert_eq!(out, child_row_id(p, t, i));
-        }
         // dlt: parent eG/JB62hf+ATbQ, table ordering__w, idx 0 -> 8LFjnf42asX5qw
         assert_eq!(child_row_id("eG/JB62hf+ATbQ", "ordering__w", 0), "8LFjnf42asX5qw");
         // dlt key hash of {"id":1} -> z5jIxXIbUnmbKw

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use dlt_core::ids::{child_row_ids_into, random_row_id_into};
+use dlt_core::ids::{child_row_ids_into, random_row_id};
 
 use crate::Names;
 
@@ -438,9 +438,7 @@ impl TapeIds {
             return;
         }
         let id = (ch.ids.len() / ID_LEN) as u32;
-        let mut s = String::with_capacity(ID_LEN);
-        random_row_id_into(&mut s);
-        ch.ids.extend_from_slice(s.as_bytes());
+        ch.ids.extend_from_slice(random_row_id().as_bytes());
         ch.aux[root as usize] = id;
         self.row(root_path, ch, root, id, 0, 0);
     }
