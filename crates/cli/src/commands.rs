@@ -98,8 +98,16 @@ enum PipelineOp {
     },
     /// Jobs that failed in pending packages.
     FailedJobs,
-    /// Drop the local state and restore it from the destination.
-    Sync,
+    /// Drop the local state and restore it from the destination (also for a pipeline that
+    /// has no working dir here: name its destination and dataset).
+    Sync {
+        /// The destination to restore from (e.g. duckdb, postgres); default: the pipeline's.
+        #[arg(long)]
+        destination: Option<String>,
+        /// The dataset to restore from; default: the pipeline's.
+        #[arg(long)]
+        dataset_name: Option<String>,
+    },
     /// Delete packages that were not loaded.
     DropPendingPackages,
 }
@@ -115,8 +123,15 @@ pub fn pipeline(args: PipelineArgs, yes: bool, verbose: bool) -> Result<()> {
     }
     let name = args.name.clone().expect("checked");
     let wd = dir.join(&name);
-    if !wd.is_dir() {
-        bail!("pipeline `{name}` not found in {}", dir.display());
+    if let Some(PipelineOp::Sync { destination: Some(_), .. }) = &args.op {
+        // restoring a pipeline that ran elsewhere: its working dir is made here
+        std::fs::create_dir_all(&wd).with_context(|| format!("creating {}", wd.display()))?;
+    } else if !wd.is_dir() {
+        bail!(
+            "pipeline `{name}` not found in {}; to restore it from its destination, run \
+             `dlt pipeline {name} sync --destination DESTINATION --dataset-name DATASET`",
+            dir.display()
+        );
     }
     match args.op.unwrap_or(PipelineOp::Info) {
         PipelineOp::Info => info(&name, &wd, verbose),
@@ -127,7 +142,9 @@ pub fn pipeline(args: PipelineArgs, yes: bool, verbose: bool) -> Result<()> {
         PipelineOp::Drop { resources, drop_all, state_only, state_paths } => {
             drop(&name, &dir, &wd, resources, drop_all, yes, dlt::DropOptions { state_only, state_paths })
         }
-        PipelineOp::Sync => sync(&name, &dir, &wd, yes),
+        PipelineOp::Sync { destination, dataset_name } => {
+            sync(&name, &dir, &wd, yes, destination.as_deref(), dataset_name.as_deref())
+        }
         PipelineOp::DropPendingPackages => {
             let p = open(&name, &dir, &wd)?;
             let dropped = p.drop_pending_packages()?;
@@ -440,14 +457,35 @@ fn failed_jobs(wd: &Path) -> Result<()> {
 
 /// Reopen a pipeline with the destination of its last run.
 fn open(name: &str, dir: &Path, wd: &Path) -> Result<Pipeline> {
+    open_with(name, dir, wd, None, None)
+}
+
+/// Open a pipeline for a command; `destination` and `dataset` override what the pipeline file
+/// or the local state say (for `sync` of a pipeline that has no working dir here).
+fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, dataset: Option<&str>) -> Result<Pipeline> {
     let registry = dlt::registry();
+    if let Some(dest_name) = destination {
+        let run_dir = std::env::current_dir()?;
+        let config = Config::load(&run_dir, None)?.with_pipeline(name);
+        let dest = registry.destination(dest_name)?.build(&DestinationContext {
+            pipeline_name: name,
+            config: &config,
+            run_dir: &run_dir,
+            explicit: None,
+        })?;
+        let mut b = dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config);
+        if let Some(d) = dataset {
+            b = b.dataset_name(d);
+        }
+        return Ok(b.build()?);
+    }
     if let Ok(file) = std::fs::read_to_string(wd.join("pipeline_file")) {
         let pf = PipelineFile::load(Path::new(file.trim()))?;
         let run_dir = pf.base_dir();
         let config = Config::load(&run_dir, None)?.with_pipeline(name);
         let dest = pf.destination(&registry, &config, &run_dir)?;
         let mut b = dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config);
-        if let Some(d) = &pf.dataset_name {
+        if let Some(d) = dataset.or(pf.dataset_name.as_deref()) {
             b = b.dataset_name(d);
         }
         return Ok(b.build()?);
@@ -466,7 +504,11 @@ fn open(name: &str, dir: &Path, wd: &Path) -> Result<Pipeline> {
         run_dir: &run_dir,
         explicit: None,
     })?;
-    Ok(dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config).build()?)
+    let mut b = dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config);
+    if let Some(d) = dataset.or_else(|| state.get("dataset_name").and_then(Value::as_str)) {
+        b = b.dataset_name(d);
+    }
+    Ok(b.build()?)
 }
 
 fn confirm(yes: bool, what: &str) -> Result<bool> {
@@ -543,24 +585,45 @@ fn drop(
     Ok(())
 }
 
-fn sync(name: &str, dir: &Path, wd: &Path, yes: bool) -> Result<()> {
+fn sync(name: &str, dir: &Path, wd: &Path, yes: bool, destination: Option<&str>, dataset: Option<&str>) -> Result<()> {
+    // the destination must be reachable before anything local is touched
+    let p = open_with(name, dir, wd, destination, dataset)?;
+    let location = p.destination().display_location();
+    std::mem::drop(p);
     if !confirm(yes, "Drop the local state and restore it from the destination")? {
         println!("Aborted");
         return Ok(());
     }
-    let file = std::fs::read_to_string(wd.join("pipeline_file")).ok();
     println!("Dropping local state");
-    let mut p = open(name, dir, wd)?;
-    let _ = std::fs::remove_file(wd.join("state.json"));
-    let _ = std::fs::remove_dir_all(wd.join("schemas"));
+    // moved aside, and put back if the restore fails: a failed sync keeps the local state
+    let backup = wd.join(".sync-backup");
+    let _ = std::fs::remove_dir_all(&backup);
+    std::fs::create_dir_all(&backup)?;
+    for f in ["state.json", "schemas"] {
+        if wd.join(f).exists() {
+            std::fs::rename(wd.join(f), backup.join(f))?;
+        }
+    }
     std::fs::create_dir_all(wd.join("schemas"))?;
     println!("Restoring from destination");
-    let restored = p.sync_destination()?;
-    if let Some(f) = file {
-        let _ = std::fs::write(wd.join("pipeline_file"), f);
-    }
+    let restored = open_with(name, dir, wd, destination, dataset).and_then(|mut p| Ok(p.sync_destination()?));
+    let restored = match restored {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(wd.join("state.json"));
+            let _ = std::fs::remove_dir_all(wd.join("schemas"));
+            for f in ["state.json", "schemas"] {
+                if backup.join(f).exists() {
+                    let _ = std::fs::rename(backup.join(f), wd.join(f));
+                }
+            }
+            let _ = std::fs::remove_dir_all(&backup);
+            return Err(e.context("restoring from the destination failed; the local state was kept"));
+        }
+    };
+    let _ = std::fs::remove_dir_all(&backup);
     if restored {
-        println!("State and schemas restored from {}", p.destination().display_location());
+        println!("State and schemas restored from {location}");
     } else {
         println!("The destination holds no state for pipeline {name}");
     }

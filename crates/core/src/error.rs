@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Step {
+    /// Restoring state and schemas from the destination before a run.
+    Sync,
     /// Reading resources into an extracted package.
     Extract,
     /// Turning extracted items into per-table job files.
@@ -20,6 +22,7 @@ pub enum Step {
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Step::Sync => "sync",
             Step::Extract => "extract",
             Step::Normalize => "normalize",
             Step::Load => "load",

@@ -87,12 +87,20 @@ impl IncrementalConfig {
     }
 }
 
-/// Compare two cursor values (numbers numerically, strings lexically — ISO timestamps order so).
+/// Compare two cursor values: numbers numerically (decimals exactly), strings lexically except
+/// ISO dates and timestamps, which order by the instant they name. dlt's tagged values
+/// ([`crate::tagged`]: datetimes, dates, decimals… from typed data or from state written by
+/// dlt) compare as the value the tag stands for, so a tagged datetime orders against a plain
+/// ISO string and a tagged decimal against a number.
 pub fn compare(a: &Value, b: &Value) -> Result<Ordering> {
-    match (a, b) {
+    let (a, b) = (crate::tagged::plain(a), crate::tagged::plain(b));
+    match (a.as_ref(), b.as_ref()) {
         (Value::Number(x), Value::Number(y)) => {
             if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
                 return Ok(x.cmp(&y));
+            }
+            if let Some(o) = cmp_decimal_text(x.as_str(), y.as_str()) {
+                return Ok(o);
             }
             let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
             x.partial_cmp(&y).ok_or_else(|| Error::Pipeline("cursor values are not comparable (NaN)".into()))
@@ -108,6 +116,34 @@ pub fn compare(a: &Value, b: &Value) -> Result<Ordering> {
             Err(Error::Pipeline(format!("cursor values {x} and {y} have different types and cannot be compared")))
         }
     }
+}
+
+/// Exact order of two plain decimal numerals (`-12.50`, `3`); `None` when either has an
+/// exponent or is not a plain numeral.
+fn cmp_decimal_text(a: &str, b: &str) -> Option<Ordering> {
+    fn parts(s: &str) -> Option<(bool, &str, &str)> {
+        let (neg, s) = match s.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let int = int.trim_start_matches('0');
+        let frac = frac.trim_end_matches('0');
+        // -0 is 0
+        Some((neg && !(int.is_empty() && frac.is_empty()), int, frac))
+    }
+    let (an, ai, af) = parts(a)?;
+    let (bn, bi, bf) = parts(b)?;
+    let magnitude = ai.len().cmp(&bi.len()).then_with(|| ai.cmp(bi)).then_with(|| af.cmp(bf));
+    Some(match (an, bn) {
+        (false, false) => magnitude,
+        (true, true) => magnitude.reverse(),
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+    })
 }
 
 /// The instant of an ISO 8601 date or timestamp string (naive values read as UTC), if it is one.
@@ -233,8 +269,19 @@ pub enum Decision {
 pub struct Cursor {
     cfg: IncrementalConfig,
     max: bool,
-    /// Start of the window (stored last_value, else initial_value).
+    /// Start of the window (stored last_value, else initial_value), moved back by `lag`.
+    /// Tagged values ([`crate::tagged`]) stay tagged; [`Cursor::public_start_value`] is the
+    /// plain form a source filters on.
     pub start_value: Option<Value>,
+    /// The window's start before `lag`: what the state records as `start_value` once a row
+    /// passes (dlt's rule).
+    raw_start: Option<Value>,
+    /// `start_value` as stored by the previous run (kept when no row passes).
+    stored_start: Option<Value>,
+    /// The stored `last_value` (with `lag`, the cursor never moves back behind it).
+    stored_last: Option<Value>,
+    /// Whether any row passed the window.
+    kept_any: bool,
     last_value: Option<Value>,
     prior_hashes: Vec<String>,
     new_hashes: Vec<String>,
@@ -251,12 +298,18 @@ impl Cursor {
             other => return Err(Error::Config(format!("incremental: last_value_func `{other}` is not max or min"))),
         };
         let stored_last = state.and_then(|s| s.get("last_value")).filter(|v| !v.is_null()).cloned();
+        let stored_start = match state {
+            Some(s) => s.get("start_value").cloned().filter(|v| !v.is_null()),
+            // a new cursor's state starts with the initial value (as dlt's)
+            None => cfg.initial_value.clone(),
+        };
         let mut start_value = if cfg.end_value.is_some() {
             // a bounded window ignores and keeps no state
             cfg.initial_value.clone()
         } else {
-            stored_last.or_else(|| cfg.initial_value.clone())
+            stored_last.clone().or_else(|| cfg.initial_value.clone())
         };
+        let raw_start = start_value.clone();
         if let Some(lag) = cfg.lag {
             let lag = if max { -lag } else { lag };
             start_value = match start_value {
@@ -264,8 +317,14 @@ impl Cursor {
                     Some(i) if lag.fract() == 0.0 => Some(json!(i + lag as i64)),
                     _ => Some(json!(n.as_f64().unwrap_or(0.0) + lag)),
                 },
-                // timestamps move by seconds, dates by days (as dlt's lag)
-                Some(Value::String(s)) => Some(Value::String(shift_iso(&s, lag).unwrap_or(s))),
+                // timestamps move by seconds, dates by days (as dlt's lag); a tagged value keeps its tag
+                Some(Value::String(s)) => Some(match crate::tagged::split(&Value::String(s.clone())) {
+                    Some((tag, text)) => match shift_iso(text, lag) {
+                        Some(t) => crate::tagged::tagged(tag, &t),
+                        None => Value::String(s),
+                    },
+                    None => Value::String(shift_iso(&s, lag).unwrap_or(s)),
+                }),
                 other => other,
             };
         }
@@ -292,6 +351,10 @@ impl Cursor {
             max,
             last_value: start_value.clone(),
             start_value,
+            raw_start,
+            stored_start,
+            stored_last,
+            kept_any: false,
             prior_hashes,
             new_hashes: vec![],
             key,
@@ -368,6 +431,7 @@ impl Cursor {
             }
         }
         // advance
+        self.kept_any = true;
         match &self.last_value {
             Some(last) if !self.better(&value, last)? => {
                 if compare(&value, last)? == Ordering::Equal && self.dedup {
@@ -413,8 +477,11 @@ impl Cursor {
                 continue;
             }
             let mut item = Map::new();
-            for c in cursor.iter().chain(key_cols.iter()) {
+            for c in key_cols.iter() {
                 item.insert(schema.field(*c).name().clone(), arrow_value(batch.column(*c), i));
+            }
+            if let Some(c) = cursor {
+                item.insert(schema.field(c).name().clone(), arrow_cursor_value(batch.column(c), i));
             }
             keep.append_value(match self.check(&Value::Object(item))? {
                 Decision::Keep => true,
@@ -440,21 +507,87 @@ impl Cursor {
             return None;
         }
         let mut hashes = self.new_hashes;
-        if self.last_value == self.start_value && self.start_value.is_some() {
-            // nothing newer: the boundary still holds the earlier rows too
-            for h in self.prior_hashes {
-                if !hashes.contains(&h) {
-                    hashes.insert(0, h);
+        let same = |a: &Option<Value>, b: &Option<Value>| match (a, b) {
+            (Some(a), Some(b)) => a == b || compare(a, b).is_ok_and(|o| o == Ordering::Equal),
+            _ => false,
+        };
+        if same(&self.last_value, &self.start_value) {
+            // nothing newer: the boundary still holds the earlier rows too, in their order (so
+            // a run without new rows leaves the state, and its hash, as they were)
+            let mut merged = self.prior_hashes;
+            for h in hashes {
+                if !merged.contains(&h) {
+                    merged.push(h);
                 }
             }
+            hashes = merged;
         }
+        // with a lag the window re-opens behind the stored value, but the cursor never moves back
+        let mut last_value = self.last_value;
+        if self.cfg.lag.is_some()
+            && let (Some(stored), Some(last)) = (&self.stored_last, &last_value)
+            && compare(stored, last).is_ok_and(|o| o == if self.max { Ordering::Greater } else { Ordering::Less })
+        {
+            last_value = Some(stored.clone());
+        }
+        // as dlt: `start_value` moves to the window's start only when a row passed it
+        let start_value = if self.kept_any { self.raw_start } else { self.stored_start };
         Some(json!({
             "initial_value": self.cfg.initial_value,
-            "last_value": self.last_value,
+            "last_value": last_value,
             "unique_hashes": hashes,
-            "start_value": self.start_value,
+            "start_value": start_value,
         }))
     }
+
+    /// The window's start as a source filters on it: a tagged value in its plain form
+    /// (`2024-01-01T00:00:00+00:00`, a decimal as a number).
+    pub fn public_start_value(&self) -> Option<Value> {
+        self.start_value.as_ref().map(|v| crate::tagged::plain(v).into_owned())
+    }
+}
+
+/// One Arrow cell as the cursor value dlt keeps for it: temporal and decimal values tagged as
+/// dlt tags the Python value it reads from the same cell ([`crate::tagged`]: a timestamp is a
+/// datetime, `2024-01-01T03:20:00+00:00`), anything else as [`arrow_value`].
+pub fn arrow_cursor_value(col: &arrow::array::ArrayRef, i: usize) -> Value {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{self as t, DataType as A, TimeUnit};
+    if col.is_null(i) {
+        return Value::Null;
+    }
+    let tagged = match col.data_type() {
+        A::Timestamp(unit, tz) => {
+            let micros = match unit {
+                TimeUnit::Second => col.as_primitive::<t::TimestampSecondType>().value(i).checked_mul(1_000_000),
+                TimeUnit::Millisecond => col.as_primitive::<t::TimestampMillisecondType>().value(i).checked_mul(1_000),
+                TimeUnit::Microsecond => Some(col.as_primitive::<t::TimestampMicrosecondType>().value(i)),
+                TimeUnit::Nanosecond => {
+                    Some(col.as_primitive::<t::TimestampNanosecondType>().value(i).div_euclid(1_000))
+                }
+            };
+            micros.and_then(|m| crate::tagged::datetime(m, tz.is_some()))
+        }
+        A::Date32 => crate::tagged::date(col.as_primitive::<t::Date32Type>().value(i) as i64),
+        A::Date64 => crate::tagged::date(col.as_primitive::<t::Date64Type>().value(i).div_euclid(86_400_000)),
+        A::Time64(TimeUnit::Microsecond) => {
+            Some(crate::tagged::time(col.as_primitive::<t::Time64MicrosecondType>().value(i)))
+        }
+        A::Time64(TimeUnit::Nanosecond) => {
+            Some(crate::tagged::time(col.as_primitive::<t::Time64NanosecondType>().value(i) / 1_000))
+        }
+        A::Time32(TimeUnit::Millisecond) => {
+            Some(crate::tagged::time(col.as_primitive::<t::Time32MillisecondType>().value(i) as i64 * 1_000))
+        }
+        A::Time32(_) => {
+            Some(crate::tagged::time(col.as_primitive::<t::Time32SecondType>().value(i) as i64 * 1_000_000))
+        }
+        A::Decimal128(..) | A::Decimal256(..) => {
+            arrow::util::display::array_value_to_string(col, i).ok().map(|s| crate::tagged::decimal(&s))
+        }
+        _ => None,
+    };
+    tagged.unwrap_or_else(|| arrow_value(col, i))
 }
 
 /// One Arrow cell as the JSON value a cursor compares and stores: numbers (decimals exact),
@@ -569,6 +702,90 @@ mod tests {
     }
 
     #[test]
+    fn tagged_values_compare_as_what_they_stand_for() {
+        let c = |a: Value, b: Value| compare(&a, &b).unwrap();
+        // a datetime dlt stored against ISO strings from JSON data
+        let stored = json!("\u{f027}2024-01-01T03:20:00+00:00");
+        assert_eq!(c(json!("2024-01-01T03:20:01Z"), stored.clone()), Ordering::Greater);
+        assert_eq!(c(json!("2024-01-01T03:20:00Z"), stored.clone()), Ordering::Equal);
+        assert_eq!(c(json!("2023-12-31T23:59:59Z"), stored.clone()), Ordering::Less);
+        assert_eq!(c(json!("\u{f028}2024-01-02"), json!("2024-01-01")), Ordering::Greater);
+        // decimals exactly, against numbers and each other
+        assert_eq!(c(json!("\u{f026}10.50"), json!(10.5)), Ordering::Equal);
+        assert_eq!(c(json!("\u{f026}-0.001"), json!(0)), Ordering::Less);
+        assert_eq!(
+            c(json!("\u{f026}12345678901234567890.000000001"), json!("\u{f026}12345678901234567890")),
+            Ordering::Greater
+        );
+        assert_eq!(cmp_decimal_text("-2.5", "-2.45"), Some(Ordering::Less));
+        assert_eq!(cmp_decimal_text("0.0", "-0"), Some(Ordering::Equal));
+        assert_eq!(cmp_decimal_text("1e5", "2"), None);
+    }
+
+    #[test]
+    fn state_written_by_dlt_with_a_datetime_cursor_continues() {
+        // dlt's state after loading rows up to 03:20 from typed data
+        let state = json!({
+            "initial_value": null,
+            "last_value": "\u{f027}2024-01-01T03:20:00+00:00",
+            "unique_hashes": [row_hash(&json!(7))],
+            "start_value": "\u{f027}2024-01-01T00:00:00+00:00",
+        });
+        let mut cur = Cursor::new(cfg(json!({"cursor_path": "t"})), state.as_object(), &["id".to_string()]).unwrap();
+        assert_eq!(cur.public_start_value(), Some(json!("2024-01-01T03:20:00+00:00")));
+        let d = |cur: &mut Cursor, id: i64, t: &str| cur.check(&json!({"id": id, "t": t})).unwrap();
+        assert_eq!(d(&mut cur, 7, "2024-01-01T03:20:00+00:00"), Decision::Skip, "boundary row already loaded");
+        assert_eq!(d(&mut cur, 8, "2024-01-01T03:20:00+00:00"), Decision::Keep, "new row at the boundary");
+        assert_eq!(d(&mut cur, 6, "2024-01-01T01:00:00+00:00"), Decision::Skip);
+        assert_eq!(d(&mut cur, 9, "2024-01-02T00:00:00+00:00"), Decision::Keep);
+        let st = cur.into_state().unwrap();
+        // the new value comes from the data (a string, as dlt keeps a str cursor); the start is
+        // the window's start as stored, still tagged
+        assert_eq!(st["last_value"], json!("2024-01-02T00:00:00+00:00"));
+        assert_eq!(st["start_value"], json!("\u{f027}2024-01-01T03:20:00+00:00"));
+    }
+
+    #[test]
+    fn a_run_without_new_rows_leaves_the_state_as_it_was() {
+        let state = json!({
+            "initial_value": 0,
+            "last_value": 10,
+            "unique_hashes": [row_hash(&json!(10))],
+            "start_value": 5,
+        });
+        let mut cur =
+            Cursor::new(cfg(json!({"cursor_path": "id", "initial_value": 0})), state.as_object(), &["id".to_string()])
+                .unwrap();
+        assert_eq!(cur.check(&json!({"id": 10})).unwrap(), Decision::Skip);
+        assert_eq!(cur.check(&json!({"id": 3})).unwrap(), Decision::Skip);
+        assert_eq!(cur.into_state().unwrap(), state);
+        // a new cursor that sees nothing records its initial value as the start (as dlt)
+        let cur = Cursor::new(cfg(json!({"cursor_path": "id", "initial_value": 4})), None, &[]).unwrap();
+        assert_eq!(
+            cur.into_state().unwrap(),
+            json!({"initial_value": 4, "last_value": 4, "unique_hashes": [], "start_value": 4})
+        );
+    }
+
+    #[test]
+    fn arrow_cursor_values_are_tagged_as_dlt_tags_them() {
+        use arrow::array::{ArrayRef, Date32Array, Decimal128Array, Int64Array, TimestampMicrosecondArray};
+        use std::sync::Arc;
+        let ts: ArrayRef =
+            Arc::new(TimestampMicrosecondArray::from(vec![1_704_079_200_000_000, 1_704_079_200_123_456]));
+        assert_eq!(arrow_cursor_value(&ts, 0), json!("\u{f027}2024-01-01T03:20:00"));
+        assert_eq!(arrow_cursor_value(&ts, 1), json!("\u{f027}2024-01-01T03:20:00.123456"));
+        let tz: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_704_079_200_000_000]).with_timezone("UTC"));
+        assert_eq!(arrow_cursor_value(&tz, 0), json!("\u{f027}2024-01-01T03:20:00+00:00"));
+        let d: ArrayRef = Arc::new(Date32Array::from(vec![19_782]));
+        assert_eq!(arrow_cursor_value(&d, 0), json!("\u{f028}2024-02-29"));
+        let dec: ArrayRef = Arc::new(Decimal128Array::from(vec![1250]).with_precision_and_scale(10, 2).unwrap());
+        assert_eq!(arrow_cursor_value(&dec, 0), json!("\u{f026}12.50"));
+        let i: ArrayRef = Arc::new(Int64Array::from(vec![5]));
+        assert_eq!(arrow_cursor_value(&i, 0), json!(5));
+    }
+
+    #[test]
     fn iso_timestamps_in_different_forms_order_by_instant() {
         let c = |a: &str, b: &str| compare(&json!(a), &json!(b)).unwrap();
         assert_eq!(c("2024-01-03T00:00:00.500000+00:00", "2024-01-03T00:00:00Z"), Ordering::Greater);
@@ -610,7 +827,8 @@ mod tests {
         assert_eq!(arrow_value(kept.column(0), 0), json!(2));
         assert_eq!(arrow_value(kept.column(1), 1), json!("1970-01-01T00:00:03.000000+00:00"));
         let state = c.into_state().unwrap();
-        assert_eq!(state["last_value"], json!("1970-01-01T00:00:03.000000+00:00"));
+        // a timestamp from typed data is kept as dlt keeps the datetime it reads: tagged
+        assert_eq!(state["last_value"], json!("\u{f027}1970-01-01T00:00:03+00:00"));
         assert_eq!(state["unique_hashes"], json!([row_hash(&json!(4))]));
         // a bounded window over ordered rows stops at its end
         let mut c = Cursor::new(

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod resource;
 pub mod schema;
 pub mod state;
+pub mod tagged;
 pub mod testing;
 pub mod typed;
 

@@ -226,6 +226,12 @@ impl PackageStorage {
         None
     }
 
+    /// Delete an extracted package that has nothing to load (see dlt's empty packages).
+    pub fn drop_extracted(&self, load_id: &str) -> Result<()> {
+        let p = self.extracted_dir().join(load_id);
+        fs::remove_dir_all(&p).at(&p)
+    }
+
     /// Delete every package that is not loaded (extracted or normalized).
     pub fn drop_pending(&self) -> Result<Vec<String>> {
         let mut dropped = vec![];

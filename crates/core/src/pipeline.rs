@@ -555,52 +555,96 @@ impl Pipeline {
             || !self.storage.list(PackageStage::Normalized)?.is_empty())
     }
 
-    /// Restore state and schemas from the destination when the local state is missing.
+    /// Restore state and schemas from the destination, as dlt's `sync_destination` does: the
+    /// destination's newest state (of a completed load) replaces the local one when its
+    /// `_state_version` is at least the local one and its hash differs — so a dataset another
+    /// tool (Python dlt, or dlt-rs on another machine) loaded since wins over a stale working
+    /// dir — and schemas the state names that are missing locally are fetched. Returns whether
+    /// the state was replaced. A destination that cannot be read is an error: extracting on an
+    /// empty or stale state would load rows again.
     pub fn sync_destination(&mut self) -> Result<bool> {
-        if self.working_dir.join("state.json").exists() {
+        let local_exists = self.working_dir.join("state.json").exists();
+        let mut client = self.destination.client(&self.dataset_name)?;
+        let stored = client.stored_state(&self.name)?;
+        let Some(stored) = stored else {
             let local_dataset = self.state.get("dataset_name").and_then(Value::as_str).unwrap_or_default();
-            if !local_dataset.is_empty() && local_dataset != self.dataset_name {
-                // another dataset than the last run's: a dataset without this pipeline's state
-                // starts from fresh schemas (as dlt does); one with state restores it when newer
-                let mut client = self.destination.client(&self.dataset_name)?;
-                let stored = client.stored_state(&self.name)?;
-                drop(client);
-                match stored {
-                    None => {
-                        let dir = self.working_dir.join("schemas");
-                        for f in crate::package::list_files(&dir)? {
-                            fs::remove_file(&f).at(&f)?;
-                        }
-                    }
-                    Some(s) if s.version > self.state.version() => {
-                        fs::remove_file(self.working_dir.join("state.json")).at(self.working_dir.join("state.json"))?;
-                        return self.sync_destination();
-                    }
-                    Some(_) => {}
+            if local_exists && !local_dataset.is_empty() && local_dataset != self.dataset_name {
+                // another dataset than the last run's, without this pipeline's state: it starts
+                // from fresh schemas (as dlt does)
+                let dir = self.working_dir.join("schemas");
+                for f in crate::package::list_files(&dir)? {
+                    fs::remove_file(&f).at(&f)?;
                 }
             }
             return Ok(false);
-        }
-        let mut client = self.destination.client(&self.dataset_name)?;
-        let Some(stored) = client.stored_state(&self.name)? else {
-            return Ok(false);
         };
-        let mut restored = PipelineState::decode_from_destination(&stored.state)?;
-        restored.local_mut().insert("first_run".into(), json!(false));
-        let names: Vec<String> = restored
+        let mut remote = PipelineState::decode_from_destination(&stored.state)?;
+        let replace = !local_exists
+            || (remote.version() >= self.state.version() && remote.version_hash() != self.state.version_hash());
+        let names: Vec<String> = if replace { &remote } else { &self.state }
             .get("schema_names")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
+        let mut schemas = vec![];
         for n in names {
+            if !replace && self.schema_path(&n).exists() {
+                continue;
+            }
             if let Some(doc) = client.stored_schema(&n)? {
-                let schema = Schema::from_str_any(&doc)?;
-                self.save_schema(&schema)?;
+                schemas.push(Schema::from_str_any(&doc)?);
             }
         }
-        self.state = restored;
-        self.save_state()?;
-        Ok(true)
+        drop(client);
+        if replace {
+            if local_exists {
+                tracing::info!(
+                    "the destination holds a newer state of pipeline {} (version {} against the local {}): \
+                     restoring it and its schemas",
+                    self.name,
+                    remote.version(),
+                    self.state.version()
+                );
+                let dir = self.working_dir.join("schemas");
+                for f in crate::package::list_files(&dir)? {
+                    fs::remove_file(&f).at(&f)?;
+                }
+            }
+            // the local section stays this machine's
+            let local = self.state.local_mut().clone();
+            *remote.local_mut() = local;
+            remote.local_mut().insert("first_run".into(), json!(false));
+            self.state = remote;
+        }
+        for schema in &schemas {
+            self.save_schema(schema)?;
+        }
+        if replace {
+            self.save_state()?;
+        }
+        Ok(replace)
+    }
+
+    /// [`Pipeline::sync_destination`], with transient errors (a destination that is briefly
+    /// unreachable or locked) retried as the load step retries them.
+    fn sync_with_retries(&mut self) -> Result<bool> {
+        let max_retries =
+            self.config.get(&["load"], "raise_on_max_retries").and_then(|v| v.as_i64()).unwrap_or(5).max(0) as u32;
+        let backoff_ms =
+            self.config.get(&["load"], "retry_backoff_ms").and_then(|v| v.as_i64()).unwrap_or(250).max(0) as u64;
+        let mut attempt = 0u32;
+        loop {
+            match self.sync_destination() {
+                Err(e) if e.is_transient() && attempt < max_retries => {
+                    attempt += 1;
+                    tracing::warn!("restoring state from the destination failed, retry {attempt}/{max_retries}: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        backoff_ms.saturating_mul(1 << attempt.min(10)),
+                    ));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Run with a dlt `refresh` mode: tables and state of the source (or of the resources being
@@ -636,11 +680,9 @@ impl Pipeline {
     fn run_inner(&mut self, source: Source, trace: &mut Trace) -> Result<LoadInfo> {
         if !self.dev_mode {
             let clock = StepClock::start();
-            let r = self.sync_destination();
-            if let Err(e) = r {
-                // an unreachable destination is reported by the load step; sync is advisory here
-                trace.steps.push(clock.finish("sync", &Err(e.to_string())));
-            }
+            let r = self.sync_with_retries();
+            trace.steps.push(clock.finish("sync", &r.as_ref().map(|b| json!(b)).map_err(|e| e.to_string())));
+            r.map_err(|e| step_err(Step::Sync, None, e))?;
         }
         let mut info = self.empty_info();
         // 1. packages left by an earlier run go first
@@ -869,7 +911,7 @@ impl Pipeline {
             let items: crate::resource::ItemIter = match items {
                 crate::resource::Items::Ready(it) => it,
                 crate::resource::Items::Deferred(build) => build(crate::resource::ResourceContext::new(
-                    cursor.as_ref().and_then(|c| c.start_value.clone()),
+                    cursor.as_ref().and_then(|c| c.public_start_value()),
                     hints.incremental.as_ref().and_then(|c| c.end_value.clone()),
                     res_state.clone(),
                 )),
@@ -1076,9 +1118,16 @@ impl Pipeline {
         {
             schema = local;
         }
+        let files = list_jobs(&ex_dir, NEW_JOBS)?;
+        if files.is_empty() && is_empty_package(&pstate, &schema) {
+            // as dlt: a package with no data, no state change and nothing to empty is dropped
+            // here and never reaches the destination (no `_dlt_loads` row, "0 load packages")
+            self.storage.drop_extracted(load_id)?;
+            tracing::info!("package {load_id} has nothing to load and was dropped");
+            return Ok(());
+        }
         let out_dir = self.storage.new_normalize(load_id)?;
         let jobs_dir = out_dir.join(NEW_JOBS);
-        let files = list_jobs(&ex_dir, NEW_JOBS)?;
         self.report(|p| p.step_started(Step::Normalize, load_id));
         let progress = self.progress.clone();
         let on_progress = move |n: u64| {
@@ -1581,6 +1630,16 @@ struct ExtractWriters {
     json: HashMap<String, (BufWriter<fs::File>, PathBuf)>,
     arrow: HashMap<String, (ArrowWriter<fs::File>, arrow::datatypes::SchemaRef)>,
     line: Vec<u8>,
+}
+
+/// Whether an extracted package without job files has nothing to do in the destination: no
+/// state change, no table to empty by a refresh, and no replaced root table that holds data
+/// (dlt writes an empty job for such a table, so that the load empties it).
+fn is_empty_package(pstate: &PackageState, schema: &Schema) -> bool {
+    let replaces_data = pstate.resources.values().flatten().any(|t| {
+        schema.tables.get(t).is_some_and(|x| x.write_disposition == Some(WriteDisposition::Replace) && x.seen_data())
+    });
+    pstate.pipeline_state.is_none() && pstate.refresh_truncate.is_empty() && !replaces_data
 }
 
 fn new_file_id() -> String {
