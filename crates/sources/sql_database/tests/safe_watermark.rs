@@ -107,8 +107,9 @@ fn a_long_transaction_is_loaded_once_with_the_watermark_and_lost_without() {
                 .clone();
         last.as_str().unwrap().to_string()
     };
-    // the state advances to the largest cursor value read, not to the watermark
-    assert_eq!(run(), "2024-01-02T00:00:00.000000+00:00");
+    // the state advances to the largest cursor value read, not to the watermark; a timestamp
+    // column's value is kept as dlt keeps a datetime (tagged)
+    assert_eq!(run(), "\u{f027}2024-01-02T00:00:00+00:00");
     // the watermark is before the open transaction: neither its row nor the later rows
     assert_eq!(ids(&dest, "safe"), [1, 2]);
     assert_eq!(ids(&dest, "plain"), [1, 2, 101, 102]);
@@ -129,7 +130,9 @@ fn a_long_transaction_is_loaded_once_with_the_watermark_and_lost_without() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(last, newest);
+    let instant = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+    let last = last.strip_prefix('\u{f027}').expect("a tagged datetime");
+    assert_eq!(instant(last), instant(&newest));
 }
 
 #[test]
