@@ -16,11 +16,12 @@ use crate::resource::KeyHint;
 pub struct IncrementalConfig {
     /// Key or dotted path of the cursor (`updated_at`, `meta.ts`, `$.meta.ts`).
     pub cursor_path: String,
-    /// Start value when no state exists.
-    #[serde(default)]
+    /// Start value when no state exists. A TOML datetime, date or time (unquoted in a pipeline
+    /// file) is a typed value, as a Python `datetime`/`date`/`time` is to dlt.
+    #[serde(default, deserialize_with = "de_cursor_value")]
     pub initial_value: Option<Value>,
     /// Exclusive end of a bounded window; such runs keep no state.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_cursor_value")]
     pub end_value: Option<Value>,
     /// `max` (default) or `min`.
     #[serde(default)]
@@ -66,6 +67,44 @@ impl PartialEq for LastValueFn {
     fn eq(&self, other: &Self) -> bool {
         std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
+}
+
+fn de_cursor_value<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.map(typed_config_value))
+}
+
+/// A TOML datetime as the toml crate hands it to serde (`{"$__toml_private_datetime": "…"}`)
+/// becomes the tagged value dlt would have for the same Python value: an offset datetime keeps
+/// its offset, a local datetime stays naive, a local date is a date and a local time a time.
+/// Anything else is returned as it is.
+pub fn typed_config_value(v: Value) -> Value {
+    use crate::tagged::{Tag, tagged};
+    let text = match &v {
+        Value::Object(m) if m.len() == 1 => match m.get("$__toml_private_datetime") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return v,
+        },
+        _ => return v,
+    };
+    let iso = text.replacen(' ', "T", 1);
+    let frac = |nanos: u32| if nanos == 0 { String::new() } else { format!(".{:06}", nanos / 1_000) };
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(&iso) {
+        use chrono::Timelike;
+        let s = format!("{}{}{}", d.format("%Y-%m-%dT%H:%M:%S"), frac(d.nanosecond()), d.format("%:z"));
+        return tagged(Tag::DateTime, &s);
+    }
+    if let Ok(d) = chrono::NaiveDateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f") {
+        use chrono::Timelike;
+        return tagged(Tag::DateTime, &format!("{}{}", d.format("%Y-%m-%dT%H:%M:%S"), frac(d.nanosecond())));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+        return tagged(Tag::Date, &d.format("%Y-%m-%d").to_string());
+    }
+    if let Ok(t) = chrono::NaiveTime::parse_from_str(&text, "%H:%M:%S%.f") {
+        use chrono::Timelike;
+        return tagged(Tag::Time, &format!("{}{}", t.format("%H:%M:%S"), frac(t.nanosecond())));
+    }
+    Value::String(text)
 }
 
 impl IncrementalConfig {
@@ -699,6 +738,22 @@ mod tests {
         assert_eq!(row_hash(&json!(2)), "Tp44cKMYfAuJ");
         assert_eq!(row_hash(&json!(3)), "Cn/dwi436vBb");
         assert_eq!(py_json_dumps(&json!({"b": [1, "ü"], "a": null})), r#"{"a": null, "b": [1, "\u00fc"]}"#);
+    }
+
+    #[test]
+    fn toml_datetimes_are_typed_initial_values() {
+        let c: IncrementalConfig = toml::from_str(
+            "cursor_path = 't'\ninitial_value = 2024-01-01T00:00:00Z\nend_value = 2024-02-01T10:00:00.5+02:00",
+        )
+        .unwrap();
+        assert_eq!(c.initial_value, Some(json!("\u{f027}2024-01-01T00:00:00+00:00")));
+        assert_eq!(c.end_value, Some(json!("\u{f027}2024-02-01T10:00:00.500000+02:00")));
+        let c: IncrementalConfig = toml::from_str("cursor_path = 't'\ninitial_value = 2024-01-01").unwrap();
+        assert_eq!(c.initial_value, Some(json!("\u{f028}2024-01-01")));
+        let c: IncrementalConfig = toml::from_str("cursor_path = 't'\ninitial_value = 2024-01-01T08:00:00").unwrap();
+        assert_eq!(c.initial_value, Some(json!("\u{f027}2024-01-01T08:00:00")));
+        let c: IncrementalConfig = toml::from_str("cursor_path = 't'\ninitial_value = '2024-01-01'").unwrap();
+        assert_eq!(c.initial_value, Some(json!("2024-01-01")), "a quoted value stays a string");
     }
 
     #[test]

@@ -912,7 +912,11 @@ impl Pipeline {
                 crate::resource::Items::Ready(it) => it,
                 crate::resource::Items::Deferred(build) => build(crate::resource::ResourceContext::new(
                     cursor.as_ref().and_then(|c| c.public_start_value()),
-                    hints.incremental.as_ref().and_then(|c| c.end_value.clone()),
+                    hints
+                        .incremental
+                        .as_ref()
+                        .and_then(|c| c.end_value.as_ref())
+                        .map(|v| crate::tagged::plain(v).into_owned()),
                     res_state.clone(),
                 )),
             };
