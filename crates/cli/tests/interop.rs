@@ -418,6 +418,35 @@ struct Scenario {
 }
 
 impl Scenario {
+    /// A temp root for the tools' dirs and inputs; None (skip) without a destination or dlt.
+    fn new(dest: Option<Dest>, kind: Kind) -> Option<Scenario> {
+        let dest = dest?;
+        let python = dlt_python()?;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        std::fs::create_dir_all(root.join("inputs")).unwrap();
+        Some(Scenario { _tmp: tmp, root, python, dest, kind, pipeline: format!("interop_{}", kind.name()) })
+    }
+
+    /// Write one step's input file.
+    fn input(&self, step: usize, rows: &[Row]) -> PathBuf {
+        write_input(&self.root.join("inputs"), step, self.kind, rows)
+    }
+
+    /// The `dlt` binary with the destination's credentials, run from dlt-rs' project dir.
+    fn rs_command(&self, args: &[&str]) -> Command {
+        let project = self.root.join("rs-project");
+        std::fs::create_dir_all(&project).unwrap();
+        let var = format!("DESTINATION__{}__CREDENTIALS", self.dest.name().to_uppercase());
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dlt"));
+        c.current_dir(&project)
+            .args(args)
+            .env("DLT_DATA_DIR", self.rs_data())
+            .env(var, self.dest.credentials())
+            .env_remove("DLT_FAULT");
+        c
+    }
+
     /// dlt-rs' data dir (pipelines under `pipelines/`) and project dir.
     fn rs_data(&self) -> PathBuf {
         self.root.join("rs-data")
@@ -460,15 +489,7 @@ impl Scenario {
             initial = self.kind.toml_initial(),
         );
         std::fs::write(project.join("pipeline.toml"), toml).unwrap();
-        let var = format!("DESTINATION__{}__CREDENTIALS", self.dest.name().to_uppercase());
-        Command::new(env!("CARGO_BIN_EXE_dlt"))
-            .current_dir(&project)
-            .args(["run", "pipeline.toml"])
-            .env("DLT_DATA_DIR", self.rs_data())
-            .env(var, self.dest.credentials())
-            .env_remove("DLT_FAULT")
-            .output()
-            .unwrap()
+        self.rs_command(&["run", "pipeline.toml"]).output().unwrap()
     }
 
     fn run_dlt(&self, input: &Path) -> Output {
@@ -504,12 +525,12 @@ impl Scenario {
     }
 }
 
-/// The line of a failed run's stderr that names the error: dlt-rs' `ERROR:` line, the last
-/// line of a Python traceback's exception, else the last line.
+/// The line of a failed run's stderr that names the error: dlt-rs' `ERROR:` (or clap's
+/// `error:`) line, the last line of a Python traceback's exception, else the last line.
 fn error_line(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if let Some(l) = lines.iter().find(|l| l.starts_with("ERROR:")) {
+    if let Some(l) = lines.iter().find(|l| l.starts_with("ERROR:") || l.starts_with("error:")) {
         return l.to_string();
     }
     // dlt's PipelineStepFailed ends with `<class 'the.Exception'>` and its message
@@ -540,17 +561,9 @@ fn decode_state(s: &str) -> Result<Value, String> {
 
 /// Run the scenario with `tools[i]` doing run `i + 1`; panics with the first check that fails.
 fn scenario(dest: Option<Dest>, kind: Kind, tools: [Tool; 4], workdir: WorkDir) {
-    let Some(dest) = dest else { return };
-    let Some(python) = dlt_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    let s =
-        Scenario { _tmp: tmp, root: root.clone(), python, dest, kind, pipeline: format!("interop_{}", kind.name()) };
-    let inputs_dir = root.join("inputs");
-    std::fs::create_dir_all(&inputs_dir).unwrap();
-
+    let Some(s) = Scenario::new(dest, kind) else { return };
     let mut model = Model::default();
-    let mut schema_after_first: Option<Vec<Vec<Option<String>>>> = None;
+    let mut schema_after_first = None;
     for (i, rows) in steps().iter().enumerate() {
         let step = i + 1;
         let tool = tools[i];
@@ -562,60 +575,121 @@ fn scenario(dest: Option<Dest>, kind: Kind, tools: [Tool; 4], workdir: WorkDir) 
             s.dest.name(),
             tools.iter().map(|t| t.label()).collect::<Vec<_>>().join(" → ")
         );
-        let input = write_input(&inputs_dir, step, kind, rows);
+        let input = s.input(step, rows);
         let loaded = model.apply(rows);
-        let out = s.run(tool, &input, workdir);
-        assert!(
-            out.status.success(),
-            "{ctx}: the run failed ({}): {}\n--- stdout:\n{}\n--- stderr:\n{}",
-            out.status,
-            error_line(&out.stderr),
-            tail(&out.stdout, 20),
-            tail(&out.stderr, 40)
-        );
-        let check = |what: &str, r: Result<Vec<Vec<Option<String>>>, String>| -> Vec<Vec<Option<String>>> {
-            r.unwrap_or_else(|e| panic!("{ctx}: cannot read {what}: {e}"))
-        };
-        let ds = PIPELINE_DATASET;
+        succeeded(&ctx, &s.run(tool, &input, workdir));
+        verify(&s, &model, &ctx, tool, loaded, &mut schema_after_first);
+    }
+}
 
-        // 1. the table, row by row
-        let got = check(
-            "the table",
-            s.dest.query(&format!(
-                "SELECT CAST(id AS TEXT) AS id_text, payload, {} AS cursor_text FROM {ds}.{RESOURCE} ORDER BY id",
-                kind.sql()
-            )),
-        );
-        let want: Vec<Vec<Option<String>>> = model
-            .table
-            .values()
-            .map(|r| vec![Some(r.id.to_string()), Some(r.payload.clone()), Some(kind.sql_text(r.n))])
-            .collect();
-        if got != want {
-            let first = want
-                .iter()
-                .zip(&got)
-                .find(|(w, g)| w != g)
-                .map(|(w, g)| format!("first difference: expected {w:?}, got {g:?}"))
-                .unwrap_or_default();
-            panic!(
-                "{ctx}: {RESOURCE} has {} rows, expected {} (this run should load {loaded}); {first}",
-                got.len(),
-                want.len()
-            );
-        }
+/// `dlt pipeline NAME sync --destination D --dataset-name DS` with no working dir restores what
+/// Python dlt stored (state with its typed values, schema), and dlt-rs carries on from there.
+fn sync_restores(dest: Option<Dest>, kind: Kind) {
+    let Some(s) = Scenario::new(dest, kind) else { return };
+    let steps = steps();
+    let mut model = Model::default();
+    let mut schema_after_first = None;
+    for (i, rows) in steps[..2].iter().enumerate() {
+        let ctx = format!("run {} (Python dlt before the sync, {} on {})", i + 1, kind.name(), s.dest.name());
+        let loaded = model.apply(rows);
+        succeeded(&ctx, &s.run(Tool::Dlt, &s.input(i + 1, rows), WorkDir::Stale));
+        verify(&s, &model, &ctx, Tool::Dlt, loaded, &mut schema_after_first);
+    }
+    let ctx =
+        format!("`dlt pipeline {} sync` without a working dir ({} on {})", s.pipeline, kind.name(), s.dest.name());
+    let out = s
+        .rs_command(&[
+            "-y",
+            "pipeline",
+            &s.pipeline,
+            "sync",
+            "--destination",
+            s.dest.name(),
+            "--dataset-name",
+            PIPELINE_DATASET,
+        ])
+        .output()
+        .unwrap();
+    succeeded(&ctx, &out);
+    verify(&s, &model, &ctx, Tool::Rs, 0, &mut schema_after_first);
+    for (i, rows) in steps.iter().enumerate().skip(2) {
+        let ctx = format!("run {} (dlt-rs after the sync, {} on {})", i + 1, kind.name(), s.dest.name());
+        let loaded = model.apply(rows);
+        succeeded(&ctx, &s.run(Tool::Rs, &s.input(i + 1, rows), WorkDir::Stale));
+        verify(&s, &model, &ctx, Tool::Rs, loaded, &mut schema_after_first);
+    }
+}
 
-        // 2. loads: one per run that loaded rows
-        let loads = check("_dlt_loads", s.dest.query(&format!("SELECT CAST(count(*) AS TEXT) FROM {ds}._dlt_loads")));
-        let loads = loads[0][0].clone().unwrap_or_default();
-        assert!(
-            loads == model.loads.to_string(),
-            "{ctx}: _dlt_loads has {loads} rows, expected {} (this run should load {loaded} rows; an empty run adds none)",
-            model.loads
-        );
+fn succeeded(ctx: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{ctx}: the run failed ({}): {}\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        error_line(&out.stderr),
+        tail(&out.stdout, 20),
+        tail(&out.stderr, 40)
+    );
+}
 
-        // 3. pipeline state: one row per version, versions rising in load order, one per load
-        let states = check(
+type Rows = Vec<Vec<Option<String>>>;
+
+/// `_dlt_version` (version, hash) rows after run 1, and the newest schema document then.
+type SchemaSeen = (Vec<(i64, String)>, String);
+
+/// The checks after every run: `model` is the expected dataset, `tool` the one that just ran
+/// (its local state is compared), `loaded` how many rows the run should have loaded.
+fn verify(
+    s: &Scenario,
+    model: &Model,
+    ctx: &str,
+    tool: Tool,
+    loaded: usize,
+    schema_after_first: &mut Option<SchemaSeen>,
+) {
+    let kind = s.kind;
+    let check = |what: &str, r: Result<Rows, String>| -> Rows {
+        r.unwrap_or_else(|e| panic!("{ctx}: cannot read {what}: {e}"))
+    };
+    let ds = PIPELINE_DATASET;
+
+    // 1. the table, row by row
+    let got = check(
+        "the table",
+        s.dest.query(&format!(
+            "SELECT CAST(id AS TEXT) AS id_text, payload, {} AS cursor_text FROM {ds}.{RESOURCE} ORDER BY id",
+            kind.sql()
+        )),
+    );
+    let want: Vec<Vec<Option<String>>> = model
+        .table
+        .values()
+        .map(|r| vec![Some(r.id.to_string()), Some(r.payload.clone()), Some(kind.sql_text(r.n))])
+        .collect();
+    if got != want {
+        let first = want
+            .iter()
+            .zip(&got)
+            .find(|(w, g)| w != g)
+            .map(|(w, g)| format!("first difference: expected {w:?}, got {g:?}"))
+            .unwrap_or_default();
+        panic!(
+            "{ctx}: {RESOURCE} has {} rows, expected {} (this run should load {loaded}); {first}",
+            got.len(),
+            want.len()
+        );
+    }
+
+    // 2. loads: one per run that loaded rows
+    let loads = check("_dlt_loads", s.dest.query(&format!("SELECT CAST(count(*) AS TEXT) FROM {ds}._dlt_loads")));
+    let loads = loads[0][0].clone().unwrap_or_default();
+    assert!(
+        loads == model.loads.to_string(),
+        "{ctx}: _dlt_loads has {loads} rows, expected {} (this run should load {loaded} rows; an empty run adds none)",
+        model.loads
+    );
+
+    // 3. pipeline state: one row per version, versions rising in load order, one per load
+    let states = check(
             "_dlt_pipeline_state",
             s.dest.query(&format!(
                 "SELECT CAST(version AS TEXT) AS version_text, state, version_hash, _dlt_load_id FROM {ds}._dlt_pipeline_state \
@@ -623,94 +697,140 @@ fn scenario(dest: Option<Dest>, kind: Kind, tools: [Tool; 4], workdir: WorkDir) 
                 s.pipeline
             )),
         );
-        let versions: Vec<i64> = states.iter().map(|r| r[0].as_deref().unwrap_or("").parse().unwrap_or(-1)).collect();
-        let mut seen = BTreeSet::new();
-        let dup = versions.iter().find(|v| !seen.insert(**v));
-        assert!(
-            dup.is_none(),
-            "{ctx}: _dlt_pipeline_state has state version {} more than once: {versions:?}",
-            dup.unwrap()
-        );
-        assert!(
-            versions.windows(2).all(|w| w[0] < w[1]),
-            "{ctx}: _dlt_pipeline_state versions do not rise in load order: {versions:?}"
-        );
-        assert!(
-            states.len() == model.loads,
-            "{ctx}: _dlt_pipeline_state has {} rows (versions {versions:?}), expected one per load: {}",
-            states.len(),
-            model.loads
-        );
+    let versions: Vec<i64> = states.iter().map(|r| r[0].as_deref().unwrap_or("").parse().unwrap_or(-1)).collect();
+    let mut seen = BTreeSet::new();
+    let dup = versions.iter().find(|v| !seen.insert(**v));
+    assert!(
+        dup.is_none(),
+        "{ctx}: _dlt_pipeline_state has state version {} more than once: {versions:?}",
+        dup.unwrap()
+    );
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "{ctx}: _dlt_pipeline_state versions do not rise in load order: {versions:?}"
+    );
+    assert!(
+        states.len() == model.loads,
+        "{ctx}: _dlt_pipeline_state has {} rows (versions {versions:?}), expected one per load: {}",
+        states.len(),
+        model.loads
+    );
 
-        // 4. the stored cursor
-        let newest = states.iter().max_by_key(|r| r[0].as_deref().unwrap_or("").parse::<i64>().unwrap_or(-1));
-        let newest = newest.unwrap_or_else(|| panic!("{ctx}: no _dlt_pipeline_state row"));
-        let state = decode_state(newest[1].as_deref().unwrap_or(""))
-            .unwrap_or_else(|e| panic!("{ctx}: stored state version {versions:?} cannot be decoded: {e}"));
-        let inc = &state["sources"][&s.pipeline]["resources"][RESOURCE]["incremental"][CURSOR];
-        let want_last = kind.state_value(model.last.expect("run 1 loads"));
-        assert!(
-            inc["last_value"] == want_last,
-            "{ctx}: stored last_value is {}, expected {want_last} (sources.{}.resources.{RESOURCE}.incremental.{CURSOR} \
+    // 4. the stored cursor
+    let newest = states.iter().max_by_key(|r| r[0].as_deref().unwrap_or("").parse::<i64>().unwrap_or(-1));
+    let newest = newest.unwrap_or_else(|| panic!("{ctx}: no _dlt_pipeline_state row"));
+    let state = decode_state(newest[1].as_deref().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{ctx}: stored state version {versions:?} cannot be decoded: {e}"));
+    let inc = &state["sources"][&s.pipeline]["resources"][RESOURCE]["incremental"][CURSOR];
+    let want_last = kind.state_value(model.last.expect("run 1 loads"));
+    assert!(
+        inc["last_value"] == want_last,
+        "{ctx}: stored last_value is {}, expected {want_last} (sources.{}.resources.{RESOURCE}.incremental.{CURSOR} \
              of state version {versions:?}; the whole entry: {inc})",
-            inc["last_value"],
-            s.pipeline
-        );
-        let hashes = inc["unique_hashes"].as_array().map(Vec::len);
-        assert!(
-            hashes == Some(model.boundary.len()),
-            "{ctx}: stored unique_hashes has {hashes:?} entries, expected {} (ids {:?} are at the cursor; the whole entry: {inc})",
-            model.boundary.len(),
-            model.boundary
-        );
+        inc["last_value"],
+        s.pipeline
+    );
+    let hashes = inc["unique_hashes"].as_array().map(Vec::len);
+    assert!(
+        hashes == Some(model.boundary.len()),
+        "{ctx}: stored unique_hashes has {hashes:?} entries, expected {} (ids {:?} are at the cursor; the whole entry: {inc})",
+        model.boundary.len(),
+        model.boundary
+    );
 
-        // 5. the tool's local state is the newest stored one
-        let local_path = s.local_state_file(tool);
-        let local = std::fs::read_to_string(&local_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .unwrap_or_else(|| panic!("{ctx}: no readable local state at {}", local_path.display()));
-        let newest_version: i64 = newest[0].as_deref().unwrap_or("").parse().unwrap_or(-1);
-        let local_version = (local["_state_version"].as_i64(), local["_version_hash"].as_str());
-        assert!(
-            local_version == (Some(newest_version), newest[2].as_deref()),
-            "{ctx}: the local state (_state_version, _version_hash) is {local_version:?}, the newest stored one is \
+    // 5. the tool's local state is the newest stored one
+    let local_path = s.local_state_file(tool);
+    let local = std::fs::read_to_string(&local_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .unwrap_or_else(|| panic!("{ctx}: no readable local state at {}", local_path.display()));
+    let newest_version: i64 = newest[0].as_deref().unwrap_or("").parse().unwrap_or(-1);
+    let local_version = (local["_state_version"].as_i64(), local["_version_hash"].as_str());
+    assert!(
+        local_version == (Some(newest_version), newest[2].as_deref()),
+        "{ctx}: the local state (_state_version, _version_hash) is {local_version:?}, the newest stored one is \
              ({newest_version}, {:?})",
-            newest[2]
-        );
+        newest[2]
+    );
 
-        // 6. schema versions: every run has the same data shape, so after run 1 nobody stores a
-        //    new one; in insertion order they never go down, and a version has one hash
-        let schema = check(
-            "_dlt_version",
-            s.dest.query(&format!(
-                "SELECT CAST(version AS TEXT) AS version_text, version_hash FROM {ds}._dlt_version \
-                 WHERE schema_name = '{}' ORDER BY inserted_at, version",
-                s.pipeline
-            )),
-        );
-        let sv: Vec<i64> = schema.iter().map(|r| r[0].as_deref().unwrap_or("").parse().unwrap_or(-1)).collect();
-        assert!(sv.windows(2).all(|w| w[0] <= w[1]), "{ctx}: _dlt_version versions go down: {sv:?}");
-        let mut by_version: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-        for r in &schema {
-            by_version
-                .entry(r[0].as_deref().unwrap_or("").parse().unwrap_or(-1))
-                .or_default()
-                .insert(r[1].clone().unwrap_or_default());
+    // 6. schema versions: every run has the same data shape, so after run 1 nobody stores a
+    //    new one; in insertion order they never go down, and a version has one hash
+    let stored = check(
+        "_dlt_version",
+        s.dest.query(&format!(
+            "SELECT CAST(version AS TEXT) AS version_text, version_hash, schema FROM {ds}._dlt_version \
+             WHERE schema_name = '{}' ORDER BY inserted_at, version",
+            s.pipeline
+        )),
+    );
+    let schema: Vec<(i64, String)> = stored
+        .iter()
+        .map(|r| (r[0].as_deref().unwrap_or("").parse().unwrap_or(-1), r[1].clone().unwrap_or_default()))
+        .collect();
+    let sv: Vec<i64> = schema.iter().map(|(v, _)| *v).collect();
+    assert!(sv.windows(2).all(|w| w[0] <= w[1]), "{ctx}: _dlt_version versions go down: {schema:?}");
+    let mut by_version: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+    for (v, h) in &schema {
+        by_version.entry(*v).or_default().insert(h);
+    }
+    if let Some((v, hashes)) = by_version.iter().find(|(_, h)| h.len() > 1) {
+        panic!("{ctx}: _dlt_version has schema version {v} with different hashes {hashes:?}");
+    }
+    match schema_after_first {
+        None => {
+            assert!(!schema.is_empty(), "{ctx}: no _dlt_version row for schema {}", s.pipeline);
+            *schema_after_first = Some((schema, stored.last().and_then(|r| r[2].clone()).unwrap_or_default()));
         }
-        if let Some((v, hashes)) = by_version.iter().find(|(_, h)| h.len() > 1) {
-            panic!("{ctx}: _dlt_version has schema version {v} with different hashes {hashes:?}");
-        }
-        match &schema_after_first {
-            None => {
-                assert!(!schema.is_empty(), "{ctx}: no _dlt_version row for schema {}", s.pipeline);
-                schema_after_first = Some(schema);
+        Some((first, first_doc)) => {
+            if &schema != first {
+                let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or(Value::Null);
+                let newest = stored.last().and_then(|r| r[2].as_deref()).unwrap_or("");
+                // what changed besides the version bookkeeping
+                let content = |t: &str| {
+                    let mut v = parse(t);
+                    if let Some(m) = v.as_object_mut() {
+                        for k in ["version", "version_hash", "previous_hashes"] {
+                            m.remove(k);
+                        }
+                    }
+                    v
+                };
+                let mut diffs = vec![];
+                json_diff(&content(first_doc), &content(newest), "$", &mut diffs);
+                panic!(
+                    "{ctx}: the schema version changed although the data shape did not: _dlt_version (version, hash) \
+                     was {first:?} after run 1, now {schema:?}; the newest stored schema differs from run 1's at: {}",
+                    diffs.join("; ")
+                );
             }
-            Some(first) => assert!(
-                &schema == first,
-                "{ctx}: the schema version changed although the data shape did not: _dlt_version (version, hash) \
-                 was {first:?} after run 1, now {schema:?}"
-            ),
+        }
+    }
+}
+
+/// Where two JSON documents differ (at most 12 places), as `path: a → b`.
+fn json_diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    if out.len() >= 12 || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                json_diff(va, vb, &format!("{path}.{k}"), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_diff(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {
+            let short = |v: &Value| {
+                let t = v.to_string();
+                if t.chars().count() > 80 { format!("{}…", t.chars().take(80).collect::<String>()) } else { t }
+            };
+            out.push(format!("{path}: {} → {}", short(a), short(b)));
         }
     }
 }
@@ -808,4 +928,20 @@ cases! {
     duckdb_date_dlt_first_stale: duckdb, Date, DLT_FIRST, Stale;
     duckdb_date_rs_first_fresh: duckdb, Date, RS_FIRST, Fresh;
     duckdb_date_rs_first_stale: duckdb, Date, RS_FIRST, Stale;
+}
+
+#[test]
+fn sync_postgres_integer_restores_dlt_state() {
+    sync_restores(postgres("sync_postgres_integer"), Kind::Int);
+}
+
+#[test]
+fn sync_postgres_ts_parquet_restores_dlt_state() {
+    sync_restores(postgres("sync_postgres_ts_parquet"), Kind::TsParquet);
+}
+
+#[test]
+fn sync_duckdb_ts_parquet_restores_dlt_state() {
+    let (_dir, dest) = duckdb_file();
+    sync_restores(dest, Kind::TsParquet);
 }
