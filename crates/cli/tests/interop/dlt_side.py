@@ -54,7 +54,12 @@ def items_of(path):
     yield rows
 
 
+DLT_VERSION = "1.31.0"
+
+
 def main():
+    if dlt.__version__ != DLT_VERSION:
+        raise SystemExit(f"the interop tests need dlt {DLT_VERSION}, {sys.executable} has {dlt.__version__}")
     with open(sys.argv[1], encoding="utf-8") as f:
         spec = json.load(f)
 
