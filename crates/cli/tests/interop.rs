@@ -447,10 +447,11 @@ impl Scenario {
         c
     }
 
-    /// dlt-rs' data dir (pipelines under `pipelines/`) and project dir.
+    /// dlt-rs' data dir (`DLT_DATA_DIR`; its working dir is `pipelines/<name>` in there).
     fn rs_data(&self) -> PathBuf {
         self.root.join("rs-data")
     }
+    /// Python dlt's `pipelines_dir` (its working dir is `<name>` in there).
     fn py_pipelines(&self) -> PathBuf {
         self.root.join("py-pipelines")
     }
