@@ -45,7 +45,18 @@ pub struct Http {
     pub headers: Vec<(String, String)>,
     /// Retries.
     pub policy: RetryPolicy,
+    /// `client.allow_cross_origin`: follow a next-page URL or redirect to another origin than
+    /// the configured URL's (without credentials). Off: such a URL is an error.
+    pub allow_cross_origin: bool,
+    /// `client.max_response_bytes`: the largest response body read (after decompression).
+    pub max_response_bytes: u64,
 }
+
+/// Default of `client.max_response_bytes`: 128 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 << 20;
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 10;
 
 /// A response that was read.
 #[derive(Debug)]
@@ -149,9 +160,16 @@ fn shown_url(u: &Url, secret_param: Option<&str>) -> String {
 impl Http {
     /// Send a request: retry what may pass on a later attempt, apply response actions, refresh an
     /// OAuth2 token once on 401. `what` names the request in errors (`GET <url> (page N)`).
+    ///
+    /// Credentials — the auth, `client.headers` and the endpoint's headers — go only to
+    /// `origin`, the origin of the URL the user configured for this request sequence. A URL or
+    /// redirect to another origin (a next-page link, a `Location`) is an error naming both
+    /// origins, or with `client.allow_cross_origin` is followed without them.
+    #[allow(clippy::too_many_arguments)]
     pub fn send(
         &self,
         req: &Request,
+        origin: &reqwest::Url,
         auth: Option<&Auth>,
         actions: &[ResponseAction],
         resource: &str,
@@ -162,41 +180,18 @@ impl Http {
             // a next-page URL may echo the key back: the auth adds it once
             strip_param(&mut url, p);
         }
-        let what = format!("{} {} (page {page})", req.method, shown_url(&url, auth.and_then(Auth::secret_query_param)));
+        let secret = auth.and_then(Auth::secret_query_param);
+        let what = format!("{} {} (page {page})", req.method, shown_url(&url, secret));
         let fail =
             |message: String, transient: bool| Error::Source { resource: resource.to_string(), message, transient };
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
             attempt += 1;
-            let mut rb = self.client.request(req.method.clone(), url.clone());
-            for (k, v) in self.headers.iter().chain(req.headers.iter()) {
-                rb = rb.header(k.as_str(), v.as_str());
-            }
-            if let Some(j) = &req.json {
-                rb = rb.json(j);
-            }
-            match &req.data {
-                Some(Value::Object(m)) => {
-                    let form: Vec<(String, String)> =
-                        m.iter().map(|(k, v)| (k.clone(), crate::placeholder::value_text(v))).collect();
-                    rb = rb.form(&form);
-                }
-                Some(Value::String(s)) => rb = rb.body(s.clone()),
-                Some(Value::Null) | None => {}
-                Some(other) => rb = rb.body(other.to_string()),
-            }
-            if let Some(a) = auth {
-                rb = a.apply(rb, &self.client, resource)?;
-            }
-            let result = rb.send().and_then(|r| {
-                let status = r.status();
-                let headers = r.headers().clone();
-                r.bytes().map(|b| Response { status, headers, body: b.to_vec() })
-            });
+            let result = self.send_following_redirects(req, &url, origin, auth, resource, &what);
             let resp = match result {
                 Ok(r) => r,
-                Err(e) => {
+                Err(SendError::Http(e)) => {
                     let can = retryable(&e);
                     if can && attempt < self.policy.max_attempts {
                         let wait = self.policy.backoff(attempt);
@@ -207,6 +202,7 @@ impl Http {
                     let tail = if can { format!(" (gave up after {attempt} attempts)") } else { String::new() };
                     return Err(fail(format!("{what}: {}{tail}", describe_reqwest(&e)), can));
                 }
+                Err(SendError::Other(e)) => return Err(e),
             };
             let status = resp.status.as_u16();
             if !actions.is_empty() {
@@ -248,6 +244,167 @@ impl Http {
             return Ok(Outcome::Ok(resp));
         }
     }
+
+    /// One attempt: the request, then the redirects it gets, each checked against `origin`.
+    fn send_following_redirects(
+        &self,
+        req: &Request,
+        url: &Url,
+        origin: &Url,
+        auth: Option<&Auth>,
+        resource: &str,
+        what: &str,
+    ) -> std::result::Result<Response, SendError> {
+        let mut url = url.clone();
+        let mut method = req.method.clone();
+        let mut with_body = true;
+        for _ in 0..=MAX_REDIRECTS {
+            let trusted = self.check_origin(&url, origin, resource, what)?;
+            let mut rb = self.client.request(method.clone(), url.clone());
+            if trusted {
+                for (k, v) in self.headers.iter().chain(req.headers.iter()) {
+                    rb = rb.header(k.as_str(), v.as_str());
+                }
+            }
+            if with_body {
+                if let Some(j) = &req.json {
+                    rb = rb.json(j);
+                }
+                match &req.data {
+                    Some(Value::Object(m)) => {
+                        let form: Vec<(String, String)> =
+                            m.iter().map(|(k, v)| (k.clone(), crate::placeholder::value_text(v))).collect();
+                        rb = rb.form(&form);
+                    }
+                    Some(Value::String(s)) => rb = rb.body(s.clone()),
+                    Some(Value::Null) | None => {}
+                    Some(other) => rb = rb.body(other.to_string()),
+                }
+            }
+            if trusted && let Some(a) = auth {
+                rb = a.apply(rb, &self.client, resource).map_err(SendError::Other)?;
+            }
+            let r = rb.send().map_err(SendError::Http)?;
+            let status = r.status();
+            if status.is_redirection()
+                && let Some(loc) = r.headers().get(reqwest::header::LOCATION)
+            {
+                let loc = loc.to_str().ok().and_then(|l| url.join(l).ok()).ok_or_else(|| {
+                    SendError::Other(Error::Source {
+                        resource: resource.to_string(),
+                        message: format!("{what}: HTTP {status} with an unreadable Location header"),
+                        transient: false,
+                    })
+                })?;
+                tracing::debug!(request = %what, status = status.as_u16(), "rest_api: following a redirect");
+                // 301/302/303 turn a request with a body into a GET (as browsers and reqwest do);
+                // 307/308 repeat it as it was
+                if !matches!(status, StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT)
+                    && (method != reqwest::Method::GET && method != reqwest::Method::HEAD)
+                {
+                    method = reqwest::Method::GET;
+                    with_body = false;
+                }
+                url = loc;
+                continue;
+            }
+            let headers = r.headers().clone();
+            let body = self.read_body(r, resource, what)?;
+            return Ok(Response { status, headers, body });
+        }
+        Err(SendError::Other(Error::Source {
+            resource: resource.to_string(),
+            message: format!("{what}: more than {MAX_REDIRECTS} redirects"),
+            transient: false,
+        }))
+    }
+
+    /// Whether `url` may get credentials (it is on `origin`); an error for another origin
+    /// unless cross-origin requests are allowed (then without credentials).
+    fn check_origin(
+        &self,
+        url: &Url,
+        origin: &Url,
+        resource: &str,
+        what: &str,
+    ) -> std::result::Result<bool, SendError> {
+        if url.origin() == origin.origin() {
+            return Ok(true);
+        }
+        if self.allow_cross_origin {
+            tracing::info!(
+                request = %what,
+                to = %url.origin().ascii_serialization(),
+                "rest_api: following a URL on another origin without credentials (client.allow_cross_origin)"
+            );
+            return Ok(false);
+        }
+        Err(SendError::Other(Error::Source {
+            resource: resource.to_string(),
+            message: format!(
+                "{what}: the response leads to {}, another origin than the configured {}; dlt-rs sends \
+                 credentials only to the configured origin and does not follow such links. If the API \
+                 really serves pages from there, set `client.allow_cross_origin = true` to follow them \
+                 without credentials",
+                url.origin().ascii_serialization(),
+                origin.origin().ascii_serialization()
+            ),
+            transient: false,
+        }))
+    }
+
+    /// The body, decompressed, read up to `max_response_bytes`.
+    fn read_body(
+        &self,
+        r: reqwest::blocking::Response,
+        resource: &str,
+        what: &str,
+    ) -> std::result::Result<Vec<u8>, SendError> {
+        use std::io::Read;
+        let limit = self.max_response_bytes;
+        let too_large = || {
+            SendError::Other(Error::Source {
+                resource: resource.to_string(),
+                message: format!(
+                    "{what}: the response is larger than client.max_response_bytes ({limit} bytes); raise the \
+                     setting if the API really sends pages this large, or ask for smaller pages"
+                ),
+                transient: false,
+            })
+        };
+        // a declared length says it up front (for an uncompressed body it is the size read)
+        if r.content_length().is_some_and(|n| n > limit) && r.headers().get(reqwest::header::CONTENT_ENCODING).is_none()
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(r.content_length().unwrap_or(0).min(limit).min(16 << 20) as usize);
+        let mut capped = r.take(limit.saturating_add(1));
+        capped.read_to_end(&mut body).map_err(|e| match e.into_inner() {
+            Some(inner) => match inner.downcast::<reqwest::Error>() {
+                Ok(re) => SendError::Http(*re),
+                Err(other) => SendError::Other(Error::Source {
+                    resource: resource.to_string(),
+                    message: format!("{what}: reading the response failed: {other}"),
+                    transient: true,
+                }),
+            },
+            None => SendError::Other(Error::Source {
+                resource: resource.to_string(),
+                message: format!("{what}: reading the response failed"),
+                transient: true,
+            }),
+        })?;
+        if body.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Ok(body)
+    }
+}
+
+/// Why one attempt failed: an HTTP error (maybe retried) or a final error.
+enum SendError {
+    Http(reqwest::Error),
+    Other(Error),
 }
 
 /// How one endpoint is read: paginator, data selector, response actions and auth.
@@ -270,6 +427,8 @@ pub struct PageIter {
     http: Arc<Http>,
     spec: Arc<ReadSpec>,
     req: Request,
+    /// The origin of the first request (the configured URL): credentials go only there.
+    origin: Url,
     paginator: Option<Paginator>,
     page_no: u64,
     buf: VecDeque<Value>,
@@ -285,6 +444,7 @@ impl PageIter {
         PageIter {
             http,
             spec,
+            origin: req.url.clone(),
             req,
             paginator: None,
             page_no: 0,
@@ -317,13 +477,14 @@ impl PageIter {
             shown_url(&full_url(&self.req), auth.and_then(Auth::secret_query_param))
         );
         let what = || shown.clone();
-        let resp = match self.http.send(&self.req, auth, &self.spec.actions, &self.spec.resource, page_no)? {
-            Outcome::Ok(r) => r,
-            Outcome::Ignored => {
-                self.done = true;
-                return Ok(());
-            }
-        };
+        let resp =
+            match self.http.send(&self.req, &self.origin, auth, &self.spec.actions, &self.spec.resource, page_no)? {
+                Outcome::Ok(r) => r,
+                Outcome::Ignored => {
+                    self.done = true;
+                    return Ok(());
+                }
+            };
         let body: Option<Value> = if resp.body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {

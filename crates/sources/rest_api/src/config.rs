@@ -57,6 +57,14 @@ pub struct ClientConfig {
     /// Timeouts, retries and request concurrency.
     #[serde(default)]
     pub session: Option<SessionConfig>,
+    /// Follow a next-page URL or a redirect that leads to another origin (scheme, host, port)
+    /// than the configured URL's — without any credentials. Default: such a URL is an error, so
+    /// a hostile or compromised API cannot collect the token by naming another host.
+    #[serde(default)]
+    pub allow_cross_origin: bool,
+    /// The largest response body read, in bytes, after decompression (default 128 MiB).
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
 }
 
 /// `client.session`: timeouts and retries. Unset values come from dlt's `runtime` settings

@@ -144,6 +144,8 @@ fn build_http(client: &ClientConfig, providers: &Config) -> Result<(Http, usize)
         .timeout(secs(timeout, "timeout")?)
         .connect_timeout(secs(connect, "connect_timeout")?)
         .gzip(true)
+        // redirects are followed by `Http::send`, which checks each target's origin
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("dlt-rs/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| cfg_err(format!("cannot build the HTTP client: {}", client::describe_reqwest(&e))))?;
@@ -157,6 +159,12 @@ fn build_http(client: &ClientConfig, providers: &Config) -> Result<(Http, usize)
         base_url: client.base_url.clone(),
         headers: client.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         policy,
+        allow_cross_origin: client.allow_cross_origin,
+        max_response_bytes: match client.max_response_bytes {
+            Some(0) => return Err(cfg_err("client.max_response_bytes must be a positive number of bytes".into())),
+            Some(n) => n,
+            None => client::DEFAULT_MAX_RESPONSE_BYTES,
+        },
     };
     Ok((http, s.max_parallel.unwrap_or(4).max(1)))
 }
