@@ -170,10 +170,23 @@ impl Postgres {
         let (client_url, mode, root) = tls::split_tls_options(url.trim())?;
         let config = postgres::Config::from_str(&client_url)
             .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", mask_url(url))))?;
-        let mut p = Self::from_config(config)?;
-        p.ssl_mode = mode;
-        p.ssl_root_cert = root;
-        Ok(p)
+        Ok(Self::from_config(config)?.with_tls(mode, root))
+    }
+
+    /// Set the TLS mode and CA bundle. The client config gets the matching requirement, so a
+    /// mode that asks for TLS never falls back to plaintext when the server (or a proxy in
+    /// between) refuses TLS.
+    pub fn with_tls(mut self, mode: tls::SslMode, root: Option<std::path::PathBuf>) -> Self {
+        self.config.ssl_mode(match mode {
+            tls::SslMode::Disable => postgres::config::SslMode::Disable,
+            tls::SslMode::Prefer => postgres::config::SslMode::Prefer,
+            tls::SslMode::Require | tls::SslMode::VerifyCa | tls::SslMode::VerifyFull => {
+                postgres::config::SslMode::Require
+            }
+        });
+        self.ssl_mode = mode;
+        self.ssl_root_cert = root;
+        self
     }
 
     /// From a parsed client config.
@@ -667,21 +680,45 @@ impl DestinationFactory for PostgresFactory {
             (None, Some(toml::Value::String(s))) => Some(s.clone()),
             _ => None,
         };
-        let (mut config, mode, root) = match url {
+        let (mut config, url_mode, root) = match url {
             Some(u) => {
                 let (client_url, mode, root) = tls::split_tls_options(u.trim())?;
                 let c = postgres::Config::from_str(&client_url)
                     .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", mask_url(&u))))?;
-                (c, Some(mode), root)
+                let explicit =
+                    u.split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("sslmode=")));
+                (c, explicit.then_some(mode), root)
             }
             None => (postgres::Config::new(), None, None),
         };
-        let (mode, root) = match field("sslmode") {
-            Some(m) => {
-                let (_, mode, _) = tls::split_tls_options(&format!("x?sslmode={m}"))?;
-                (Some(mode), field("sslrootcert").map(std::path::PathBuf::from).or(root))
+        // every way to give the mode (the connection string, the `sslmode` field from the
+        // environment, secrets.toml or the pipeline file) ends in one setting; two that differ
+        // are an error rather than a silent choice
+        let field_mode = match field("sslmode") {
+            Some(m) => Some(tls::split_tls_options(&format!("x?sslmode={}", m.trim()))?.1),
+            None => None,
+        };
+        let mode = match (url_mode, field_mode) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Config(format!(
+                    "postgres: the connection string says sslmode={} but the credentials' sslmode field says {}; \
+                     set one of them",
+                    tls::mode_name(&a),
+                    tls::mode_name(&b)
+                )));
             }
-            None => (mode, field("sslrootcert").map(std::path::PathBuf::from).or(root)),
+            (a, b) => b.or(a),
+        };
+        let root = match (root, field("sslrootcert").map(std::path::PathBuf::from)) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Config(format!(
+                    "postgres: the connection string says sslrootcert={} but the credentials' sslrootcert field \
+                     says {}; set one of them",
+                    a.display(),
+                    b.display()
+                )));
+            }
+            (a, b) => b.or(a),
         };
         if let Some(h) = field("host") {
             config.host(&h);
@@ -704,12 +741,9 @@ impl DestinationFactory for PostgresFactory {
                 ctx.config.tried_env_names(&["destination", NAME], &["credentials"])[..].join(", ")
             )));
         }
-        let mut p = Postgres::from_config(config)?;
-        if let Some(m) = mode {
-            p.ssl_mode = m;
-        }
-        p.ssl_root_cert = root;
-        Ok(Arc::new(p))
+        let p = Postgres::from_config(config)?;
+        let mode = mode.unwrap_or_else(|| p.ssl_mode.clone());
+        Ok(Arc::new(p.with_tls(mode, root)))
     }
 }
 

@@ -28,6 +28,17 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// libpq's name of a mode.
+pub fn mode_name(m: &SslMode) -> &'static str {
+    match m {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    }
+}
+
 /// Split libpq TLS options off a connection string: returns the string for the client (with
 /// `sslmode` reduced to what it understands), the mode and `sslrootcert`.
 pub fn split_tls_options(url: &str) -> Result<(String, SslMode, Option<PathBuf>)> {
