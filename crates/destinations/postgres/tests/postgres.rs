@@ -233,10 +233,12 @@ fn unreachable_server_and_unknown_role_lose_nothing() {
         .config(dlt::Config::from_parts(vec![], None, None))
         .build()
         .unwrap();
-    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err().to_string();
+    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err();
+    assert_eq!(err.step(), Some(dlt::Step::Sync), "the state cannot be restored, so nothing is extracted");
+    let err = err.to_string();
     assert!(err.contains("no_such_role") && !err.contains("hunter2"), "{err}");
-    assert!(p.has_pending_packages().unwrap());
-    // the right destination later: the pending package is loaded, then the new data
+    assert!(!p.has_pending_packages().unwrap());
+    // the right destination later: the new data loads
     let mut p = dlt::pipeline("bad_role")
         .destination(dlt::destinations::postgres(&db.url).unwrap())
         .pipelines_dir(db.dir.path().join("pipelines"))
@@ -244,8 +246,8 @@ fn unreachable_server_and_unknown_role_lose_nothing() {
         .build()
         .unwrap();
     let info = p.run(Resource::from_values("t", vec![json!({"a": 2})])).unwrap();
-    assert_eq!(info.load_ids.len(), 2);
-    assert_eq!(db.scalar("SELECT string_agg(a::text, ',' ORDER BY a) FROM bad_role_dataset.t"), "1,2");
+    assert_eq!(info.load_ids.len(), 1);
+    assert_eq!(db.scalar("SELECT string_agg(a::text, ',' ORDER BY a) FROM bad_role_dataset.t"), "2");
     // nothing listens on port 1: a connection error naming the server
     let mut p = dlt::pipeline("pg_down")
         .destination(dlt::destinations::postgres("postgresql://postgres@127.0.0.1:1/x?connect_timeout=2").unwrap())
@@ -255,7 +257,8 @@ fn unreachable_server_and_unknown_role_lose_nothing() {
         .unwrap();
     let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err();
     assert!(err.to_string().contains("cannot connect to postgresql://postgres@127.0.0.1:1/x"), "{err}");
-    assert!(p.has_pending_packages().unwrap());
+    assert!(err.is_transient(), "{err}");
+    assert!(!p.has_pending_packages().unwrap());
 }
 
 #[test]
