@@ -74,8 +74,20 @@ fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
+/// What URL parts escape: everything but RFC 3986's unreserved characters (`verify-full`,
+/// `/path/ca.pem`'s dots stay readable for the clients that compare them as text).
+const ESCAPED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// A query value may also hold `/` and `:` as they are (RFC 3986's query), so a file path in
+/// `sslrootcert` reaches the client as written.
+const ESCAPED_IN_QUERY: &percent_encoding::AsciiSet = &ESCAPED.remove(b'/').remove(b':');
+
+fn encode_query_value(s: &str) -> String {
+    utf8_percent_encode(s, ESCAPED_IN_QUERY).to_string()
+}
+
 fn encode(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 fn is_secret_key(k: &str) -> bool {
@@ -186,7 +198,7 @@ impl Credentials {
                 .query
                 .iter()
                 .map(|(k, v)| {
-                    let v = if !reveal && is_secret_key(k) { "***".to_string() } else { encode(v) };
+                    let v = if !reveal && is_secret_key(k) { "***".to_string() } else { encode_query_value(v) };
                     format!("{}={v}", encode(k))
                 })
                 .collect();

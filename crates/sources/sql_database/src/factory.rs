@@ -133,10 +133,36 @@ pub(crate) fn resolve_credentials(cfg: &Config, explicit: Option<&toml::Value>) 
     }
     if let Some(toml::Value::Table(q)) = table.as_ref().and_then(|t| t.get("query")) {
         for (k, v) in q {
-            c.query.push((k.clone(), toml_str(v)));
+            set_option(&mut c, k, &toml_str(v))?;
+        }
+    }
+    // TLS settings given as credential fields (env, secrets.toml, the pipeline file) go where a
+    // URL's query puts them, so every form is enforced the same way
+    for key in TLS_FIELDS {
+        if let Some(v) = field(key) {
+            set_option(&mut c, key, v.trim())?;
         }
     }
     Ok(c)
+}
+
+/// Credential fields that set TLS (libpq's names and MySQL's).
+const TLS_FIELDS: [&str; 4] = ["sslmode", "sslrootcert", "ssl_mode", "ssl_ca"];
+
+/// Set a connection option; one already set to another value (say by the URL) is an error, so
+/// a weaker TLS setting never wins silently.
+fn set_option(c: &mut Credentials, key: &str, value: &str) -> Result<()> {
+    match c.query.iter().find(|(k, _)| k == key) {
+        Some((_, v)) if v != value => Err(Error::Config(format!(
+            "sql_database credentials: `{key}` is `{v}` in the connection URL but `{value}` in the `{key}` field; set one \
+             of them"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            c.query.push((key.to_string(), value.to_string()));
+            Ok(())
+        }
+    }
 }
 
 impl SqlDatabaseFactory {
@@ -224,6 +250,37 @@ impl SourceFactory for SqlDatabaseFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_fields_join_the_url_and_conflicts_are_errors() {
+        let env = |pairs: &[(&str, &str)]| {
+            Config::from_parts(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), None, None)
+        };
+        let cfg = env(&[
+            ("SOURCES__SQL_DATABASE__CREDENTIALS", "postgresql://u:hunter2@h/db"),
+            ("SOURCES__SQL_DATABASE__CREDENTIALS__SSLMODE", "verify-full"),
+            ("SOURCES__SQL_DATABASE__CREDENTIALS__SSLROOTCERT", "/etc/ca.pem"),
+        ]);
+        let c = resolve_credentials(&cfg, None).unwrap();
+        assert_eq!(c.option("sslmode"), Some("verify-full"));
+        assert_eq!(c.option("sslrootcert"), Some("/etc/ca.pem"));
+        // the client URL keeps the mode readable (it was sent as `verify%2Dfull`)
+        assert!(c.url().contains("sslmode=verify-full"), "{}", c.display());
+        let (_, mode, root) = dlt_postgres::tls::split_tls_options(&c.url()).unwrap();
+        assert_eq!(mode, dlt_postgres::tls::SslMode::VerifyFull);
+        assert_eq!(root.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        let cfg = env(&[
+            ("SOURCES__SQL_DATABASE__CREDENTIALS", "postgresql://u:hunter2@h/db?sslmode=disable"),
+            ("SOURCES__SQL_DATABASE__CREDENTIALS__SSLMODE", "require"),
+        ]);
+        let err = resolve_credentials(&cfg, None).unwrap_err().to_string();
+        assert!(err.contains("disable") && err.contains("require") && !err.contains("hunter2"), "{err}");
+        let cfg = env(&[
+            ("SOURCES__SQL_DATABASE__CREDENTIALS", "mysql://u@h/db"),
+            ("SOURCES__SQL_DATABASE__CREDENTIALS__SSL_MODE", "VERIFY_IDENTITY"),
+        ]);
+        assert_eq!(resolve_credentials(&cfg, None).unwrap().option("ssl_mode"), Some("VERIFY_IDENTITY"));
+    }
 
     #[test]
     fn credentials_from_providers() {
