@@ -276,7 +276,9 @@ impl Config {
 pub fn mask_url(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
-        if let Some(at) = rest.find('@') {
+        // the user info ends at the last `@` before the query: a password may hold `@` or `/`
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
             let userinfo = &rest[..at];
             if let Some(colon) = userinfo.find(':') {
                 return format!("{}://{}:***@{}", &url[..scheme_end], &userinfo[..colon], &rest[at + 1..]);
@@ -289,6 +291,14 @@ pub fn mask_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_urls_hide_the_whole_password() {
+        assert_eq!(mask_url("postgresql://u:p@ss/w@rd@h:5432/db?x=a@b"), "postgresql://u:***@h:5432/db?x=a@b");
+        assert_eq!(mask_url("postgresql://u:secret@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(mask_url("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(mask_url("duckdb:///x.duckdb"), "duckdb:///x.duckdb");
+    }
 
     #[test]
     fn order_env_then_secrets_then_config() {
