@@ -67,6 +67,19 @@ pub fn files(source: &str, destination: &str) -> Result<Vec<(String, String)>> {
     ])
 }
 
+/// Create a file that will hold secrets: readable by its owner only (0600), and only if
+/// nothing — not even a dangling symlink — is at the path.
+fn write_secret_file(p: &Path, body: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(p).with_context(|| format!("creating {}", p.display()))?;
+    f.write_all(body.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
+}
+
 /// Write the starter files into `dir`. An existing pipeline file is kept unless `force`;
 /// existing `.dlt` files and `.gitignore` are never overwritten (the `.gitignore` gets the
 /// secrets line appended when it lacks it).
@@ -75,7 +88,9 @@ pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<
     fs::create_dir_all(dir.join(".dlt")).with_context(|| format!("creating {}", dir.join(".dlt").display()))?;
     for (i, (rel, body)) in files.iter().enumerate() {
         let p = dir.join(rel);
-        let exists = p.exists();
+        // a symlink counts as there even when it points nowhere: it is never followed to create
+        // a file somewhere else
+        let exists = fs::symlink_metadata(&p).is_ok();
         if i == 0 && exists && !force {
             bail!("{} exists; pass --force to overwrite it", p.display());
         }
@@ -93,7 +108,11 @@ pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<
             println!("kept existing {rel}");
             continue;
         }
-        fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+        if rel == ".dlt/secrets.toml" {
+            write_secret_file(&p, body)?;
+        } else {
+            fs::write(&p, body).with_context(|| format!("writing {}", p.display()))?;
+        }
         println!("wrote {rel}");
     }
     let name = format!("{source}_pipeline");
@@ -264,6 +283,24 @@ mod tests {
         let source = dlt::registry().source("rest_api").unwrap().build(src, &ctx).unwrap();
         let names: Vec<&str> = source.resources.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["pokemon", "berry"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_file_is_private_and_never_follows_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "files", "duckdb", false).unwrap();
+        let mode = fs::metadata(dir.path().join(".dlt/secrets.toml")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // a dangling symlink where the secrets go: kept, and nothing is created at its target
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join(".dlt")).unwrap();
+        let target = dir.path().join("elsewhere.toml");
+        std::os::unix::fs::symlink(&target, dir.path().join(".dlt/secrets.toml")).unwrap();
+        init(dir.path(), "files", "duckdb", false).unwrap();
+        assert!(!target.exists(), "the symlink was followed");
+        assert!(fs::symlink_metadata(dir.path().join(".dlt/secrets.toml")).unwrap().file_type().is_symlink());
     }
 
     #[test]
