@@ -142,19 +142,23 @@ fn strip_param(u: &mut Url, name: &str) {
     }
 }
 
+/// A URL as logs and errors show it: a password in the user info and the value of a secret
+/// query parameter masked.
 fn shown_url(u: &Url, secret_param: Option<&str>) -> String {
-    match secret_param {
-        Some(p) if u.query_pairs().any(|(k, _)| k == p) => {
-            let mut m = u.clone();
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| (k.to_string(), if k == p { "***".to_string() } else { v.to_string() }))
-                .collect();
-            m.query_pairs_mut().clear().extend_pairs(pairs);
-            m.to_string()
-        }
-        _ => u.to_string(),
+    let mut m = u.clone();
+    if m.password().is_some() {
+        let _ = m.set_password(Some("***"));
     }
+    if let Some(p) = secret_param
+        && u.query_pairs().any(|(k, _)| k == p)
+    {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| (k.to_string(), if k == p { "***".to_string() } else { v.to_string() }))
+            .collect();
+        m.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    m.to_string()
 }
 
 impl Http {
@@ -558,5 +562,19 @@ impl Iterator for PageIter {
                 return Some(Err(e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_urls_mask_passwords_and_secret_params() {
+        let u = Url::parse("https://user:hunter2@api.example/items?api_key=k3y&page=2").unwrap();
+        assert_eq!(shown_url(&u, Some("api_key")), "https://user:***@api.example/items?api_key=***&page=2");
+        assert_eq!(shown_url(&u, None), "https://user:***@api.example/items?api_key=k3y&page=2");
+        let plain = Url::parse("https://api.example/items").unwrap();
+        assert_eq!(shown_url(&plain, Some("api_key")), "https://api.example/items");
     }
 }
