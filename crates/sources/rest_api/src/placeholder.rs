@@ -116,6 +116,14 @@ pub fn render(s: &str, vars: &Vars, path_segment: bool) -> Result<String, String
     for (a, b, p) in sp {
         out.push_str(&s[last..a]);
         let text = value_text(&lookup(vars, &p)?);
+        if path_segment && matches!(text.to_ascii_lowercase().as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
+        {
+            // URL parsers resolve such a segment, so the request would go to another path
+            return Err(format!(
+                "the value `{text}` of `{}` cannot be put into the path `{s}`: it is a relative path segment",
+                &s[a..b]
+            ));
+        }
         out.push_str(&if path_segment { encode_segment(&text) } else { text });
         last = b;
     }
@@ -156,6 +164,19 @@ mod tests {
         let mut inc = Map::new();
         inc.insert("start_value".into(), json!("2024-01-01"));
         Vars { parent: Some(("posts".into(), item)), incremental: inc }
+    }
+
+    #[test]
+    fn dot_segments_from_data_are_refused() {
+        for bad in ["..", ".", "%2E%2e"] {
+            let mut item = Map::new();
+            item.insert("id".into(), json!(bad));
+            let v = Vars { parent: Some(("posts".into(), item)), incremental: Map::new() };
+            let err = render("posts/{resources.posts.id}/comments", &v, true).unwrap_err();
+            assert!(err.contains("relative path segment") && err.contains("{resources.posts.id}"), "{err}");
+            // in a query value it is harmless text
+            assert_eq!(render("c?x={resources.posts.id}", &v, false).unwrap(), format!("c?x={bad}"));
+        }
     }
 
     #[test]
