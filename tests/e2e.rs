@@ -670,3 +670,34 @@ fn malformed_line_deep_in_a_large_jsonl_file_loads_nothing() {
     let tables = scalar(&env.db(), "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'jbad_data'");
     assert_eq!(tables, "0");
 }
+
+#[test]
+fn hostile_keys_make_shortened_tables_and_never_a_stuck_package() {
+    let env = Env::new();
+    let mut p = env.pipeline("hk", "hk");
+    let long_key = "k".repeat(250);
+    let mut deep = json!([1, 2]);
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    let rows = vec![json!({"id": 1, long_key.clone(): [{"x": 1}, {"x": 2}], "deep": deep})];
+    p.run(Resource::from_values("t", rows.clone())).unwrap();
+    assert!(!p.has_pending_packages().unwrap());
+    let db = env.db();
+    let tables: Vec<String> = common::query(
+        &db,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'hk' AND table_name NOT LIKE '_dlt%' ORDER BY 1",
+    )
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect();
+    assert!(tables.iter().all(|t| t.len() <= dlt::dlt_core::naming::MAX_TABLE_NAME_LENGTH), "{tables:?}");
+    // the long key's table holds its two rows; the 101 levels of lists made one table per level
+    let long = tables.iter().find(|t| t.starts_with("t__kkkk")).expect("the long key's table");
+    assert_eq!(scalar(&db, &format!("SELECT count(*) FROM hk.\"{long}\"")), "2");
+    assert_eq!(tables.iter().filter(|t| t.starts_with("t__deep")).count(), 101, "{tables:?}");
+    // the next run is clean and appends to the same tables
+    p.run(Resource::from_values("t", rows)).unwrap();
+    assert!(!p.has_pending_packages().unwrap());
+    assert_eq!(scalar(&db, &format!("SELECT count(*) FROM hk.\"{long}\"")), "4");
+}

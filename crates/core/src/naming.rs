@@ -8,6 +8,12 @@ use sha3::digest::{ExtendableOutput, Update, XofReader};
 
 /// Separator between path fragments: nested tables and flattened columns.
 pub const PATH_SEPARATOR: &str = "__";
+/// The longest table name dlt-rs makes, in characters. A table name is part of job file names
+/// and, on the filesystem destination, a folder name; file systems refuse names over 255 bytes,
+/// so a longer name (a hostile 250-character key holding a list, lists nested 100 deep) would
+/// leave a package that can never be written. Longer names are shortened the way dlt shortens
+/// identifiers (a hash tag in the middle). dlt has no such limit on DuckDB and fails there.
+pub const MAX_TABLE_NAME_LENGTH: usize = 200;
 /// The column an empty key maps to.
 pub const EMPTY_KEY_IDENTIFIER: &str = "_empty";
 
@@ -50,9 +56,23 @@ pub trait NamingConvention: Send + Sync + std::fmt::Debug {
         shorten_identifier(&joined, path, self.max_length())
     }
 
-    /// Normalize a table name given by a user (also as a path).
+    /// Normalize a table name given by a user (also as a path), shortened to
+    /// [`MAX_TABLE_NAME_LENGTH`] at most.
     fn normalize_table_identifier(&self, ident: &str) -> String {
-        self.normalize_path(ident)
+        shorten_identifier(&self.normalize_path(ident), ident, Some(self.max_table_length()))
+    }
+
+    /// The longest table name: the destination's identifier limit, and never more than
+    /// [`MAX_TABLE_NAME_LENGTH`].
+    fn max_table_length(&self) -> usize {
+        self.max_length().map_or(MAX_TABLE_NAME_LENGTH, |m| m.min(MAX_TABLE_NAME_LENGTH))
+    }
+
+    /// Join already normalized fragments into a table name (a nested table's) and shorten it
+    /// to [`NamingConvention::max_table_length`].
+    fn make_table_path(&self, fragments: &[&str]) -> String {
+        let joined = fragments.join(PATH_SEPARATOR);
+        shorten_identifier(&joined, &joined, Some(self.max_table_length()))
     }
 
     /// Join already normalized fragments into one path and shorten the result.

@@ -213,7 +213,7 @@ impl Names {
             return v.clone();
         }
         let full = format!("{table_path}{}{list_path}", dlt_core::naming::PATH_SEPARATOR);
-        let short = self.naming.make_path(&[table_path.as_ref(), list_path.as_ref()]);
+        let short = self.naming.make_table_path(&[table_path.as_ref(), list_path.as_ref()]);
         let v: (Arc<str>, Arc<str>) = (Arc::from(full), Arc::from(short));
         self.tables.entry(table_path.clone()).or_default().insert(list_path.clone(), v.clone());
         v
