@@ -274,6 +274,9 @@ impl Config {
 
 /// Mask the password of a URL-like connection string (`scheme://user:pass@host` → `scheme://user:***@host`).
 pub fn mask_url(url: &str) -> String {
+    if !url.contains("://") && url.contains('=') {
+        return mask_key_values(url);
+    }
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
         // the user info ends at the last `@` before the query: a password may hold `@` or `/`
@@ -288,9 +291,53 @@ pub fn mask_url(url: &str) -> String {
     url.to_string()
 }
 
+/// libpq's `key=value` connection string with the password's value (quoted or not) masked.
+fn mask_key_values(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("password") {
+        let (before, after) = rest.split_at(i);
+        out.push_str(before);
+        let after_key = &after["password".len()..];
+        let trimmed = after_key.trim_start();
+        let at_word_start = before.is_empty() || before.ends_with(char::is_whitespace);
+        if !at_word_start || !trimmed.starts_with('=') {
+            out.push_str("password");
+            rest = after_key;
+            continue;
+        }
+        out.push_str("password=***");
+        let value = trimmed[1..].trim_start();
+        // the value ends at the closing quote (backslash escapes) or at whitespace
+        let end = if let Some(q) = value.strip_prefix('\'') {
+            let mut esc = false;
+            q.char_indices()
+                .find(|&(_, c)| {
+                    let close = c == '\'' && !esc;
+                    esc = c == '\\' && !esc;
+                    close
+                })
+                .map_or(value.len(), |(j, _)| j + 2)
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_value_credentials_mask_the_password() {
+        assert_eq!(mask_url("host=h password=s3cret user=u"), "host=h password=*** user=u");
+        assert_eq!(mask_url("host=h password = 'a b\\' c' port=1"), "host=h password=*** port=1");
+        assert_eq!(mask_url("password=x"), "password=***");
+        assert_eq!(mask_url("host=h mypassword=x"), "host=h mypassword=x");
+    }
 
     #[test]
     fn masked_urls_hide_the_whole_password() {
