@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod arrow_compat;
+
 use arrow::record_batch::RecordBatch;
 use dlt_core::config::ConfigValue;
 use dlt_core::destination::{
@@ -295,9 +297,12 @@ impl SqlClient for DuckDbClient {
         self.set_search_path();
         let mut stmt =
             self.conn.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
-        let batches: Vec<RecordBatch> =
-            stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?.collect();
-        Ok(batches)
+        let batches = stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
+        arrow_compat::collect_batches(batches).map_err(|e| Error::Destination {
+            destination: NAME.into(),
+            message: format!("reading the result of {}: {e}", first_line(sql)),
+            transient: false,
+        })
     }
 }
 
@@ -560,7 +565,7 @@ mod tests {
     fn library_version_matches_crate() {
         let c = duckdb::Connection::open_in_memory().unwrap();
         let v: String = c.query_row("SELECT library_version FROM pragma_version()", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, "v1.5.6");
+        assert_eq!(v, "v2.0.1");
     }
 
     #[test]
