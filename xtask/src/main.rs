@@ -25,7 +25,9 @@ usage: cargo xtask <task> [args]
 
 tasks:
   setup                     make the prebuilt DuckDB library available (no C++ build):
-                            <repo>/.duckdb/libduckdb.so and $CARGO_TARGET_DIR/{debug,release}/deps
+                            libduckdb_core.so (DuckDB 2.0.1 from PyPI's wheel), its
+                            CPython stubs and the libduckdb.so linker script, in
+                            <repo>/.duckdb and $CARGO_TARGET_DIR/{debug,release}/deps
   test [NEXTEST ARGS…]      setup, check/start PostgreSQL + MariaDB, install json-server
                             (npm, for the rest_api tests) and Python dlt 1.31 (pip, for
                             the interop tests), `cargo nextest run
@@ -42,7 +44,7 @@ tasks:
 
 environment:
   CARGO_TARGET_DIR          build dir (default <repo>/target)
-  DLT_RS_CACHE              cache dir for libduckdb.so and bench data (default ~/.cache/dlt-rs)
+  DLT_RS_CACHE              cache dir for the DuckDB library and bench data (default ~/.cache/dlt-rs)
   DLT_TEST_POSTGRES_URL     default postgresql://postgres@127.0.0.1:5432/test
   DLT_TEST_MYSQL_URL        default mysql://root@127.0.0.1:3306/test
   DLT_TEST_JSON_SERVER      json-server binary (default: installed into $DLT_RS_CACHE/node)

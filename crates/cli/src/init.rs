@@ -244,7 +244,8 @@ bucket_url = "data_lake"
 const DUCKDB_CONFIG: &str = r#"[destination.duckdb]
 # The database file; by default <pipeline name>.duckdb in the folder `dlt run` runs in.
 # credentials = "my_data.duckdb"
-# DuckDB's memory limit while loading (keeps memory flat however large the load).
+# DuckDB's memory limit while loading: rows beyond it spill to disk; a package's width costs
+# about 1 KiB per column until it commits. An out-of-memory error names this setting.
 # memory_limit = "160MB"
 "#;
 

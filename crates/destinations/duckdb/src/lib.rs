@@ -6,6 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod arrow_compat;
+mod memory;
+
+pub use memory::{DEFAULT_MEMORY_LIMIT, INITIAL_COLUMN_SEGMENT_SIZE};
+
 use arrow::record_batch::RecordBatch;
 use dlt_core::config::ConfigValue;
 use dlt_core::destination::{
@@ -114,18 +119,27 @@ pub struct DuckDb {
     caps: Capabilities,
     memory_limit: Option<String>,
     threads: Option<u32>,
+    pipeline_name: Option<String>,
 }
-
-/// DuckDB's memory limit while loading, unless configured: keeps a load's memory flat however
-/// large the data (DuckDB spills to disk beyond it).
-pub const DEFAULT_MEMORY_LIMIT: &str = "160MB";
 
 impl DuckDb {
     /// A destination writing to the database file at `path` (created if missing).
     pub fn new(path: impl AsRef<Path>) -> Self {
         let p = path.as_ref();
         let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
-        DuckDb { path: abs, caps: capabilities(), memory_limit: Some(DEFAULT_MEMORY_LIMIT.into()), threads: None }
+        DuckDb {
+            path: abs,
+            caps: capabilities(),
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT.into()),
+            threads: None,
+            pipeline_name: None,
+        }
+    }
+
+    /// The pipeline loading here, named in errors that tell how to go on (e.g. out of memory).
+    pub fn with_pipeline_name(mut self, name: impl Into<String>) -> Self {
+        self.pipeline_name = Some(name.into());
+        self
     }
 
     /// DuckDB's `memory_limit` during loads (`None` = DuckDB's default, 80% of RAM).
@@ -208,15 +222,15 @@ impl Destination for DuckDb {
         }
         let conn = duckdb::Connection::open(&self.path)
             .map_err(|e| classify(e, &format!("cannot open DuckDB database {}", self.path.display())))?;
-        let mut settings = String::from("SET preserve_insertion_order = false;");
-        if let Some(m) = &self.memory_limit {
-            settings.push_str(&format!(" SET memory_limit = {};", lit(m)));
-        }
-        if let Some(t) = self.threads {
-            settings.push_str(&format!(" SET threads = {t};"));
-        }
+        let settings = memory::load_settings(self.memory_limit.as_deref(), self.threads);
         conn.execute_batch(&settings).map_err(|e| classify(e, "applying DuckDB settings (memory_limit, threads)"))?;
-        Ok(Box::new(DuckDbClient { conn, dataset: dataset_name.to_string(), search_path_set: false }))
+        Ok(Box::new(DuckDbClient {
+            conn,
+            dataset: dataset_name.to_string(),
+            search_path_set: false,
+            memory_limit: self.memory_limit.clone(),
+            pipeline_name: self.pipeline_name.clone(),
+        }))
     }
 }
 
@@ -225,6 +239,8 @@ pub struct DuckDbClient {
     conn: duckdb::Connection,
     dataset: String,
     search_path_set: bool,
+    memory_limit: Option<String>,
+    pipeline_name: Option<String>,
 }
 
 impl DuckDbClient {
@@ -264,15 +280,18 @@ impl DuckDbClient {
         Ok(out)
     }
 
+    /// Run `f` in one transaction; an out-of-memory error comes back with the setting that
+    /// changes the limit and how to go on.
     fn in_transaction(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
-        self.exec("BEGIN TRANSACTION")?;
-        match f(self) {
+        let result = self.exec("BEGIN TRANSACTION").and_then(|()| match f(self) {
             Ok(()) => self.exec("COMMIT"),
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Err(e)
             }
-        }
+        });
+        result
+            .map_err(|e| memory::explain_out_of_memory(e, self.memory_limit.as_deref(), self.pipeline_name.as_deref()))
     }
 }
 
@@ -295,9 +314,12 @@ impl SqlClient for DuckDbClient {
         self.set_search_path();
         let mut stmt =
             self.conn.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
-        let batches: Vec<RecordBatch> =
-            stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?.collect();
-        Ok(batches)
+        let batches = stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
+        arrow_compat::collect_batches(batches).map_err(|e| Error::Destination {
+            destination: NAME.into(),
+            message: format!("reading the result of {}: {e}", first_line(sql)),
+            transient: false,
+        })
     }
 }
 
@@ -533,7 +555,8 @@ impl DestinationFactory for DuckDbFactory {
         let mut d = match from_config.or(explicit) {
             Some(c) => DuckDb::from_credentials(&c, ctx.run_dir)?,
             None => DuckDb::new(ctx.run_dir.join(format!("{}.duckdb", ctx.pipeline_name))),
-        };
+        }
+        .with_pipeline_name(ctx.pipeline_name);
         let setting = |key: &str| {
             ctx.config.get(&["destination", NAME], key).map(|v| v.as_string()).or_else(|| {
                 ctx.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
@@ -560,7 +583,7 @@ mod tests {
     fn library_version_matches_crate() {
         let c = duckdb::Connection::open_in_memory().unwrap();
         let v: String = c.query_row("SELECT library_version FROM pragma_version()", [], |r| r.get(0)).unwrap();
-        assert_eq!(v, "v1.5.6");
+        assert_eq!(v, "v2.0.1");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(crate) struct SqlState {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn err(e: duckdb::Error, what: &str) -> Error {
+fn err(e: impl std::fmt::Display, what: &str) -> Error {
     Error::Destination { destination: NAME.into(), message: format!("{what}: {e}"), transient: false }
 }
 
@@ -137,7 +137,7 @@ impl SqlState {
 
     pub(crate) fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| err(e, "query failed"))?;
-        let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| err(e, "query failed"))?.collect();
-        Ok(batches)
+        let batches = stmt.query_arrow([]).map_err(|e| err(e, "query failed"))?;
+        dlt_duckdb::arrow_compat::collect_batches(batches).map_err(|e| err(e, "reading a query result"))
     }
 }
