@@ -28,7 +28,10 @@ use crate::package::{
     write_atomic, write_package_state,
 };
 use crate::resource::{IntoSource, Item, MergeStrategy, ResourceHints, Source, TableName};
-use crate::schema::{Column, DataType, STATE_TABLE, Schema, Table, WriteDisposition, state_table};
+use crate::schema::{
+    C_DLT_ID, Column, DataType, STATE_TABLE, Schema, Table, WriteDisposition, state_row_id_column, state_table,
+    state_table_with_row_id,
+};
 use crate::state::{PipelineState, STATE_ENGINE_VERSION};
 
 /// Receives progress of long steps (the CLI draws bars with it).
@@ -1049,6 +1052,10 @@ impl Pipeline {
         }
         if new_state.bump_version() {
             pstate.pipeline_state = Some(new_state.0.clone());
+            // as dlt, the state table joins the schema when extract writes a state row
+            if !schema.tables.contains_key(STATE_TABLE) {
+                schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            }
         }
         schema.bump_version();
         write_atomic(&dir.join(SCHEMA_FILE), schema.to_json().as_bytes())?;
@@ -1108,12 +1115,12 @@ impl Pipeline {
         if let Some(st) = &pstate.pipeline_state {
             let st = PipelineState(st.clone());
             write_state_job(&jobs_dir, &st, &self.name, load_id, &pstate.created_at)?;
-            if !schema.tables.contains_key(STATE_TABLE) {
-                schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            let t = schema.tables.entry(STATE_TABLE.to_string()).or_insert_with(state_table);
+            // the row id column comes with the first normalized state row
+            if !t.columns.contains_key(C_DLT_ID) {
+                t.columns.insert(C_DLT_ID.to_string(), state_row_id_column());
             }
-            if let Some(t) = schema.tables.get_mut(STATE_TABLE) {
-                t.set_seen_data();
-            }
+            t.set_seen_data();
             *row_counts.entry(STATE_TABLE.to_string()).or_default() += 1;
         }
         // replace: every table of the chain of each replaced root table is emptied first
@@ -1308,7 +1315,7 @@ impl Pipeline {
         let created_at = load_id_time(&load_id).unwrap_or_else(Utc::now).to_rfc3339_opts(SecondsFormat::Micros, true);
         write_state_job(&dir.join(NEW_JOBS), &st, &self.name, &load_id, &created_at)?;
         if !schema.tables.contains_key(STATE_TABLE) {
-            schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            schema.tables.insert(STATE_TABLE.to_string(), state_table_with_row_id());
             schema.bump_version();
         }
         let pstate = PackageState {

@@ -452,20 +452,46 @@ mod tables_map {
     }
 }
 
-fn system_column(name: &str, dt: DataType, nullable: bool) -> Column {
-    Column { name: name.to_string(), data_type: Some(dt), nullable: Some(nullable), ..Default::default() }
+fn system_column(name: &str, dt: DataType, nullable: bool, description: &str) -> Column {
+    Column {
+        name: name.to_string(),
+        data_type: Some(dt),
+        nullable: Some(nullable),
+        description: Some(description.to_string()),
+        ..Default::default()
+    }
 }
 
-/// The `_dlt_version` table definition.
+/// A load id column: text of at most 64 characters (dlt's `precision: 64`).
+fn load_id_column(name: &str, description: &str) -> Column {
+    Column { precision: Some(64), ..system_column(name, DataType::Text, false, description) }
+}
+
+/// The `_dlt_version` table definition (columns and descriptions as dlt 1.31 stores them).
 pub fn version_table() -> Table {
     let mut t = Table::new(VERSION_TABLE);
     for c in [
-        system_column("version", DataType::Bigint, false),
-        system_column("engine_version", DataType::Bigint, false),
-        system_column("inserted_at", DataType::Timestamp, false),
-        system_column("schema_name", DataType::Text, false),
-        system_column("version_hash", DataType::Text, false),
-        system_column("schema", DataType::Text, false),
+        system_column(
+            "version",
+            DataType::Bigint,
+            false,
+            "Numeric version of the schema, incremented on each schema change",
+        ),
+        system_column(
+            "engine_version",
+            DataType::Bigint,
+            false,
+            "Version of the dlt schema engine that created this schema",
+        ),
+        system_column("inserted_at", DataType::Timestamp, false, "Timestamp when this schema version was stored"),
+        system_column("schema_name", DataType::Text, false, "Name of the schema"),
+        system_column(
+            "version_hash",
+            DataType::Text,
+            false,
+            "Unique hash of the schema content, used to detect changes",
+        ),
+        system_column("schema", DataType::Text, false, "JSON representation of the complete schema definition"),
     ] {
         t.columns.insert(c.name.clone(), c);
     }
@@ -475,15 +501,15 @@ pub fn version_table() -> Table {
     t
 }
 
-/// The `_dlt_loads` table definition.
+/// The `_dlt_loads` table definition (columns and descriptions as dlt 1.31 stores them).
 pub fn loads_table() -> Table {
     let mut t = Table::new(LOADS_TABLE);
     for c in [
-        system_column("load_id", DataType::Text, false),
-        system_column("schema_name", DataType::Text, true),
-        system_column("status", DataType::Bigint, false),
-        system_column("inserted_at", DataType::Timestamp, false),
-        system_column("schema_version_hash", DataType::Text, true),
+        load_id_column("load_id", "Unique identifier of the load operation"),
+        system_column("schema_name", DataType::Text, true, "Name of the schema associated with this load"),
+        system_column("status", DataType::Bigint, false, "Status of the load operation (0 = success)"),
+        system_column("inserted_at", DataType::Timestamp, false, "Timestamp when the load was completed"),
+        system_column("schema_version_hash", DataType::Text, true, "Hash of the schema version used during this load"),
     ] {
         t.columns.insert(c.name.clone(), c);
     }
@@ -493,27 +519,40 @@ pub fn loads_table() -> Table {
     t
 }
 
-/// The `_dlt_pipeline_state` table definition.
+/// The `_dlt_pipeline_state` table as extract adds it to a schema (dlt 1.31: the columns with
+/// their descriptions, `file_format: preferred`, no table description; `_dlt_id` is added when
+/// the state row is normalized, see [`state_row_id_column`]).
 pub fn state_table() -> Table {
     let mut t = Table::new(STATE_TABLE);
-    let mut id = system_column(C_DLT_ID, DataType::Text, false);
-    id.unique = true;
-    id.row_key = true;
     for c in [
-        system_column("version", DataType::Bigint, false),
-        system_column("engine_version", DataType::Bigint, false),
-        system_column("pipeline_name", DataType::Text, false),
-        system_column("state", DataType::Text, false),
-        system_column("created_at", DataType::Timestamp, false),
-        system_column("version_hash", DataType::Text, true),
-        system_column(C_DLT_LOAD_ID, DataType::Text, false),
-        id,
+        system_column("version", DataType::Bigint, false, "Numeric version of the pipeline state"),
+        system_column("engine_version", DataType::Bigint, false, "Version of the dlt state engine"),
+        system_column("pipeline_name", DataType::Text, false, "Name of the pipeline this state belongs to"),
+        system_column("state", DataType::Text, false, "Compressed JSON representation of the pipeline state"),
+        system_column("created_at", DataType::Timestamp, false, "Timestamp when this state was created"),
+        system_column("version_hash", DataType::Text, true, "Hash of the state content, used to detect changes"),
+        load_id_column(C_DLT_LOAD_ID, "Load identifier linking this row to its load operation"),
     ] {
         t.columns.insert(c.name.clone(), c);
     }
     t.write_disposition = Some(WriteDisposition::Append);
     t.resource = Some(STATE_TABLE.to_string());
-    t.file_format = None;
+    t.file_format = Some("preferred".to_string());
+    t
+}
+
+/// The `_dlt_id` column the normalizer adds to `_dlt_pipeline_state` with the state row.
+pub fn state_row_id_column() -> Column {
+    let mut id = Column::new(C_DLT_ID, DataType::Text).not_null();
+    id.unique = true;
+    id.row_key = true;
+    id
+}
+
+/// The `_dlt_pipeline_state` table once a state row was normalized into it.
+pub fn state_table_with_row_id() -> Table {
+    let mut t = state_table();
+    t.columns.insert(C_DLT_ID.to_string(), state_row_id_column());
     t
 }
 
