@@ -140,12 +140,12 @@ pub struct Column {
     /// Part of the merge key.
     #[serde(default, skip_serializing_if = "is_false")]
     pub merge_key: bool,
-    /// Unique.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub unique: bool,
-    /// The row key (`_dlt_id`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub row_key: bool,
+    /// Unique (`Some(false)` is stored as dlt stores it, e.g. on an scd2 row version column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<bool>,
+    /// The row key (`_dlt_id`); `Some(false)` as for `unique`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_key: Option<bool>,
     /// Reference to the parent row (`_dlt_parent_id`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub parent_key: bool,
@@ -200,6 +200,16 @@ impl Column {
         self.nullable.unwrap_or(true)
     }
 
+    /// Whether the column is unique.
+    pub fn is_unique(&self) -> bool {
+        self.unique == Some(true)
+    }
+
+    /// Whether the column is the row key.
+    pub fn is_row_key(&self) -> bool {
+        self.row_key == Some(true)
+    }
+
     /// Merge hints declared for this column into it (declared values win).
     pub fn merge_hints(&mut self, hints: &Column) {
         if hints.data_type.is_some() {
@@ -219,7 +229,12 @@ impl Column {
         }
         self.primary_key |= hints.primary_key;
         self.merge_key |= hints.merge_key;
-        self.unique |= hints.unique;
+        if hints.unique.is_some() {
+            self.unique = hints.unique;
+        }
+        if hints.row_key.is_some() {
+            self.row_key = hints.row_key;
+        }
         self.partition |= hints.partition;
         self.cluster |= hints.cluster;
         self.sort |= hints.sort;
@@ -329,12 +344,19 @@ impl Table {
         self.extra.get("x-normalizer").and_then(|v| v.get("seen-data")).and_then(Value::as_bool).unwrap_or(false)
     }
 
-    /// Mark the table as having received data.
+    /// Mark the table as having received data (and drop `evolve-columns-once`, as dlt).
     pub fn set_seen_data(&mut self) {
         let entry = self.extra.entry("x-normalizer".to_string()).or_insert_with(|| Value::Object(Default::default()));
         if let Value::Object(m) = entry {
+            m.shift_remove("evolve-columns-once");
             m.insert("seen-data".to_string(), Value::Bool(true));
         }
+    }
+
+    /// Mark a new table whose columns contract is not `evolve`: its first data may still add
+    /// columns (dlt's `x-normalizer.evolve-columns-once`; this replaces other markers, as dlt).
+    pub fn set_evolve_columns_once(&mut self) {
+        self.extra.insert("x-normalizer".to_string(), serde_json::json!({"evolve-columns-once": true}));
     }
 
     /// `x-normalizer.max_nesting`, if set.
@@ -544,8 +566,8 @@ pub fn state_table() -> Table {
 /// The `_dlt_id` column the normalizer adds to `_dlt_pipeline_state` with the state row.
 pub fn state_row_id_column() -> Column {
     let mut id = Column::new(C_DLT_ID, DataType::Text).not_null();
-    id.unique = true;
-    id.row_key = true;
+    id.unique = Some(true);
+    id.row_key = Some(true);
     id
 }
 
@@ -765,6 +787,22 @@ impl Schema {
     /// Effective write disposition of a table (inherited from its root).
     pub fn write_disposition(&self, table: &str) -> WriteDisposition {
         self.root_table(table).and_then(|t| t.write_disposition).unwrap_or_default()
+    }
+
+    /// The normalizer's nesting limit (`normalizers.json.config.max_nesting`, set by a source).
+    pub fn normalizer_max_nesting(&self) -> Option<u32> {
+        self.normalizers.pointer("/json/config/max_nesting").and_then(Value::as_u64).map(|n| n as u32)
+    }
+
+    /// Set the normalizer's nesting limit (dlt: a source's `max_table_nesting`).
+    pub fn set_normalizer_max_nesting(&mut self, n: u32) {
+        let Value::Object(norm) = &mut self.normalizers else { return };
+        let json = norm.entry("json").or_insert_with(|| Value::Object(Default::default()));
+        let Value::Object(json) = json else { return };
+        let config = json.entry("config").or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(config) = config {
+            config.insert("max_nesting".into(), Value::from(n));
+        }
     }
 
     /// Data tables (not `_dlt_version` / `_dlt_loads`).
