@@ -809,6 +809,7 @@ impl Pipeline {
             }),
         };
         let mut schema = self.import_schema(schema)?;
+        schema.refresh_root_key_propagation();
         if let Some(c) = &source.schema_contract {
             schema.settings.schema_contract = Some(c.clone());
         }
@@ -1492,6 +1493,7 @@ fn apply_hints(
         // a source's nesting limit is the normalizer's (tables may override it)
         schema.set_normalizer_max_nesting(n);
     }
+    schema.extend_table(table);
 }
 
 /// dlt's new table: not in the schema, or only declared columns (no types).

@@ -805,6 +805,88 @@ impl Schema {
         }
     }
 
+    /// Whether `table` is one of dlt's own tables (`_dlt_version`, `_dlt_loads`,
+    /// `_dlt_pipeline_state`).
+    pub fn is_dlt_table(table: &str) -> bool {
+        matches!(table, VERSION_TABLE | LOADS_TABLE | STATE_TABLE)
+    }
+
+    /// dlt's rule for carrying `_dlt_root_id` into the nested tables of root table `root`: a
+    /// merge table whose strategy (default delete-insert) is delete-insert, upsert, insert-only
+    /// or cdc, or any chain whose nested tables already have a root key column.
+    pub fn requires_root_key(&self, root: &str) -> bool {
+        let Some(t) = self.tables.get(root) else { return false };
+        let merge = !Self::is_dlt_table(root)
+            && t.write_disposition == Some(WriteDisposition::Merge)
+            && matches!(
+                t.merge_strategy().unwrap_or("delete-insert"),
+                "delete-insert" | "upsert" | "insert-only" | "cdc"
+            );
+        merge
+            || self
+                .table_chain(root)
+                .iter()
+                .filter_map(|n| self.tables.get(n))
+                .any(|t| t.columns.values().any(|c| c.root_key))
+    }
+
+    /// `normalizers.json.config.propagation.tables`, if any.
+    fn propagation_tables(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.normalizers.pointer("/json/config/propagation/tables").and_then(Value::as_object)
+    }
+
+    /// Whether the normalizer propagates the root row id into the nested tables of root table
+    /// `root` (an entry in `normalizers.json.config.propagation.tables`).
+    pub fn propagates_root_key(&self, root: &str) -> bool {
+        self.propagation_tables().is_some_and(|t| t.contains_key(root))
+    }
+
+    /// dlt's `extend_table`: after `table` was added or updated, record the root key
+    /// propagation of its root table in the normalizer config if [`Schema::requires_root_key`]
+    /// (`{<row key column>: "_dlt_root_id"}`). Entries are only ever added here.
+    pub fn extend_table(&mut self, table: &str) {
+        let root = self.root_table_name(table).to_string();
+        if !self.requires_root_key(&root) {
+            return;
+        }
+        let row_key = self.tables[&root]
+            .columns
+            .values()
+            .find(|c| c.is_row_key())
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| C_DLT_ID.to_string());
+        let Value::Object(norm) = &mut self.normalizers else { return };
+        let json = norm.entry("json").or_insert_with(|| Value::Object(Default::default()));
+        let Value::Object(json) = json else { return };
+        let mut cur = json;
+        for key in ["config", "propagation", "tables"] {
+            let next = cur.entry(key).or_insert_with(|| Value::Object(Default::default()));
+            if !next.is_object() {
+                *next = Value::Object(Default::default());
+            }
+            cur = next.as_object_mut().expect("object");
+        }
+        let entry = cur.entry(root).or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(m) = entry {
+            m.insert(row_key, Value::String(C_DLT_ROOT_ID.to_string()));
+        }
+    }
+
+    /// What dlt does to the propagation config when extraction starts: the entries of data
+    /// tables are dropped, then every table is extended again ([`Schema::extend_table`]) as
+    /// the schema stands before this extraction's hints. A root table that stopped needing
+    /// the root key (e.g. switched from merge to append) so loses its entry.
+    pub fn refresh_root_key_propagation(&mut self) {
+        let data_tables: Vec<String> = self.tables.keys().filter(|n| !Self::is_dlt_table(n)).cloned().collect();
+        if let Some(Value::Object(tables)) = self.normalizers.pointer_mut("/json/config/propagation/tables") {
+            tables.retain(|name, _| !data_tables.contains(name));
+        }
+        let names: Vec<String> = self.tables.keys().cloned().collect();
+        for n in names {
+            self.extend_table(&n);
+        }
+    }
+
     /// Data tables (not `_dlt_version` / `_dlt_loads`).
     pub fn data_tables(&self) -> impl Iterator<Item = &Table> {
         self.tables.values().filter(|t| t.name != VERSION_TABLE && t.name != LOADS_TABLE)

@@ -399,7 +399,10 @@ impl<'a> Run<'a> {
                     .and_then(Table::max_nesting)
                     .or(self.schema.normalizer_max_nesting())
                     .unwrap_or(DEFAULT_MAX_NESTING),
-                propagate_root: is_merge && matches!(strategy.as_str(), "delete-insert" | "upsert" | "insert-only"),
+                // the schema's propagation config (dlt's rule, kept by extract), or a merge
+                // table of a schema that predates it
+                propagate_root: self.schema.propagates_root_key(root)
+                    || (is_merge && matches!(strategy.as_str(), "delete-insert" | "upsert" | "insert-only")),
                 id_mode: match (is_merge, strategy.as_str()) {
                     (true, "upsert" | "insert-only") => IdMode::KeyHash,
                     (true, "scd2") => IdMode::RowHash,
