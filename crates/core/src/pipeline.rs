@@ -802,13 +802,16 @@ impl Pipeline {
             None => source.schema.clone().unwrap_or_else(|| {
                 let mut s = Schema::new(&source.name);
                 if self.naming.name() != "snake_case" {
+                    // created with the configured naming, as dlt's fresh schema is
                     s.normalizers["names"] = json!(self.naming.name());
-                    s.bump_version();
+                    s.version_hash = s.compute_hash();
                 }
                 s
             }),
         };
         let mut schema = self.import_schema(schema)?;
+        // the hash the pipeline stored last (none for a new schema)
+        let stored_hash = (!schema.is_new()).then(|| schema.version_hash.clone());
         schema.refresh_root_key_propagation();
         if let Some(c) = &source.schema_contract {
             schema.settings.schema_contract = Some(c.clone());
@@ -1062,9 +1065,8 @@ impl Pipeline {
         }
         if new_state.bump_version() {
             pstate.pipeline_state = Some(new_state.0.clone());
-            // as dlt, the state table joins the schema when extract writes a state row
             if !schema.tables.contains_key(STATE_TABLE) {
-                schema.tables.insert(STATE_TABLE.to_string(), state_table());
+                add_state_table(&mut schema, stored_hash.as_deref());
             }
         }
         schema.bump_version();
@@ -1472,6 +1474,21 @@ fn tables_contract(schema: &Schema, table: &str, hints: &ResourceHints) -> Resul
         Some(v) => SchemaContract::parse(v)?.tables,
         None => ContractMode::Evolve,
     })
+}
+
+/// The state table joins the schema when extract writes the first state row. dlt extracts the
+/// state as a second step after the data, and each step's schema replaces the one before it,
+/// linked by hash: the history gets the stored hash (if the data changed the schema) and the
+/// hash of the schema between the two steps.
+fn add_state_table(schema: &mut Schema, stored_hash: Option<&str>) {
+    let after_data = schema.compute_hash();
+    if let Some(stored) = stored_hash
+        && stored != after_data
+    {
+        schema.link_previous_hash(stored.to_string());
+    }
+    schema.tables.insert(STATE_TABLE.to_string(), state_table());
+    schema.link_previous_hash(after_data);
 }
 
 /// Put a resource's hints on its table in the schema (as dlt's extract does when the

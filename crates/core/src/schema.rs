@@ -645,8 +645,12 @@ impl Schema {
             imported_version_hash: None,
         };
         s.version_hash = s.compute_hash();
-        s.version = 1;
         s
+    }
+
+    /// Whether the schema was never stored (its first [`Schema::bump_version`] makes version 1).
+    pub fn is_new(&self) -> bool {
+        self.version == 0
     }
 
     /// The content hash as dlt computes it.
@@ -671,18 +675,36 @@ impl Schema {
     }
 
     /// Recompute the hash; bump the version if the content changed. Returns whether it did.
+    ///
+    /// As dlt: a new schema ([`Schema::new`], version 0) becomes version 1 on its first bump
+    /// (whatever it holds by then, with no history); after that every change of content bumps
+    /// the version and puts the old hash first in `previous_hashes` (a hash already there is
+    /// not stored twice; at most 10 are kept).
     pub fn bump_version(&mut self) -> bool {
         let h = self.compute_hash();
-        if h != self.version_hash {
-            if !self.version_hash.is_empty() {
-                self.previous_hashes.insert(0, std::mem::take(&mut self.version_hash));
-                self.previous_hashes.truncate(10);
-            }
+        if self.is_new() {
             self.version_hash = h;
-            self.version += 1;
-            true
-        } else {
-            false
+            self.version = 1;
+            return true;
+        }
+        if h == self.version_hash {
+            return false;
+        }
+        let old = std::mem::replace(&mut self.version_hash, h);
+        if !old.is_empty() {
+            self.link_previous_hash(old);
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Put `hash` first in `previous_hashes` (unless it is there already; at most 10 are kept).
+    /// dlt does this, besides in [`Schema::bump_version`], when the schema of one extraction
+    /// step replaces the one before it (see the pipeline's extract).
+    pub fn link_previous_hash(&mut self, hash: String) {
+        if !self.previous_hashes.contains(&hash) {
+            self.previous_hashes.insert(0, hash);
+            self.previous_hashes.truncate(10);
         }
     }
 
@@ -915,13 +937,25 @@ mod tests {
     #[test]
     fn roundtrip_and_hash() {
         let mut s = Schema::new("src");
-        let v1 = s.version;
+        assert!(s.is_new());
         let mut t = Table::new("users");
         t.columns.insert("id".into(), Column::new("id", DataType::Bigint));
         s.tables.insert("users".into(), t);
+        // the first stored version is 1, without history
         assert!(s.bump_version());
-        assert_eq!(s.version, v1 + 1);
+        assert_eq!((s.version, s.previous_hashes.len()), (1, 0));
         assert!(!s.bump_version());
+        let v1 = s.version_hash.clone();
+        s.tables["users"].columns.insert("name".into(), Column::new("name", DataType::Text));
+        assert!(s.bump_version());
+        assert_eq!(s.version, 2);
+        assert_eq!(s.previous_hashes, vec![v1.clone()]);
+        // a hash already in the history is not stored twice
+        let v2 = s.version_hash.clone();
+        s.link_previous_hash(v2.clone());
+        s.tables["users"].columns.insert("other".into(), Column::new("other", DataType::Text));
+        assert!(s.bump_version());
+        assert_eq!((s.version, s.previous_hashes.clone()), (3, vec![v2, v1]));
         let json = s.to_json();
         let back = Schema::from_str_any(&json).unwrap();
         assert_eq!(back, s);
