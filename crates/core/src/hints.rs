@@ -277,3 +277,71 @@ fn merge_table(schema: &mut Schema, mut partial: Table) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::naming::SnakeCase;
+
+    fn apply(schema: &mut Schema, table: &str, hints: serde_json::Value) {
+        let hints = ResourceHints::from_json(&hints).expect("hints");
+        apply_hints(schema, table, table, &hints, None, &SnakeCase::default());
+    }
+
+    #[test]
+    fn plain_field_names_only() {
+        assert_eq!(simple_field_name("ts"), Some("ts".into()));
+        assert_eq!(simple_field_name("\"a.b\""), Some("a.b".into()));
+        assert_eq!(simple_field_name("$.ts"), None);
+        assert_eq!(simple_field_name("items[*].ts"), None);
+        assert_eq!(simple_field_name("a.b"), None);
+    }
+
+    #[test]
+    fn keys_replace_keys_and_declared_columns_stay_as_declared() {
+        let mut s = Schema::new("s");
+        apply(&mut s, "t", json!({"primary_key": "id", "columns": {"v": {"data_type": "text"}}}));
+        let t = &s.tables["t"];
+        assert_eq!(t.columns.keys().collect::<Vec<_>>(), ["v", "id"]);
+        assert_eq!(t.columns["v"].nullable, None, "no nullable added to a declared column");
+        assert_eq!((t.columns["id"].primary_key, t.columns["id"].nullable), (true, Some(false)));
+        assert_eq!(t.write_disposition, Some(WriteDisposition::Append));
+        // a later primary key names all key columns: the old one loses the flag
+        apply(&mut s, "t", json!({"primary_key": "v"}));
+        let t = &s.tables["t"];
+        assert!(!t.columns["id"].primary_key && t.columns["v"].primary_key);
+    }
+
+    #[test]
+    fn merge_and_scd2_hints_as_dlt_stores_them() {
+        let mut s = Schema::new("s");
+        apply(&mut s, "m", json!({"write_disposition": "merge", "primary_key": "id"}));
+        assert_eq!(s.tables["m"].merge_strategy(), None, "no strategy given, none stored");
+        assert!(s.propagates_root_key("m"));
+        apply(
+            &mut s,
+            "d",
+            json!({"write_disposition": {"disposition": "merge", "strategy": "scd2",
+                   "active_record_timestamp": "9999-12-31", "deduplicated": false}}),
+        );
+        let d = &s.tables["d"];
+        assert_eq!(d.columns.keys().collect::<Vec<_>>(), ["_dlt_valid_from", "_dlt_valid_to", "_dlt_id"]);
+        assert_eq!(d.columns["_dlt_valid_to"].extra["x-active-record-timestamp"], json!("9999-12-31"));
+        assert_eq!((d.columns["_dlt_id"].unique, d.columns["_dlt_id"].row_key), (Some(false), Some(false)));
+        assert!(!d.extra.contains_key("x-stage-data-deduplicated"), "a false option is not stored");
+        assert!(!s.propagates_root_key("d"), "scd2 does not propagate the root id");
+        // switched to append: the next extraction drops the table's propagation entry
+        apply(&mut s, "m", json!({"write_disposition": "append"}));
+        assert!(s.propagates_root_key("m"), "entries are only added while hints apply");
+        s.refresh_root_key_propagation();
+        assert!(!s.propagates_root_key("m"));
+        assert_eq!(s.normalizers.pointer("/json/config/propagation/tables"), Some(&json!({})));
+    }
+
+    #[test]
+    fn cursor_column_is_marked_incremental() {
+        let mut s = Schema::new("s");
+        apply(&mut s, "i", json!({"incremental": {"cursor_path": "updatedAt"}}));
+        assert_eq!(s.tables["i"].columns["updated_at"].extra["incremental"], json!(true));
+    }
+}
