@@ -9,6 +9,7 @@ pub mod jsonfmt;
 pub mod pg_mirror;
 pub mod pyfmt;
 pub mod runner;
+pub mod schema_docs;
 
 pub use compare::{CompareOptions, compare, format_report, try_compare};
 pub use dump::{dump, dump_connection};

@@ -6,8 +6,11 @@
 //! dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]
 //! dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts]
 //!                 [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]
+//! dlt-conformance compare-schemas EXPECTED_SCHEMAS ACTUAL_SCHEMAS [--deviations DEVIATIONS.md]
 //! ```
-//! `compare` exits 0 (equal), 1 (different) or 2 (bad input), like compare.py.
+//! `compare` exits 0 (equal), 1 (different) or 2 (bad input), like compare.py; so does
+//! `compare-schemas`, which prints every difference between dlt's stored schema documents of a
+//! case (`expected_schemas.json`) and dlt-rs's (`OUT/<case>/schemas.json`), see `schema_docs`.
 //!
 //! `--destination postgres` runs every case in a fresh database of the PostgreSQL server of
 //! `DLT_TEST_POSTGRES_URL` (default `postgresql://postgres@127.0.0.1:5432/test`), mirrors the
@@ -28,7 +31,8 @@ fn usage() -> ExitCode {
         "usage:\n  dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
          [--destination duckdb|postgres|filesystem] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
          dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts] \
-         [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]"
+         [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]\n  \
+         dlt-conformance compare-schemas EXPECTED_SCHEMAS ACTUAL_SCHEMAS [--deviations DEVIATIONS.md]"
     );
     ExitCode::from(2)
 }
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("dump") => run_dump(&args[1..]),
         Some("compare") => run_compare(&args[1..]),
+        Some("compare-schemas") => run_compare_schemas(&args[1..]),
         Some(a) if a.starts_with("--") => run_cases(&args),
         _ => usage(),
     }
@@ -132,6 +137,48 @@ fn run_compare(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("compare: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_compare_schemas(args: &[String]) -> ExitCode {
+    let mut positional = Vec::new();
+    let mut deviations = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--deviations" => deviations = it.next().cloned(),
+            _ => positional.push(a.clone()),
+        }
+    }
+    if positional.len() != 2 {
+        return usage();
+    }
+    let res = (|| -> anyhow::Result<Vec<String>> {
+        use dlt_conformance::schema_docs;
+        let expected = schema_docs::read(Path::new(&positional[0]))?;
+        let actual = schema_docs::read(Path::new(&positional[1]))?;
+        let deviations = match &deviations {
+            Some(f) => schema_docs::parse_deviations(&std::fs::read_to_string(f)?)?,
+            None => vec![],
+        };
+        let case = expected["case"].as_str().unwrap_or_default().to_string();
+        Ok(schema_docs::compare(&case, &expected, &actual, &deviations))
+    })();
+    match res {
+        Ok(diffs) => {
+            for d in &diffs {
+                println!("{d}");
+            }
+            println!(
+                "{}",
+                if diffs.is_empty() { "EQUAL".to_string() } else { format!("DIFFERENT ({} differences)", diffs.len()) }
+            );
+            if diffs.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("compare-schemas: {e:#}");
             ExitCode::from(2)
         }
     }

@@ -222,6 +222,13 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
         .and_then(|d| d.get("time_token_columns"))
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+    let mut pipeline_names: Vec<String> =
+        runs.iter().filter_map(|r| r["pipeline_name"].as_str().map(str::to_string)).collect();
+    pipeline_names.sort();
+    pipeline_names.dedup();
+    // the stored schema documents after every run (DuckDB only: dlt's are from DuckDB)
+    let mut schema_docs = crate::schema_docs::Documents::default();
+    let mut schema_runs = vec![];
     let mut results = vec![];
     for (i, run) in runs.iter().enumerate() {
         let outcome = match run_one(case_dir, run, &destination, &pipelines) {
@@ -246,6 +253,17 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
                 })
             }
         };
+        if *target == Target::DuckDb {
+            let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?;
+            let conn = duckdb::Connection::open_with_flags(&db, config)
+                .with_context(|| format!("cannot open DuckDB file {}", db.display()))?;
+            let mut snap =
+                crate::schema_docs::snapshot(&conn, &datasets, &pipelines, &pipeline_names, &mut schema_docs)
+                    .with_context(|| format!("reading the stored schema documents after run {i}"))?;
+            snap["index"] = json!(i);
+            snap["status"] = outcome["status"].clone();
+            schema_runs.push(snap);
+        }
         let dump = match &mut pg_reader {
             None if *target == Target::Filesystem => crate::fs_mirror::dump_filesystem(
                 &bucket,
@@ -275,6 +293,16 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     }
     drop(pg_reader);
     drop(pg_db);
+    if *target == Target::DuckDb {
+        let docs = json!({
+            "schema_docs_format_version": crate::schema_docs::FORMAT_VERSION,
+            "case": name,
+            "oracle": {"dlt-rs": env!("CARGO_PKG_VERSION")},
+            "runs": schema_runs,
+            "documents": schema_docs.into_value(),
+        });
+        fs::write(out_dir.join(crate::schema_docs::ACTUAL_FILE), crate::to_pretty_json(&docs) + "\n")?;
+    }
     Ok(json!({
         "result_format_version": 1,
         "case": name,
@@ -333,6 +361,7 @@ pub fn run_all_on(cases: &Path, keep: &Path, filter: Option<&str>, target: &Targ
         bail!("no cases (folders with case.json) under {}", cases.display());
     }
     let mut out = vec![];
+    let mut deviations: Option<Result<Vec<crate::schema_docs::Deviation>>> = None;
     for d in dirs {
         let name = d.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         if let Some(f) = filter
@@ -354,8 +383,36 @@ pub fn run_all_on(cases: &Path, keep: &Path, filter: Option<&str>, target: &Targ
         };
         fs::write(&result_path, crate::to_pretty_json(&result) + "\n")?;
         let expected: Value = serde_json::from_str(&fs::read_to_string(d.join("expected.json"))?)?;
-        let diffs = crate::compare(&expected, &result, &crate::CompareOptions::default());
+        let mut diffs = crate::compare(&expected, &result, &crate::CompareOptions::default());
+        // the stored schema documents, where dlt's are recorded beside the case
+        let expected_docs = d.join(crate::schema_docs::EXPECTED_FILE);
+        if *target == Target::DuckDb && expected_docs.is_file() {
+            let deviations = deviations.get_or_insert_with(|| load_deviations(cases));
+            let deviations = deviations.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let expected = crate::schema_docs::read(&expected_docs)?;
+            let actual = crate::schema_docs::read(&case_out.join(crate::schema_docs::ACTUAL_FILE))?;
+            diffs.extend(crate::schema_docs::compare(&name, &expected, &actual, deviations));
+        }
         out.push(CaseOutcome { name, diffs, result_path });
     }
     Ok(out)
+}
+
+/// The excused schema-document differences: DEVIATIONS.md in the cases folder or above it.
+fn load_deviations(cases: &Path) -> Result<Vec<crate::schema_docs::Deviation>> {
+    let cases = cases.canonicalize().with_context(|| format!("{}", cases.display()))?;
+    let mut dir = Some(cases.as_path());
+    while let Some(d) = dir {
+        let f = d.join("DEVIATIONS.md");
+        if f.is_file() {
+            let text = fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            return crate::schema_docs::parse_deviations(&text).with_context(|| format!("{}", f.display()));
+        }
+        dir = d.parent();
+    }
+    bail!(
+        "no DEVIATIONS.md in {} or above it (the cases have {} files, whose excused differences it lists)",
+        cases.display(),
+        crate::schema_docs::EXPECTED_FILE
+    )
 }

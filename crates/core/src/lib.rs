@@ -7,6 +7,7 @@ pub mod contract;
 pub mod destination;
 pub mod error;
 pub mod fault;
+mod hints;
 pub mod ids;
 pub mod incremental;
 pub mod naming;

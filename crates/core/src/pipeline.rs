@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::contract::{ContractMode, SchemaContract, violation};
 use crate::destination::{Destination, DestinationClient, FileFormat, JobFile, PackageToLoad};
 use crate::error::{Error, IoContext, Result, Step};
+use crate::hints::apply_hints;
 use crate::ids::{load_id_time, new_load_id, random_row_id};
 use crate::naming::NamingConvention;
 use crate::normalizer::{NormalizeRequest, Normalizer};
@@ -27,8 +28,10 @@ use crate::package::{
     FAILED_JOBS, NEW_JOBS, PackageStage, PackageState, PackageStorage, SCHEMA_FILE, list_jobs, read_package_state,
     write_atomic, write_package_state,
 };
-use crate::resource::{IntoSource, Item, MergeStrategy, ResourceHints, Source, TableName};
-use crate::schema::{Column, DataType, STATE_TABLE, Schema, Table, WriteDisposition, state_table};
+use crate::resource::{IntoSource, Item, ResourceHints, Source, TableName};
+use crate::schema::{
+    C_DLT_ID, STATE_TABLE, Schema, WriteDisposition, state_row_id_column, state_table, state_table_with_row_id,
+};
 use crate::state::{PipelineState, STATE_ENGINE_VERSION};
 
 /// Receives progress of long steps (the CLI draws bars with it).
@@ -841,13 +844,17 @@ impl Pipeline {
             None => source.schema.clone().unwrap_or_else(|| {
                 let mut s = Schema::new(&source.name);
                 if self.naming.name() != "snake_case" {
+                    // created with the configured naming, as dlt's fresh schema is
                     s.normalizers["names"] = json!(self.naming.name());
-                    s.bump_version();
+                    s.version_hash = s.compute_hash();
                 }
                 s
             }),
         };
         let mut schema = self.import_schema(schema)?;
+        // the hash the pipeline stored last (none for a new schema)
+        let stored_hash = (!schema.is_new()).then(|| schema.version_hash.clone());
+        schema.refresh_root_key_propagation();
         if let Some(c) = &source.schema_contract {
             schema.settings.schema_contract = Some(c.clone());
         }
@@ -863,6 +870,8 @@ impl Pipeline {
         // the state this package commits (incremental cursors advance into it)
         let mut new_state = self.state.clone();
         let mut total: u64 = 0;
+        // tables whose hints and contract a resource applied in this extraction
+        let mut decided_tables: HashMap<String, ContractMode> = HashMap::new();
         for resource in source.resources {
             let (name, hints, items) = resource.into_parts();
             let mut tables_seen: Vec<String> = vec![];
@@ -876,11 +885,9 @@ impl Pipeline {
                 Some(TableName::Dynamic(_)) => None,
             };
             if let Some(t) = &static_table {
-                if tables_contract(&schema, t, &hints)? == ContractMode::Evolve {
-                    apply_hints(&mut schema, t, &name, &hints, source.max_table_nesting, self.naming.as_ref());
-                } else {
-                    pending_contract = Some(t.clone());
-                }
+                // as dlt, the table joins the schema with the resource's first item (a resource
+                // without items adds no table); the contract decides then
+                pending_contract = Some(t.clone());
                 tables_seen.push(t.clone());
             }
             let mut cursor = match &hints.incremental {
@@ -965,16 +972,24 @@ impl Pipeline {
                 };
                 if pending_contract.as_deref() == Some(table.as_str()) {
                     pending_contract = None;
-                    match tables_contract(&schema, &table, &hints)? {
+                    // as dlt, the first resource that writes to a table in this extraction
+                    // decides it (hints, contract); later ones write to it as it is
+                    let mode = match decided_tables.get(&table) {
+                        Some(mode) => *mode,
+                        None => tables_contract(&schema, &table, &hints)?,
+                    };
+                    match mode {
                         ContractMode::Evolve => {
-                            apply_hints(
-                                &mut schema,
-                                &table,
-                                &name,
-                                &hints,
-                                source.max_table_nesting,
-                                self.naming.as_ref(),
-                            );
+                            if !decided_tables.contains_key(&table) {
+                                apply_hints(
+                                    &mut schema,
+                                    &table,
+                                    &name,
+                                    &hints,
+                                    source.max_table_nesting,
+                                    self.naming.as_ref(),
+                                );
+                            }
                             if !tables_seen.contains(&table) {
                                 tables_seen.push(table.clone());
                             }
@@ -985,6 +1000,7 @@ impl Pipeline {
                             filtered.insert(table.clone());
                         }
                     }
+                    decided_tables.insert(table.clone(), mode);
                 }
                 if filtered.contains(&table) {
                     continue;
@@ -1095,6 +1111,9 @@ impl Pipeline {
         }
         if new_state.bump_version() {
             pstate.pipeline_state = Some(new_state.0.clone());
+            if !schema.tables.contains_key(STATE_TABLE) {
+                add_state_table(&mut schema, stored_hash.as_deref());
+            }
         }
         schema.bump_version();
         write_atomic(&dir.join(SCHEMA_FILE), schema.to_json().as_bytes())?;
@@ -1161,12 +1180,12 @@ impl Pipeline {
         if let Some(st) = &pstate.pipeline_state {
             let st = PipelineState(st.clone());
             write_state_job(&jobs_dir, &st, &self.name, load_id, &pstate.created_at)?;
-            if !schema.tables.contains_key(STATE_TABLE) {
-                schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            let t = schema.tables.entry(STATE_TABLE.to_string()).or_insert_with(state_table);
+            // the row id column comes with the first normalized state row
+            if !t.columns.contains_key(C_DLT_ID) {
+                t.columns.insert(C_DLT_ID.to_string(), state_row_id_column());
             }
-            if let Some(t) = schema.tables.get_mut(STATE_TABLE) {
-                t.set_seen_data();
-            }
+            t.set_seen_data();
             *row_counts.entry(STATE_TABLE.to_string()).or_default() += 1;
         }
         // replace: every table of the chain of each replaced root table is emptied first
@@ -1361,7 +1380,7 @@ impl Pipeline {
         let created_at = load_id_time(&load_id).unwrap_or_else(Utc::now).to_rfc3339_opts(SecondsFormat::Micros, true);
         write_state_job(&dir.join(NEW_JOBS), &st, &self.name, &load_id, &created_at)?;
         if !schema.tables.contains_key(STATE_TABLE) {
-            schema.tables.insert(STATE_TABLE.to_string(), state_table());
+            schema.tables.insert(STATE_TABLE.to_string(), state_table_with_row_id());
             schema.bump_version();
         }
         let pstate = PackageState {
@@ -1510,123 +1529,19 @@ fn tables_contract(schema: &Schema, table: &str, hints: &ResourceHints) -> Resul
     })
 }
 
-/// Put a resource's hints on its table in the schema.
-fn apply_hints(
-    schema: &mut Schema,
-    table: &str,
-    resource: &str,
-    hints: &ResourceHints,
-    source_nesting: Option<u32>,
-    naming: &dyn NamingConvention,
-) {
-    let t = schema.tables.entry(table.to_string()).or_insert_with(|| Table::new(table));
-    t.resource = Some(resource.to_string());
-    if let Some(f) = &hints.table_format {
-        t.table_format = Some(f.clone());
+/// The state table joins the schema when extract writes the first state row. dlt extracts the
+/// state as a second step after the data, and each step's schema replaces the one before it,
+/// linked by hash: the history gets the stored hash (if the data changed the schema) and the
+/// hash of the schema between the two steps.
+fn add_state_table(schema: &mut Schema, stored_hash: Option<&str>) {
+    let after_data = schema.compute_hash();
+    if let Some(stored) = stored_hash
+        && stored != after_data
+    {
+        schema.link_previous_hash(stored.to_string());
     }
-    if let Some(wd) = &hints.write_disposition {
-        t.write_disposition = Some(wd.disposition);
-        if wd.disposition == WriteDisposition::Merge {
-            let strategy = wd.strategy.unwrap_or(MergeStrategy::DeleteInsert);
-            t.extra.insert("x-merge-strategy".into(), json!(strategy.as_str()));
-        }
-        for (k, v) in &wd.options {
-            t.extra.insert(format!("x-{}", k.replace('_', "-")), v.clone());
-        }
-        if wd.disposition == WriteDisposition::Merge && wd.strategy == Some(MergeStrategy::Scd2) {
-            // validity columns go first; the row version is the row hash in `_dlt_id` unless named
-            let names: Vec<String> = wd
-                .options
-                .get("validity_column_names")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(|s| naming.normalize_path(s))).collect())
-                .filter(|v: &Vec<String>| v.len() == 2)
-                .unwrap_or_else(|| vec!["_dlt_valid_from".into(), "_dlt_valid_to".into()]);
-            let mut cols: IndexMap<String, Column> = IndexMap::new();
-            for (name, marker) in names.iter().zip(["x-valid-from", "x-valid-to"]) {
-                let mut c =
-                    t.columns.get(name).cloned().unwrap_or_else(|| Column::new(name.clone(), DataType::Timestamp));
-                c.data_type = Some(DataType::Timestamp);
-                c.extra.insert(marker.into(), json!(true));
-                cols.insert(name.clone(), c);
-            }
-            for (k, c) in &t.columns {
-                if !cols.contains_key(k) {
-                    cols.insert(k.clone(), c.clone());
-                }
-            }
-            t.columns = cols;
-            if let Some(rv) = wd.options.get("row_version_column_name").and_then(Value::as_str) {
-                let n = naming.normalize_path(rv);
-                let c = t.columns.entry(n.clone()).or_insert_with(|| Column { name: n, ..Default::default() });
-                c.extra.insert("x-row-version".into(), json!(true));
-                c.nullable = Some(false);
-            }
-        }
-    } else if t.write_disposition.is_none() {
-        t.write_disposition = Some(WriteDisposition::Append);
-    }
-    if let Some(n) = hints.max_table_nesting.or(source_nesting) {
-        t.set_max_nesting(n);
-    }
-    if let Some(c) = &hints.schema_contract {
-        t.schema_contract = Some(c.clone());
-    }
-    if let Some(f) = &hints.file_format {
-        t.file_format = Some(f.clone());
-    }
-    // declared columns first, in order
-    let mut declared: Vec<(String, Column)> = vec![];
-    for (name, col) in &hints.columns {
-        let n = naming.normalize_path(name);
-        let mut c = t.columns.get(&n).cloned().unwrap_or_else(|| Column { name: n.clone(), ..Default::default() });
-        let mut h = col.clone();
-        h.name = n.clone();
-        c.merge_hints(&h);
-        if c.nullable.is_none() && c.data_type.is_some() {
-            c.nullable = Some(true);
-        }
-        declared.push((n, c));
-    }
-    for (keys, is_pk) in [(&hints.primary_key, true), (&hints.merge_key, false)] {
-        if let Some(keys) = keys {
-            for k in &keys.0 {
-                let n = naming.normalize_path(k);
-                let pos = declared.iter().position(|(d, _)| *d == n);
-                let mut c = match pos {
-                    Some(p) => declared.remove(p).1,
-                    None => {
-                        t.columns.get(&n).cloned().unwrap_or_else(|| Column { name: n.clone(), ..Default::default() })
-                    }
-                };
-                if is_pk {
-                    c.primary_key = true;
-                } else {
-                    c.merge_key = true;
-                }
-                c.nullable = Some(false);
-                match pos {
-                    Some(p) => declared.insert(p, (n, c)),
-                    None => declared.push((n, c)),
-                }
-            }
-        }
-    }
-    if !declared.is_empty() {
-        let mut cols: IndexMap<String, Column> = IndexMap::new();
-        let existing_new_table = t.columns.is_empty();
-        if existing_new_table {
-            for (n, c) in declared {
-                cols.insert(n, c);
-            }
-        } else {
-            cols = t.columns.clone();
-            for (n, c) in declared {
-                cols.insert(n, c);
-            }
-        }
-        t.columns = cols;
-    }
+    schema.tables.insert(STATE_TABLE.to_string(), state_table());
+    schema.link_previous_hash(after_data);
 }
 
 struct ExtractWriters {

@@ -140,12 +140,12 @@ pub struct Column {
     /// Part of the merge key.
     #[serde(default, skip_serializing_if = "is_false")]
     pub merge_key: bool,
-    /// Unique.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub unique: bool,
-    /// The row key (`_dlt_id`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub row_key: bool,
+    /// Unique (`Some(false)` is stored as dlt stores it, e.g. on an scd2 row version column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<bool>,
+    /// The row key (`_dlt_id`); `Some(false)` as for `unique`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_key: Option<bool>,
     /// Reference to the parent row (`_dlt_parent_id`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub parent_key: bool,
@@ -200,6 +200,16 @@ impl Column {
         self.nullable.unwrap_or(true)
     }
 
+    /// Whether the column is unique.
+    pub fn is_unique(&self) -> bool {
+        self.unique == Some(true)
+    }
+
+    /// Whether the column is the row key.
+    pub fn is_row_key(&self) -> bool {
+        self.row_key == Some(true)
+    }
+
     /// Merge hints declared for this column into it (declared values win).
     pub fn merge_hints(&mut self, hints: &Column) {
         if hints.data_type.is_some() {
@@ -219,7 +229,12 @@ impl Column {
         }
         self.primary_key |= hints.primary_key;
         self.merge_key |= hints.merge_key;
-        self.unique |= hints.unique;
+        if hints.unique.is_some() {
+            self.unique = hints.unique;
+        }
+        if hints.row_key.is_some() {
+            self.row_key = hints.row_key;
+        }
         self.partition |= hints.partition;
         self.cluster |= hints.cluster;
         self.sort |= hints.sort;
@@ -329,12 +344,19 @@ impl Table {
         self.extra.get("x-normalizer").and_then(|v| v.get("seen-data")).and_then(Value::as_bool).unwrap_or(false)
     }
 
-    /// Mark the table as having received data.
+    /// Mark the table as having received data (and drop `evolve-columns-once`, as dlt).
     pub fn set_seen_data(&mut self) {
         let entry = self.extra.entry("x-normalizer".to_string()).or_insert_with(|| Value::Object(Default::default()));
         if let Value::Object(m) = entry {
+            m.shift_remove("evolve-columns-once");
             m.insert("seen-data".to_string(), Value::Bool(true));
         }
+    }
+
+    /// Mark a new table whose columns contract is not `evolve`: its first data may still add
+    /// columns (dlt's `x-normalizer.evolve-columns-once`; this replaces other markers, as dlt).
+    pub fn set_evolve_columns_once(&mut self) {
+        self.extra.insert("x-normalizer".to_string(), serde_json::json!({"evolve-columns-once": true}));
     }
 
     /// `x-normalizer.max_nesting`, if set.
@@ -452,20 +474,46 @@ mod tables_map {
     }
 }
 
-fn system_column(name: &str, dt: DataType, nullable: bool) -> Column {
-    Column { name: name.to_string(), data_type: Some(dt), nullable: Some(nullable), ..Default::default() }
+fn system_column(name: &str, dt: DataType, nullable: bool, description: &str) -> Column {
+    Column {
+        name: name.to_string(),
+        data_type: Some(dt),
+        nullable: Some(nullable),
+        description: Some(description.to_string()),
+        ..Default::default()
+    }
 }
 
-/// The `_dlt_version` table definition.
+/// A load id column: text of at most 64 characters (dlt's `precision: 64`).
+fn load_id_column(name: &str, description: &str) -> Column {
+    Column { precision: Some(64), ..system_column(name, DataType::Text, false, description) }
+}
+
+/// The `_dlt_version` table definition (columns and descriptions as dlt 1.31 stores them).
 pub fn version_table() -> Table {
     let mut t = Table::new(VERSION_TABLE);
     for c in [
-        system_column("version", DataType::Bigint, false),
-        system_column("engine_version", DataType::Bigint, false),
-        system_column("inserted_at", DataType::Timestamp, false),
-        system_column("schema_name", DataType::Text, false),
-        system_column("version_hash", DataType::Text, false),
-        system_column("schema", DataType::Text, false),
+        system_column(
+            "version",
+            DataType::Bigint,
+            false,
+            "Numeric version of the schema, incremented on each schema change",
+        ),
+        system_column(
+            "engine_version",
+            DataType::Bigint,
+            false,
+            "Version of the dlt schema engine that created this schema",
+        ),
+        system_column("inserted_at", DataType::Timestamp, false, "Timestamp when this schema version was stored"),
+        system_column("schema_name", DataType::Text, false, "Name of the schema"),
+        system_column(
+            "version_hash",
+            DataType::Text,
+            false,
+            "Unique hash of the schema content, used to detect changes",
+        ),
+        system_column("schema", DataType::Text, false, "JSON representation of the complete schema definition"),
     ] {
         t.columns.insert(c.name.clone(), c);
     }
@@ -475,15 +523,15 @@ pub fn version_table() -> Table {
     t
 }
 
-/// The `_dlt_loads` table definition.
+/// The `_dlt_loads` table definition (columns and descriptions as dlt 1.31 stores them).
 pub fn loads_table() -> Table {
     let mut t = Table::new(LOADS_TABLE);
     for c in [
-        system_column("load_id", DataType::Text, false),
-        system_column("schema_name", DataType::Text, true),
-        system_column("status", DataType::Bigint, false),
-        system_column("inserted_at", DataType::Timestamp, false),
-        system_column("schema_version_hash", DataType::Text, true),
+        load_id_column("load_id", "Unique identifier of the load operation"),
+        system_column("schema_name", DataType::Text, true, "Name of the schema associated with this load"),
+        system_column("status", DataType::Bigint, false, "Status of the load operation (0 = success)"),
+        system_column("inserted_at", DataType::Timestamp, false, "Timestamp when the load was completed"),
+        system_column("schema_version_hash", DataType::Text, true, "Hash of the schema version used during this load"),
     ] {
         t.columns.insert(c.name.clone(), c);
     }
@@ -493,27 +541,40 @@ pub fn loads_table() -> Table {
     t
 }
 
-/// The `_dlt_pipeline_state` table definition.
+/// The `_dlt_pipeline_state` table as extract adds it to a schema (dlt 1.31: the columns with
+/// their descriptions, `file_format: preferred`, no table description; `_dlt_id` is added when
+/// the state row is normalized, see [`state_row_id_column`]).
 pub fn state_table() -> Table {
     let mut t = Table::new(STATE_TABLE);
-    let mut id = system_column(C_DLT_ID, DataType::Text, false);
-    id.unique = true;
-    id.row_key = true;
     for c in [
-        system_column("version", DataType::Bigint, false),
-        system_column("engine_version", DataType::Bigint, false),
-        system_column("pipeline_name", DataType::Text, false),
-        system_column("state", DataType::Text, false),
-        system_column("created_at", DataType::Timestamp, false),
-        system_column("version_hash", DataType::Text, true),
-        system_column(C_DLT_LOAD_ID, DataType::Text, false),
-        id,
+        system_column("version", DataType::Bigint, false, "Numeric version of the pipeline state"),
+        system_column("engine_version", DataType::Bigint, false, "Version of the dlt state engine"),
+        system_column("pipeline_name", DataType::Text, false, "Name of the pipeline this state belongs to"),
+        system_column("state", DataType::Text, false, "Compressed JSON representation of the pipeline state"),
+        system_column("created_at", DataType::Timestamp, false, "Timestamp when this state was created"),
+        system_column("version_hash", DataType::Text, true, "Hash of the state content, used to detect changes"),
+        load_id_column(C_DLT_LOAD_ID, "Load identifier linking this row to its load operation"),
     ] {
         t.columns.insert(c.name.clone(), c);
     }
     t.write_disposition = Some(WriteDisposition::Append);
     t.resource = Some(STATE_TABLE.to_string());
-    t.file_format = None;
+    t.file_format = Some("preferred".to_string());
+    t
+}
+
+/// The `_dlt_id` column the normalizer adds to `_dlt_pipeline_state` with the state row.
+pub fn state_row_id_column() -> Column {
+    let mut id = Column::new(C_DLT_ID, DataType::Text).not_null();
+    id.unique = Some(true);
+    id.row_key = Some(true);
+    id
+}
+
+/// The `_dlt_pipeline_state` table once a state row was normalized into it.
+pub fn state_table_with_row_id() -> Table {
+    let mut t = state_table();
+    t.columns.insert(C_DLT_ID.to_string(), state_row_id_column());
     t
 }
 
@@ -584,8 +645,12 @@ impl Schema {
             imported_version_hash: None,
         };
         s.version_hash = s.compute_hash();
-        s.version = 1;
         s
+    }
+
+    /// Whether the schema was never stored (its first [`Schema::bump_version`] makes version 1).
+    pub fn is_new(&self) -> bool {
+        self.version == 0
     }
 
     /// The content hash as dlt computes it.
@@ -610,18 +675,36 @@ impl Schema {
     }
 
     /// Recompute the hash; bump the version if the content changed. Returns whether it did.
+    ///
+    /// As dlt: a new schema ([`Schema::new`], version 0) becomes version 1 on its first bump
+    /// (whatever it holds by then, with no history); after that every change of content bumps
+    /// the version and puts the old hash first in `previous_hashes` (a hash already there is
+    /// not stored twice; at most 10 are kept).
     pub fn bump_version(&mut self) -> bool {
         let h = self.compute_hash();
-        if h != self.version_hash {
-            if !self.version_hash.is_empty() {
-                self.previous_hashes.insert(0, std::mem::take(&mut self.version_hash));
-                self.previous_hashes.truncate(10);
-            }
+        if self.is_new() {
             self.version_hash = h;
-            self.version += 1;
-            true
-        } else {
-            false
+            self.version = 1;
+            return true;
+        }
+        if h == self.version_hash {
+            return false;
+        }
+        let old = std::mem::replace(&mut self.version_hash, h);
+        if !old.is_empty() {
+            self.link_previous_hash(old);
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Put `hash` first in `previous_hashes` (unless it is there already; at most 10 are kept).
+    /// dlt does this, besides in [`Schema::bump_version`], when the schema of one extraction
+    /// step replaces the one before it (see the pipeline's extract).
+    pub fn link_previous_hash(&mut self, hash: String) {
+        if !self.previous_hashes.contains(&hash) {
+            self.previous_hashes.insert(0, hash);
+            self.previous_hashes.truncate(10);
         }
     }
 
@@ -728,6 +811,104 @@ impl Schema {
         self.root_table(table).and_then(|t| t.write_disposition).unwrap_or_default()
     }
 
+    /// The normalizer's nesting limit (`normalizers.json.config.max_nesting`, set by a source).
+    pub fn normalizer_max_nesting(&self) -> Option<u32> {
+        self.normalizers.pointer("/json/config/max_nesting").and_then(Value::as_u64).map(|n| n as u32)
+    }
+
+    /// Set the normalizer's nesting limit (dlt: a source's `max_table_nesting`).
+    pub fn set_normalizer_max_nesting(&mut self, n: u32) {
+        let Value::Object(norm) = &mut self.normalizers else { return };
+        let json = norm.entry("json").or_insert_with(|| Value::Object(Default::default()));
+        let Value::Object(json) = json else { return };
+        let config = json.entry("config").or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(config) = config {
+            config.insert("max_nesting".into(), Value::from(n));
+        }
+    }
+
+    /// Whether `table` is one of dlt's own tables (`_dlt_version`, `_dlt_loads`,
+    /// `_dlt_pipeline_state`).
+    pub fn is_dlt_table(table: &str) -> bool {
+        matches!(table, VERSION_TABLE | LOADS_TABLE | STATE_TABLE)
+    }
+
+    /// dlt's rule for carrying `_dlt_root_id` into the nested tables of root table `root`: a
+    /// merge table whose strategy (default delete-insert) is delete-insert, upsert, insert-only
+    /// or cdc, or any chain whose nested tables already have a root key column.
+    pub fn requires_root_key(&self, root: &str) -> bool {
+        let Some(t) = self.tables.get(root) else { return false };
+        let merge = !Self::is_dlt_table(root)
+            && t.write_disposition == Some(WriteDisposition::Merge)
+            && matches!(
+                t.merge_strategy().unwrap_or("delete-insert"),
+                "delete-insert" | "upsert" | "insert-only" | "cdc"
+            );
+        merge
+            || self
+                .table_chain(root)
+                .iter()
+                .filter_map(|n| self.tables.get(n))
+                .any(|t| t.columns.values().any(|c| c.root_key))
+    }
+
+    /// `normalizers.json.config.propagation.tables`, if any.
+    fn propagation_tables(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.normalizers.pointer("/json/config/propagation/tables").and_then(Value::as_object)
+    }
+
+    /// Whether the normalizer propagates the root row id into the nested tables of root table
+    /// `root` (an entry in `normalizers.json.config.propagation.tables`).
+    pub fn propagates_root_key(&self, root: &str) -> bool {
+        self.propagation_tables().is_some_and(|t| t.contains_key(root))
+    }
+
+    /// dlt's `extend_table`: after `table` was added or updated, record the root key
+    /// propagation of its root table in the normalizer config if [`Schema::requires_root_key`]
+    /// (`{<row key column>: "_dlt_root_id"}`). Entries are only ever added here.
+    pub fn extend_table(&mut self, table: &str) {
+        let root = self.root_table_name(table).to_string();
+        if !self.requires_root_key(&root) {
+            return;
+        }
+        let row_key = self.tables[&root]
+            .columns
+            .values()
+            .find(|c| c.is_row_key())
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| C_DLT_ID.to_string());
+        let Value::Object(norm) = &mut self.normalizers else { return };
+        let json = norm.entry("json").or_insert_with(|| Value::Object(Default::default()));
+        let Value::Object(json) = json else { return };
+        let mut cur = json;
+        for key in ["config", "propagation", "tables"] {
+            let next = cur.entry(key).or_insert_with(|| Value::Object(Default::default()));
+            if !next.is_object() {
+                *next = Value::Object(Default::default());
+            }
+            cur = next.as_object_mut().expect("object");
+        }
+        let entry = cur.entry(root).or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(m) = entry {
+            m.insert(row_key, Value::String(C_DLT_ROOT_ID.to_string()));
+        }
+    }
+
+    /// What dlt does to the propagation config when extraction starts: the entries of data
+    /// tables are dropped, then every table is extended again ([`Schema::extend_table`]) as
+    /// the schema stands before this extraction's hints. A root table that stopped needing
+    /// the root key (e.g. switched from merge to append) so loses its entry.
+    pub fn refresh_root_key_propagation(&mut self) {
+        let data_tables: Vec<String> = self.tables.keys().filter(|n| !Self::is_dlt_table(n)).cloned().collect();
+        if let Some(Value::Object(tables)) = self.normalizers.pointer_mut("/json/config/propagation/tables") {
+            tables.retain(|name, _| !data_tables.contains(name));
+        }
+        let names: Vec<String> = self.tables.keys().cloned().collect();
+        for n in names {
+            self.extend_table(&n);
+        }
+    }
+
     /// Data tables (not `_dlt_version` / `_dlt_loads`).
     pub fn data_tables(&self) -> impl Iterator<Item = &Table> {
         self.tables.values().filter(|t| t.name != VERSION_TABLE && t.name != LOADS_TABLE)
@@ -756,13 +937,25 @@ mod tests {
     #[test]
     fn roundtrip_and_hash() {
         let mut s = Schema::new("src");
-        let v1 = s.version;
+        assert!(s.is_new());
         let mut t = Table::new("users");
         t.columns.insert("id".into(), Column::new("id", DataType::Bigint));
         s.tables.insert("users".into(), t);
+        // the first stored version is 1, without history
         assert!(s.bump_version());
-        assert_eq!(s.version, v1 + 1);
+        assert_eq!((s.version, s.previous_hashes.len()), (1, 0));
         assert!(!s.bump_version());
+        let v1 = s.version_hash.clone();
+        s.tables["users"].columns.insert("name".into(), Column::new("name", DataType::Text));
+        assert!(s.bump_version());
+        assert_eq!(s.version, 2);
+        assert_eq!(s.previous_hashes, vec![v1.clone()]);
+        // a hash already in the history is not stored twice
+        let v2 = s.version_hash.clone();
+        s.link_previous_hash(v2.clone());
+        s.tables["users"].columns.insert("other".into(), Column::new("other", DataType::Text));
+        assert!(s.bump_version());
+        assert_eq!((s.version, s.previous_hashes.clone()), (3, vec![v2, v1]));
         let json = s.to_json();
         let back = Schema::from_str_any(&json).unwrap();
         assert_eq!(back, s);

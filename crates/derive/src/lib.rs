@@ -337,7 +337,12 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         };
         let mut sets = vec![];
         for flag in &a.flags {
-            sets.push(quote!(__c.#flag = true;));
+            // `unique` is an Option<bool> (dlt stores an explicit `false` too)
+            if flag == "unique" {
+                sets.push(quote!(__c.#flag = ::core::option::Option::Some(true);));
+            } else {
+                sets.push(quote!(__c.#flag = true;));
+            }
         }
         let some = |name: &str, v: TokenStream2| {
             let f = format_ident!("{name}");

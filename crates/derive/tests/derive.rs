@@ -43,7 +43,7 @@ fn generic_struct_with_overrides() {
     assert_eq!((cols[4].nullable, cols[4].precision, cols[4].timezone), (Some(true), Some(3), Some(false)));
     assert_eq!(cols[4].description.as_deref(), Some("fetch time"));
     let r = &cols[5];
-    assert!(r.unique && r.partition && r.cluster && r.sort && !r.primary_key);
+    assert!(r.unique == Some(true) && r.partition && r.cluster && r.sort && !r.primary_key);
     assert_eq!(r.dedup_sort, Some(dlt_core::schema::SortOrder::Asc));
     assert_eq!(r.precision, Some(16));
     assert_eq!(Page::<u8>::serde_keys(), ["PageNo", "Items", "NEXT", "Total", "FetchedAt", "Ref"]);

@@ -112,8 +112,8 @@ pub fn normalize_parquet(
         if on && !fields.iter().any(|f| f.name() == name) {
             let mut c = Column::new(name, DataType::Text).not_null();
             if name == C_DLT_ID {
-                c.unique = true;
-                c.row_key = true;
+                c.unique = Some(true);
+                c.row_key = Some(true);
             }
             t.columns.entry(name.to_string()).or_insert(c);
             fields.push(Field::new(name, ArrowType::Utf8, false));

@@ -395,8 +395,14 @@ impl<'a> Run<'a> {
             let is_merge = t.and_then(|t| t.write_disposition) == Some(dlt_core::WriteDisposition::Merge);
             let strategy = strategy.unwrap_or_else(|| "delete-insert".into());
             let meta = TableMeta {
-                max_nesting: t.and_then(Table::max_nesting).unwrap_or(DEFAULT_MAX_NESTING),
-                propagate_root: is_merge && matches!(strategy.as_str(), "delete-insert" | "upsert" | "insert-only"),
+                max_nesting: t
+                    .and_then(Table::max_nesting)
+                    .or(self.schema.normalizer_max_nesting())
+                    .unwrap_or(DEFAULT_MAX_NESTING),
+                // the schema's propagation config (dlt's rule, kept by extract), or a merge
+                // table of a schema that predates it
+                propagate_root: self.schema.propagates_root_key(root)
+                    || (is_merge && matches!(strategy.as_str(), "delete-insert" | "upsert" | "insert-only")),
                 id_mode: match (is_merge, strategy.as_str()) {
                     (true, "upsert" | "insert-only") => IdMode::KeyHash,
                     (true, "scd2") => IdMode::RowHash,
@@ -743,6 +749,13 @@ impl<'a> Run<'a> {
         let scd2_row_version = t.parent.is_none()
             && t.merge_strategy() == Some("scd2")
             && !t.columns.values().any(|c| c.extra.get("x-row-version") == Some(&serde_json::Value::Bool(true)));
+        // a declared column without a type (scd2's row version `_dlt_id`) moves to the end when
+        // it gets its type, as dlt merges it
+        if t.columns.get(name).is_some_and(|c| !c.is_complete()) {
+            let mut declared = t.columns.shift_remove(name).expect("checked");
+            declared.data_type = Some(dt);
+            t.columns.insert(name.to_string(), declared);
+        }
         let col = t.columns.entry(name.to_string()).or_insert_with(|| {
             let mut c = Column::new(name, dt).not_null();
             match name {
@@ -750,8 +763,8 @@ impl<'a> Run<'a> {
                     c.extra.insert("x-row-version".into(), serde_json::Value::Bool(true));
                 }
                 C_DLT_ID => {
-                    c.unique = true;
-                    c.row_key = true;
+                    c.unique = Some(true);
+                    c.row_key = Some(true);
                 }
                 C_DLT_PARENT_ID => c.parent_key = true,
                 C_DLT_ROOT_ID => c.root_key = true,

@@ -62,7 +62,7 @@ impl Dialect for Generic {}
 /// A column definition for CREATE / ALTER: `"name" type [UNIQUE] [NOT NULL]`.
 pub fn column_def(dialect: &dyn Dialect, c: &Column) -> String {
     let mut s = format!("{} {}", dialect.quote(&c.name), dialect.column_type(c));
-    if c.unique && dialect.unique_constraints() {
+    if c.is_unique() && dialect.unique_constraints() {
         s.push_str(" UNIQUE");
     }
     if !c.is_nullable() {
@@ -278,7 +278,10 @@ fn delete_insert(ctx: &MergeContext<'_>, root: &Table, chain: &[&Table]) -> Vec<
     let q_root = ctx.q(&root.name);
     let s_root = ctx.s(&root.name);
     let cols = ctx.cols(root).join(", ");
-    let deduplicate = !root.extra.get("x-deduplicated").and_then(Value::as_bool).unwrap_or(false);
+    // dlt's `deduplicated: true` (`x-deduplicated` in schemas of older dlt-rs versions)
+    let deduplicate = !["x-stage-data-deduplicated", "x-deduplicated"]
+        .iter()
+        .any(|k| root.extra.get(*k).and_then(Value::as_bool).unwrap_or(false));
     if pk.is_empty() && mk.is_empty() {
         // no keys: an append through staging
         out.push(format!(
@@ -496,7 +499,12 @@ fn scd2(ctx: &MergeContext<'_>, root: &Table, chain: &[&Table]) -> Result<Vec<St
             .ok_or_else(|| Error::Package(format!("load id `{}` is not a timestamp", ctx.load_id)))?,
     };
     let ts = ctx.dialect.timestamp_literal(boundary);
-    let active = match root.extra.get("x-active-record-timestamp").and_then(Value::as_str) {
+    // on the valid-to column, as dlt stores it (table level in schemas of older dlt-rs versions)
+    let valid_to = root.columns.get(&vt);
+    let active_hint = valid_to
+        .and_then(|c| c.extra.get("x-active-record-timestamp"))
+        .or_else(|| root.extra.get("x-active-record-timestamp"));
+    let active = match active_hint.and_then(Value::as_str) {
         Some(s) => Some(ctx.dialect.timestamp_literal(
             parse_ts(s).ok_or_else(|| Error::Config(format!("bad active_record_timestamp `{s}`")))?,
         )),
