@@ -328,6 +328,9 @@ impl Store {
                 FsError::NoBucket { bucket, op, message }
             }
             _ if message.contains("InvalidAccessKeyId")
+                // object_store reports a refused GCS list as a generic error with the status
+                || message.contains("status code: 403 Forbidden")
+                || message.contains("status code: 401 Unauthorized")
                 || message.contains("SignatureDoesNotMatch")
                 || message.contains("AuthenticationFailed")
                 || message.contains("AuthorizationFailure") =>
