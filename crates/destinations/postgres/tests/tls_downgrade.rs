@@ -115,7 +115,9 @@ fn every_sslmode_form_fails_closed_through_a_proxy_that_refuses_tls() {
     let db = admin_url().rsplit('/').next().unwrap_or("test").split('?').next().unwrap_or("test").to_string();
     let url = |addr: &str, q: &str| format!("postgresql://postgres:x@{addr}/{db}{q}");
     for mode in ["require", "verify-ca", "verify-full"] {
-        let forms: Vec<(&str, Vec<(&str, String)>, Option<String>)> = vec![
+        // (form, extra environment, secrets.toml)
+        type Form<'a> = (&'a str, Vec<(&'a str, String)>, Option<String>);
+        let forms: Vec<Form> = vec![
             ("url", vec![], None),
             ("env field", vec![("DESTINATION__POSTGRES__CREDENTIALS__SSLMODE", mode.to_string())], None),
             ("secrets.toml field", vec![], Some(format!("[destination.postgres.credentials]\nsslmode = \"{mode}\"\n"))),
