@@ -464,22 +464,10 @@ fn open(name: &str, dir: &Path, wd: &Path) -> Result<Pipeline> {
 /// or the local state say (for `sync` of a pipeline that has no working dir here).
 fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, dataset: Option<&str>) -> Result<Pipeline> {
     let registry = dlt::registry();
-    if let Some(dest_name) = destination {
-        let run_dir = std::env::current_dir()?;
-        let config = Config::load(&run_dir, None)?.with_pipeline(name);
-        let dest = registry.destination(dest_name)?.build(&DestinationContext {
-            pipeline_name: name,
-            config: &config,
-            run_dir: &run_dir,
-            explicit: None,
-        })?;
-        let mut b = dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config);
-        if let Some(d) = dataset {
-            b = b.dataset_name(d);
-        }
-        return Ok(b.build()?);
-    }
-    if let Ok(file) = std::fs::read_to_string(wd.join("pipeline_file")) {
+    // a named destination overrides the pipeline file; the state then only gives the dataset
+    if destination.is_none()
+        && let Ok(file) = std::fs::read_to_string(wd.join("pipeline_file"))
+    {
         let pf = PipelineFile::load(Path::new(file.trim()))?;
         let run_dir = pf.base_dir();
         let config = Config::load(&run_dir, None)?.with_pipeline(name);
@@ -491,9 +479,8 @@ fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, datas
         return Ok(b.build()?);
     }
     let state = read_json(&wd.join("state.json")).unwrap_or(json!({}));
-    let dest_name = state
-        .get("destination_name")
-        .and_then(Value::as_str)
+    let dest_name = destination
+        .or_else(|| state.get("destination_name").and_then(Value::as_str))
         .or_else(|| state.get("destination_type").and_then(Value::as_str).and_then(|t| t.rsplit('.').next()))
         .unwrap_or("duckdb");
     let run_dir = std::env::current_dir()?;

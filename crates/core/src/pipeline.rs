@@ -628,22 +628,27 @@ impl Pipeline {
         Ok(replace)
     }
 
-    /// [`Pipeline::sync_destination`], with transient errors (a destination that is briefly
-    /// unreachable or locked) retried as the load step retries them.
-    fn sync_with_retries(&mut self) -> Result<bool> {
+    /// How transient destination errors are retried: `load.raise_on_max_retries` (5) retries,
+    /// waits from `load.retry_backoff_ms` (250) doubling per attempt.
+    fn retry_settings(&self) -> (u32, u64) {
         let max_retries =
             self.config.get(&["load"], "raise_on_max_retries").and_then(|v| v.as_i64()).unwrap_or(5).max(0) as u32;
         let backoff_ms =
             self.config.get(&["load"], "retry_backoff_ms").and_then(|v| v.as_i64()).unwrap_or(250).max(0) as u64;
+        (max_retries, backoff_ms)
+    }
+
+    /// [`Pipeline::sync_destination`], with transient errors (a destination that is briefly
+    /// unreachable or locked) retried as the load step retries them.
+    fn sync_with_retries(&mut self) -> Result<bool> {
+        let (max_retries, backoff_ms) = self.retry_settings();
         let mut attempt = 0u32;
         loop {
             match self.sync_destination() {
                 Err(e) if e.is_transient() && attempt < max_retries => {
                     attempt += 1;
                     tracing::warn!("restoring state from the destination failed, retry {attempt}/{max_retries}: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(
-                        backoff_ms.saturating_mul(1 << attempt.min(10)),
-                    ));
+                    backoff(backoff_ms, attempt);
                 }
                 r => return r,
             }
@@ -1260,10 +1265,7 @@ impl Pipeline {
         let jobs = list_jobs(&dir, NEW_JOBS)?;
         // transient errors (connection lost, lock timeouts) are retried with exponential backoff;
         // terminal ones leave the package pending with the reason in failed_jobs/
-        let max_retries =
-            self.config.get(&["load"], "raise_on_max_retries").and_then(|v| v.as_i64()).unwrap_or(5).max(0) as u32;
-        let backoff_ms =
-            self.config.get(&["load"], "retry_backoff_ms").and_then(|v| v.as_i64()).unwrap_or(250).max(0) as u64;
+        let (max_retries, backoff_ms) = self.retry_settings();
         let mut attempt = 0u32;
         loop {
             let r = self
@@ -1277,9 +1279,7 @@ impl Pipeline {
                     tracing::warn!(
                         "load of package {load_id} failed with a transient error, retry {attempt}/{max_retries}: {e}"
                     );
-                    std::thread::sleep(std::time::Duration::from_millis(
-                        backoff_ms.saturating_mul(1 << attempt.min(10)),
-                    ));
+                    backoff(backoff_ms, attempt);
                 }
                 Err(e) => {
                     let failed = dir.join(FAILED_JOBS);
@@ -1559,6 +1559,11 @@ fn is_empty_package(pstate: &PackageState, schema: &Schema) -> bool {
         schema.tables.get(t).is_some_and(|x| x.write_disposition == Some(WriteDisposition::Replace) && x.seen_data())
     });
     pstate.pipeline_state.is_none() && pstate.refresh_truncate.is_empty() && !replaces_data
+}
+
+/// Wait before retry `attempt` (1-based): `backoff_ms` doubled per attempt.
+fn backoff(backoff_ms: u64, attempt: u32) {
+    std::thread::sleep(std::time::Duration::from_millis(backoff_ms.saturating_mul(1 << attempt.min(10))));
 }
 
 fn new_file_id() -> String {
