@@ -141,6 +141,28 @@ impl Error {
     }
 }
 
+/// Whether an error (or one of its causes) is a TLS certificate that was refused: unknown issuer,
+/// wrong name, expired, revoked. Retrying cannot fix that, so drivers treat it as terminal even
+/// where the same error kind (a failed connect) is otherwise transient. The check reads the
+/// texts of the cause chain, because each driver wraps rustls' error in its own type.
+pub fn is_certificate_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        let t = c.to_string().to_ascii_lowercase();
+        if t.contains("invalid peer certificate")
+            || t.contains("certificate verify failed")
+            || t.contains("unknownissuer")
+            || t.contains("notvalidforname")
+            || t.contains("certificate expired")
+            || t.contains("bad certificate")
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
 /// Attach a path to `std::io::Result`s.
 pub trait IoContext<T> {
     /// Map the I/O error to [`Error::Io`] naming `path`.
@@ -150,5 +172,31 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_certificate_failure;
+
+    #[derive(Debug)]
+    struct Wrap(&'static str, Option<Box<Wrap>>);
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|w| w as _)
+        }
+    }
+
+    #[test]
+    fn certificate_failures_are_found_in_the_cause_chain() {
+        let deep = Wrap("error sending request", Some(Box::new(Wrap("invalid peer certificate: UnknownIssuer", None))));
+        assert!(is_certificate_failure(&deep));
+        let refused = Wrap("error trying to connect", Some(Box::new(Wrap("Connection refused (os error 111)", None))));
+        assert!(!is_certificate_failure(&refused));
     }
 }

@@ -1,7 +1,6 @@
 //! HTTP requests with retries (429 with `Retry-After`, 5xx, connection errors, timeouts), response
 //! actions, and the page iterator of one endpoint request.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +11,10 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use crate::auth::Auth;
+use crate::body::{Records, SplitError, split_body};
 use crate::config::{PaginatorConfig, ResponseAction};
-use crate::jsonpath::{JsonPath, detect_data_path};
-use crate::paginator::{Page, Paginator, Request};
+use crate::jsonpath::JsonPath;
+use crate::paginator::{Page, PageData, Paginator, Request};
 
 /// How failed requests are retried.
 #[derive(Debug, Clone)]
@@ -95,8 +95,10 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
     if s.is_empty() { "request failed".to_string() } else { s }
 }
 
+/// Timeouts, refused connections and broken bodies may pass on a later attempt; a refused TLS
+/// certificate never does.
 fn retryable(e: &reqwest::Error) -> bool {
-    e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+    (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) && !dlt_core::error::is_certificate_failure(e)
 }
 
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
@@ -435,7 +437,7 @@ pub struct PageIter {
     origin: Url,
     paginator: Option<Paginator>,
     page_no: u64,
-    buf: VecDeque<Value>,
+    buf: Records,
     done: bool,
     detected_logged: bool,
     /// An error to return once the records before it are out.
@@ -452,7 +454,7 @@ impl PageIter {
             req,
             paginator: None,
             page_no: 0,
-            buf: VecDeque::new(),
+            buf: Records::default(),
             done: false,
             detected_logged: false,
             pending: None,
@@ -489,35 +491,30 @@ impl PageIter {
                     return Ok(());
                 }
             };
-        let body: Option<Value> = if resp.body.iter().all(u8::is_ascii_whitespace) {
-            None
-        } else {
-            Some(
-                serde_json::from_slice(&resp.body)
-                    .map_err(|e| self.err(format!("{}: malformed JSON in the response: {e}", what())))?,
-            )
-        };
-        let data: Vec<Value> = match (&self.spec.data_selector, &body) {
-            (_, None) => vec![],
-            (Some(sel), Some(b)) => sel.records(b).ok_or_else(|| {
-                self.err(format!("{}: data_selector `{sel}` matched nothing in the response", what()))
-            })?,
-            (None, Some(b)) => match detect_data_path(b) {
-                Some(p) => {
-                    if !self.detected_logged {
-                        tracing::info!(resource = %self.spec.resource, path = %p, "rest_api: detected the page data");
-                        self.detected_logged = true;
-                    }
-                    JsonPath::parse(&p).ok().and_then(|jp| jp.records(b)).unwrap_or_default()
-                }
-                None => vec![b.clone()],
-            },
-        };
+        let Response { headers, body, .. } = resp;
+        let split = split_body(body, self.spec.data_selector.as_ref()).map_err(|e| match e {
+            SplitError::Malformed(e) => self.err(format!("{}: malformed JSON in the response: {e}", what())),
+            SplitError::NoMatch => self.err(format!(
+                "{}: data_selector `{}` matched nothing in the response",
+                what(),
+                self.spec.data_selector.as_ref().map(ToString::to_string).unwrap_or_default()
+            )),
+        })?;
+        if let Some(p) = &split.detected
+            && !self.detected_logged
+        {
+            tracing::info!(resource = %self.spec.resource, path = %p, "rest_api: detected the page data");
+            self.detected_logged = true;
+        }
         let discard = paginator
-            .update_state(&Page { headers: &resp.headers, body: body.as_ref(), data: &data })
+            .update_state(&Page {
+                headers: &headers,
+                body: split.envelope.as_ref(),
+                data: PageData::Records(&split.records),
+            })
             .map_err(|e| self.err(format!("{}: {e}", what())))?;
         if !discard {
-            self.buf.extend(data);
+            self.buf = split.records;
         }
         if paginator.has_next() {
             if self.spec.paginator.max_pages.is_some_and(|m| page_no >= m) {
@@ -552,7 +549,7 @@ impl Iterator for PageIter {
     fn next(&mut self) -> Option<Result<Value>> {
         loop {
             if let Some(v) = self.buf.pop_front() {
-                return Some(Ok(v));
+                return Some(v.map_err(|e| self.err(format!("a record of the response: {e}"))));
             }
             if self.done {
                 return self.pending.take().map(Err);

@@ -65,6 +65,10 @@ pub struct ClientConfig {
     /// The largest response body read, in bytes, after decompression (default 128 MiB).
     #[serde(default)]
     pub max_response_bytes: Option<u64>,
+    /// A PEM file of CA certificates trusted besides the built-in public roots, for an API
+    /// behind a private CA. Unset: `REQUESTS_CA_BUNDLE`, then `SSL_CERT_FILE`, if set.
+    #[serde(default)]
+    pub ca_bundle: Option<String>,
 }
 
 /// `client.session`: timeouts and retries. Unset values come from dlt's `runtime` settings

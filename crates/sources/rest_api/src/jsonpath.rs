@@ -75,6 +75,17 @@ impl JsonPath {
         self.steps.is_empty()
     }
 
+    /// The keys from the root, when the path is made of keys only (`$`: none).
+    pub fn keys(&self) -> Option<Vec<String>> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Key(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether the path can match more than one value.
     pub fn has_wildcard(&self) -> bool {
         self.steps.contains(&Step::All)

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod jsonpath;
@@ -140,7 +141,11 @@ fn build_http(client: &ClientConfig, providers: &Config) -> Result<(Http, usize)
             Err(cfg_err(format!("client.session.{what} must be a positive number of seconds")))
         }
     };
-    let http_client = reqwest::blocking::Client::builder()
+    let mut builder = reqwest::blocking::Client::builder();
+    for cert in ca_bundle(client)? {
+        builder = builder.add_root_certificate(cert);
+    }
+    let http_client = builder
         .timeout(secs(timeout, "timeout")?)
         .connect_timeout(secs(connect, "connect_timeout")?)
         .gzip(true)
@@ -167,6 +172,31 @@ fn build_http(client: &ClientConfig, providers: &Config) -> Result<(Http, usize)
         },
     };
     Ok((http, s.max_parallel.unwrap_or(4).max(1)))
+}
+
+/// The extra CA certificates to trust: `client.ca_bundle`, else the `REQUESTS_CA_BUNDLE` or
+/// `SSL_CERT_FILE` environment variable (as Python's requests and OpenSSL read them).
+fn ca_bundle(client: &ClientConfig) -> Result<Vec<reqwest::Certificate>> {
+    let (path, origin) = match &client.ca_bundle {
+        Some(p) => (p.clone(), "client.ca_bundle".to_string()),
+        None => match ["REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()).map(|v| (v, k.to_string())))
+        {
+            Some(found) => found,
+            None => return Ok(vec![]),
+        },
+    };
+    let pem =
+        std::fs::read(&path).map_err(|e| cfg_err(format!("{origin}: cannot read the CA bundle `{path}`: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        cfg_err(format!("{origin}: `{path}` is not a PEM file of certificates: {}", client::describe_reqwest(&e)))
+    })?;
+    if certs.is_empty() {
+        return Err(cfg_err(format!("{origin}: `{path}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)")));
+    }
+    tracing::debug!(path = %path, setting = %origin, certificates = certs.len(), "rest_api: trusting extra CA certificates");
+    Ok(certs)
 }
 
 fn join_url(base: &str, path: &str) -> std::result::Result<reqwest::Url, String> {

@@ -20,6 +20,7 @@ use reqwest::Url;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use crate::body::Records;
 use crate::config::{PaginatorConfig, PaginatorKind};
 use crate::jsonpath::{JsonPath, detect_data_path};
 
@@ -67,7 +68,39 @@ pub struct Page<'a> {
     /// The JSON body (`None` when empty).
     pub body: Option<&'a Value>,
     /// The records selected from it.
-    pub data: &'a [Value],
+    pub data: PageData<'a>,
+}
+
+/// The records of a page as a paginator sees them: how many, and whether a page repeats another.
+#[derive(Clone, Copy)]
+pub enum PageData<'a> {
+    /// Parsed values.
+    Values(&'a [Value]),
+    /// The page's records, possibly still unparsed.
+    Records(&'a Records),
+}
+
+impl PageData<'_> {
+    /// No records on the page.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            PageData::Values(v) => v.is_empty(),
+            PageData::Records(r) => r.is_empty(),
+        }
+    }
+
+    /// A hash of the records, to tell whether two pages are the same.
+    fn fingerprint(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        match self {
+            PageData::Values(v) => v.iter().for_each(|v| v.to_string().hash(&mut h)),
+            PageData::Records(r) => r.values().for_each(|v| match v {
+                Ok(v) => v.to_string().hash(&mut h),
+                Err(e) => e.to_string().hash(&mut h),
+            }),
+        }
+        h.finish()
+    }
 }
 
 /// Pagination failed (the message says why and what to set).
@@ -444,7 +477,7 @@ impl AutoPages {
         let mut discard = false;
         if self.base.is_none() {
             // `page=1` answered: the same records as the first response means pages count from 1
-            let repeat = !page.data.is_empty() && hash_data(page.data) == self.first;
+            let repeat = !page.data.is_empty() && page.data.fingerprint() == self.first;
             self.base = Some(if repeat { 1 } else { 0 });
             discard = repeat;
         }
@@ -459,14 +492,6 @@ impl AutoPages {
         self.has_next = self.next <= self.last();
         Ok(discard)
     }
-}
-
-fn hash_data(data: &[Value]) -> u64 {
-    let mut h = DefaultHasher::new();
-    for v in data {
-        v.to_string().hash(&mut h);
-    }
-    h.finish()
 }
 
 fn as_int(v: &Value) -> Option<i64> {
@@ -698,7 +723,7 @@ pub fn detect(page: &Page<'_>) -> PResult<Paginator> {
             next: 1,
             total,
             base: None,
-            first: hash_data(page.data),
+            first: page.data.fingerprint(),
             has_next: false,
         };
         match current {
@@ -742,7 +767,7 @@ mod tests {
     use serde_json::json;
 
     fn page<'a>(h: &'a HeaderMap, body: &'a Value, data: &'a [Value]) -> Page<'a> {
-        Page { headers: h, body: Some(body), data }
+        Page { headers: h, body: Some(body), data: PageData::Values(data) }
     }
 
     fn req() -> Request {

@@ -18,7 +18,7 @@ fn classify(e: mysql::Error, what: &str) -> Error {
         // 1040 too many connections, 1205 lock wait timeout, 1213 deadlock, 2002/2003/2006/2013 connection
         mysql::Error::MySqlError(m) => matches!(m.code, 1040 | 1205 | 1213 | 2002 | 2003 | 2006 | 2013),
         _ => false,
-    };
+    } && !dlt_core::error::is_certificate_failure(&e);
     source_error(format!("{what}: {e}"), transient)
 }
 

@@ -22,12 +22,13 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const PG_EPOCH_DAYS: i32 = 10_957;
 
 pub(crate) fn classify(e: postgres::Error, what: &str) -> Error {
-    let transient = e.is_closed()
+    let transient = (e.is_closed()
         || e.as_db_error().is_none() && e.to_string().contains("connect")
         || e.code().is_some_and(|c| {
             let s = c.code();
             s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
-        });
+        }))
+        && !dlt_core::error::is_certificate_failure(&e);
     let msg = match e.as_db_error() {
         Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
         None => {
