@@ -353,6 +353,9 @@ fn tls_modes_against_the_local_server() {
         .config(dlt::Config::from_parts(vec![], None, None))
         .build()
         .unwrap();
-    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err().to_string();
+    let err = p.run(Resource::from_values("t", vec![json!({"a": 1})])).unwrap_err();
+    // a refused certificate is not retried: no later attempt can pass
+    assert!(!err.is_transient(), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("cannot connect") && err.to_lowercase().contains("certificate"), "{err}");
 }

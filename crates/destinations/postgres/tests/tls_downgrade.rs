@@ -2,16 +2,15 @@
 //! credentials field from the environment or `.dlt/secrets.toml`) fails closed against a proxy
 //! that refuses TLS, and two settings that differ are an error.
 //!
-//! The proxy is written here: it stands for a network attacker in front of the real server on
-//! 127.0.0.1 (DLT_TEST_POSTGRES_URL), which no real peer plays. It answers the client's
+//! The proxy (`tests/support/strip_tls.rs`) stands for a network attacker in front of the real
+//! server on 127.0.0.1 (DLT_TEST_POSTGRES_URL), which no real peer plays. It answers the client's
 //! SSLRequest with `N` ("no TLS") and then relays the plaintext session, recording whether any
 //! plaintext startup message went through.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use dlt::dlt_core::config::Config;
@@ -19,6 +18,9 @@ use dlt::dlt_core::registry::{DestinationContext, DestinationFactory};
 use dlt::{Resource, dlt_core};
 use dlt_postgres::PostgresFactory;
 use serde_json::json;
+
+#[path = "../../../../tests/support/strip_tls.rs"]
+mod strip_tls;
 
 fn admin_url() -> String {
     std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
@@ -39,52 +41,6 @@ fn server_addr() -> Option<String> {
             None
         }
     }
-}
-
-/// A proxy that strips TLS: returns its address and whether a plaintext session was relayed.
-fn stripping_proxy(server: String) -> (String, Arc<AtomicBool>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let plaintext = Arc::new(AtomicBool::new(false));
-    let flag = plaintext.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming().take(64) {
-            let Ok(mut client) = conn else { return };
-            let (server, flag) = (server.clone(), flag.clone());
-            std::thread::spawn(move || {
-                client.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut first = [0u8; 8];
-                if client.read_exact(&mut first).is_err() {
-                    return;
-                }
-                let ssl_request = first == [0, 0, 0, 8, 4, 210, 22, 47];
-                let mut upstream = TcpStream::connect(&server).unwrap();
-                if ssl_request {
-                    // "no TLS here": a client that asked for TLS must stop now
-                    if client.write_all(b"N").is_err() {
-                        return;
-                    }
-                    let mut next = [0u8; 8];
-                    if client.read_exact(&mut next).is_err() {
-                        return;
-                    }
-                    flag.store(true, Ordering::SeqCst);
-                    upstream.write_all(&next).unwrap();
-                } else {
-                    flag.store(true, Ordering::SeqCst);
-                    upstream.write_all(&first).unwrap();
-                }
-                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let t = std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut u2, &mut c2);
-                });
-                let _ = std::io::copy(&mut client, &mut upstream);
-                let _ = upstream.shutdown(std::net::Shutdown::Both);
-                let _ = t.join();
-            });
-        }
-    });
-    (addr, plaintext)
 }
 
 fn run_through(
@@ -123,7 +79,7 @@ fn every_sslmode_form_fails_closed_through_a_proxy_that_refuses_tls() {
             ("secrets.toml field", vec![], Some(format!("[destination.postgres.credentials]\nsslmode = \"{mode}\"\n"))),
         ];
         for (form, env, secrets) in forms {
-            let (addr, plaintext) = stripping_proxy(server.clone());
+            let (addr, plaintext) = strip_tls::postgres(server.clone());
             let q = if form == "url" { format!("?sslmode={mode}") } else { String::new() };
             let mut env = env;
             env.push(("DESTINATION__POSTGRES__CREDENTIALS", url(&addr, &q)));
@@ -134,7 +90,7 @@ fn every_sslmode_form_fails_closed_through_a_proxy_that_refuses_tls() {
         }
     }
     // prefer (libpq's default) does fall back, as libpq does: the proxy sees a plaintext session
-    let (addr, plaintext) = stripping_proxy(server.clone());
+    let (addr, plaintext) = strip_tls::postgres(server.clone());
     let r = run_through(
         vec![("DESTINATION__POSTGRES__CREDENTIALS", url(&addr, "?sslmode=prefer"))],
         None,

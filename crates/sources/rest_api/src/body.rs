@@ -92,6 +92,11 @@ impl RawRecords {
         self.spans.len()
     }
 
+    /// No records left.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
     /// Parse and take the next record.
     pub fn pop_front(&mut self) -> Option<serde_json::Result<Value>> {
         let (a, b) = self.spans.pop_front()?;

@@ -326,3 +326,17 @@ fn errors_name_the_table_and_hide_the_password() {
     assert!(err.contains("`bad`") && err.contains("`n`") && err.contains("NaN"), "{err}");
     let _ = json!(null);
 }
+
+#[test]
+fn a_refused_server_certificate_is_terminal() {
+    let Some(pg) = PgSchema::new() else { return };
+    // the local server's certificate is self-signed: verify-full must refuse it, once
+    let sep = if pg.url.contains('?') { '&' } else { '?' };
+    let err = SqlDatabase::from_url(&format!("{}{sep}sslmode=verify-full", pg.url))
+        .unwrap()
+        .schema(&pg.name)
+        .into_source()
+        .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    assert!(!err.is_transient(), "retrying cannot fix a refused certificate: {err:?}");
+}
