@@ -299,3 +299,37 @@ fn a_hostile_key_loads_into_a_shortened_table_and_the_next_run_is_clean() {
     assert_eq!(count(&db, "SELECT count(*) FROM ds.events"), 3);
     assert_eq!(count(&db, "SELECT count(*) FROM ds._dlt_loads"), 2);
 }
+
+#[test]
+fn postgres_destination_sslmode_fails_closed_in_every_form() {
+    let Some(server) = reachable("PostgreSQL", "127.0.0.1:5432") else { return };
+    let db = pg_url().rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    let pipeline = |name: &str| {
+        format!(
+            "[pipeline]\nname = \"{name}\"\ndestination = \"postgres\"\ndataset_name = \"{name}_ds\"\n\n[source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"t\"\npath = \"t.jsonl\"\n"
+        )
+    };
+    for mode in ["require", "verify-ca", "verify-full"] {
+        for form in ["url", "env field", "secrets.toml field"] {
+            let p = Project::new(&pipeline("tls_dest"));
+            std::fs::write(p.root.join("t.jsonl"), "{\"a\": 1}\n").unwrap();
+            let (addr, plaintext) = strip_tls::postgres(server.clone());
+            let q = if form == "url" { format!("?sslmode={mode}") } else { String::new() };
+            let mut env =
+                vec![("DESTINATION__POSTGRES__CREDENTIALS", format!("postgresql://postgres:x@{addr}/{db}{q}"))];
+            match form {
+                "env field" => env.push(("DESTINATION__POSTGRES__CREDENTIALS__SSLMODE", mode.to_string())),
+                "secrets.toml field" => {
+                    p.secrets(&format!("[destination.postgres.credentials]\nsslmode = \"{mode}\"\n"))
+                }
+                _ => {}
+            }
+            let o = p.run(&env);
+            let err = stderr(&o);
+            assert!(!o.status.success(), "sslmode={mode} as {form}: loaded through a proxy that refuses TLS");
+            assert!(!plaintext.load(Ordering::SeqCst), "sslmode={mode} as {form}: a plaintext login was sent: {err}");
+            let low = err.to_lowercase();
+            assert!(low.contains("tls") || low.contains("ssl"), "sslmode={mode} as {form}: {err}");
+        }
+    }
+}
