@@ -13,7 +13,63 @@ use dlt::dlt_core::pipeline::default_pipelines_dir;
 use dlt::{Config, DestinationContext, Pipeline, PipelineFile, Progress};
 use serde_json::{Value, json};
 
-pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>) -> Result<()> {
+use crate::exit::{self, Failure};
+
+/// `dlt run FILE`; a failure that leaves a load package pending carries the commands that
+/// recover from it.
+pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>, force: bool) -> Result<(), Failure> {
+    let mut name = None;
+    run_file(file, json_out, no_progress, refresh, force, &mut name).map_err(|error| {
+        let recovery = match (&name, exit::pending_package(&error)) {
+            (Some(name), Some((_, _))) if exit::code(&error) != exit::TRANSIENT => {
+                let f = file.display();
+                vec![
+                    format!("dlt pipeline {name} failed-jobs"),
+                    format!("dlt pipeline {name} drop-pending-packages"),
+                    format!("dlt run {f} --refresh drop_resources"),
+                ]
+            }
+            (Some(_), Some(_)) => vec![format!("dlt run {}", file.display())],
+            _ => vec![],
+        };
+        Failure { error, recovery }
+    })
+}
+
+/// What `recovery` commands mean, printed after the error line.
+pub fn explain_recovery(f: &Failure) {
+    let Some((step, id)) = exit::pending_package(&f.error) else { return };
+    if f.recovery.is_empty() {
+        return;
+    }
+    if exit::code(&f.error) == exit::TRANSIENT {
+        eprintln!(
+            "The load package {id} is kept; the next run finishes it first. Run again when the server is reachable:"
+        );
+        eprintln!("  {}", f.recovery[0]);
+        return;
+    }
+    eprintln!(
+        "The load package {id} failed in the {step} step and stays pending: every run retries it before extracting anything new. To get out:"
+    );
+    let why = [
+        "see which job failed and why",
+        "or discard the package (its rows are not loaded), fix the cause, and run again",
+        "if the fix changes a table's keys or types, start those tables over",
+    ];
+    for (cmd, why) in f.recovery.iter().zip(why) {
+        eprintln!("  {cmd:<60} # {why}");
+    }
+}
+
+fn run_file(
+    file: &Path,
+    json_out: bool,
+    no_progress: bool,
+    refresh: Option<&str>,
+    force: bool,
+    name: &mut Option<String>,
+) -> Result<()> {
     let refresh = match refresh {
         Some(r) => Some(
             dlt::Refresh::parse(r)
@@ -22,6 +78,7 @@ pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>
         None => None,
     };
     let pf = PipelineFile::load(file)?;
+    *name = Some(pf.name.clone());
     let registry = dlt::registry();
     let progress: Option<Arc<dyn Progress>> = if !no_progress && !json_out && std::io::stderr().is_terminal() {
         Some(Arc::new(crate::progress::Bars::new()))
@@ -29,6 +86,7 @@ pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>
         None
     };
     let mut pipeline = pf.pipeline(&registry, progress)?;
+    check_identity(&pipeline, &pf, file, force)?;
     remember_pipeline_file(&pipeline, file);
     let source = pf.source(&registry, pipeline.config())?;
     let info = pipeline.run_with_refresh(source, refresh)?;
@@ -43,6 +101,51 @@ pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>
         }
     }
     Ok(())
+}
+
+/// Two projects that use one pipeline name share its state, schema and tables. A different
+/// pipeline file that runs the pipeline with another source or destination is refused unless
+/// `--force`; the same source and destination from another path (a moved project) is a note.
+fn check_identity(pipeline: &Pipeline, pf: &PipelineFile, file: &Path, force: bool) -> Result<()> {
+    let wd = pipeline.working_dir();
+    let Ok(prev) = std::fs::read_to_string(wd.join("pipeline_file")) else { return Ok(()) };
+    let prev = PathBuf::from(prev.trim());
+    let cur = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    if prev == cur {
+        return Ok(());
+    }
+    let source_type = |t: &toml::Table| t.get("type").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let (prev_dest, prev_source) = match PipelineFile::load(&prev) {
+        Ok(p) => (Some(p.destination.clone()), Some(source_type(&p.source))),
+        Err(_) => {
+            let state = read_json(&wd.join("state.json")).unwrap_or(json!({}));
+            (state.get("destination_name").and_then(Value::as_str).map(str::to_string), None)
+        }
+    };
+    let (cur_dest, cur_source) = (pf.destination.clone(), source_type(&pf.source));
+    let differs =
+        prev_dest.as_ref().is_some_and(|d| *d != cur_dest) || prev_source.as_ref().is_some_and(|s| *s != cur_source);
+    let name = &pf.name;
+    let was = format!("{} -> {}", prev_source.as_deref().unwrap_or("?"), prev_dest.as_deref().unwrap_or("?"));
+    if !differs {
+        eprintln!("note: pipeline `{name}` was last run from {}; now from {}", prev.display(), cur.display());
+        return Ok(());
+    }
+    if force {
+        eprintln!(
+            "WARNING: pipeline `{name}` was last run by {} ({was}); --force: {} ({cur_source} -> {cur_dest}) takes it over, with its state",
+            prev.display(),
+            cur.display()
+        );
+        return Ok(());
+    }
+    bail!(
+        "pipeline `{name}` was last run by {} ({was}), and {} runs it with {cur_source} -> {cur_dest}: the two \
+         would share one state and schema. Give this pipeline its own `name` in [pipeline], or pass --force to \
+         take the pipeline over",
+        prev.display(),
+        cur.display()
+    )
 }
 
 /// Keep the pipeline file's path so `dlt pipeline <name> drop|sync` can reopen the destination.
@@ -68,16 +171,22 @@ pub struct PipelineArgs {
 #[derive(Subcommand)]
 enum PipelineOp {
     /// State, schemas and packages of the pipeline.
+    #[command(override_usage = "dlt pipeline <NAME> info")]
     Info,
     /// Print the default schema (YAML or JSON).
+    #[command(override_usage = "dlt pipeline <NAME> schema [--format yaml|json]")]
     Schema {
         /// yaml or json.
         #[arg(long, default_value = "yaml")]
         format: String,
     },
     /// The last run's trace.
+    #[command(override_usage = "dlt pipeline <NAME> trace")]
     Trace,
     /// Drop resources' tables and state.
+    #[command(
+        override_usage = "dlt pipeline <NAME> drop [RESOURCES]... [--drop-all] [--state-only] [--state-paths PATH...]"
+    )]
     Drop {
         /// Resources to drop.
         resources: Vec<String>,
@@ -92,14 +201,17 @@ enum PipelineOp {
         state_paths: Vec<String>,
     },
     /// A load package's jobs (default: the newest).
+    #[command(override_usage = "dlt pipeline <NAME> load-package [LOAD_ID]")]
     LoadPackage {
         /// Load id.
         load_id: Option<String>,
     },
     /// Jobs that failed in pending packages.
+    #[command(override_usage = "dlt pipeline <NAME> failed-jobs")]
     FailedJobs,
     /// Drop the local state and restore it from the destination (also for a pipeline that
     /// has no working dir here: name its destination and dataset).
+    #[command(override_usage = "dlt pipeline <NAME> sync [--destination DESTINATION] [--dataset-name DATASET]")]
     Sync {
         /// The destination to restore from (e.g. duckdb, postgres); default: the pipeline's.
         #[arg(long)]
@@ -108,7 +220,11 @@ enum PipelineOp {
         #[arg(long)]
         dataset_name: Option<String>,
     },
-    /// Delete packages that were not loaded.
+    /// Python dlt's dashboard; not in dlt-rs yet (says what to use instead).
+    #[command(hide = true)]
+    Show,
+    /// Delete packages that were not loaded (local: needs no destination credentials).
+    #[command(override_usage = "dlt pipeline <NAME> drop-pending-packages")]
     DropPendingPackages,
 }
 
@@ -146,11 +262,15 @@ pub fn pipeline(args: PipelineArgs, yes: bool, verbose: bool) -> Result<()> {
             sync(&name, &dir, &wd, yes, destination.as_deref(), dataset_name.as_deref())
         }
         PipelineOp::DropPendingPackages => {
-            let p = open(&name, &dir, &wd)?;
-            let dropped = p.drop_pending_packages()?;
+            // local only: the destination is not needed (nor its credentials)
+            let dropped = dlt::dlt_core::package::PackageStorage::open(&wd)?.drop_pending()?;
             println!("Dropped {} pending package(s)", dropped.len());
             Ok(())
         }
+        PipelineOp::Show => bail!(
+            "dlt-rs has no dashboard yet; use `dlt pipeline {name} info`, `dlt pipeline {name} schema`, \
+             `dlt pipeline {name} trace` or `dlt pipeline {name} load-package`"
+        ),
     }
 }
 
@@ -339,7 +459,6 @@ fn default_schema(wd: &Path) -> Result<dlt::Schema> {
 
 fn schema(wd: &Path, format: &str) -> Result<()> {
     let s = default_schema(wd)?;
-    println!("Found schema with name {}", s.name);
     match format {
         "json" => println!("{}", s.to_pretty_json()),
         "yaml" => print!("{}", s.to_pretty_yaml()),
@@ -402,7 +521,20 @@ fn load_package(wd: &Path, load_id: Option<String>) -> Result<()> {
             }
         }
     }
-    let (st, id, dir) = found.ok_or_else(|| anyhow!("no load package found"))?;
+    let (st, id, dir) = found.ok_or_else(|| {
+        let known: Vec<String> = [PackageStage::Loaded, PackageStage::Normalized, PackageStage::Extracted]
+            .into_iter()
+            .flat_map(|st| package_ids(wd, st))
+            .collect();
+        let tail = match known.len() {
+            0 => "the pipeline has no load packages yet".to_string(),
+            n => format!("known: {}", known[n.saturating_sub(5)..].join(", ")),
+        };
+        match &load_id {
+            Some(want) => anyhow!("no load package with id `{want}` ({tail})"),
+            None => anyhow!("no load package found ({tail})"),
+        }
+    })?;
     println!("Package {id} found in {}", dir.display());
     let ps = read_package_state(&dir)?;
     let state = match st {
@@ -498,6 +630,14 @@ fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, datas
     Ok(b.build()?)
 }
 
+/// Whether a folder holds any file (in any subfolder).
+fn has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() { has_files(&p) } else { true }
+    })
+}
+
 fn confirm(yes: bool, what: &str) -> Result<bool> {
     if yes {
         return Ok(true);
@@ -581,7 +721,10 @@ fn sync(name: &str, dir: &Path, wd: &Path, yes: bool, destination: Option<&str>,
         println!("Aborted");
         return Ok(());
     }
-    println!("Dropping local state");
+    let had_state = wd.join("state.json").exists();
+    if had_state {
+        println!("Dropping local state");
+    }
     // moved aside, and put back if the restore fails: a failed sync keeps the local state
     let backup = wd.join(".sync-backup");
     let _ = std::fs::remove_dir_all(&backup);
@@ -613,6 +756,10 @@ fn sync(name: &str, dir: &Path, wd: &Path, yes: bool, destination: Option<&str>,
         println!("State and schemas restored from {location}");
     } else {
         println!("The destination holds no state for pipeline {name}");
+        if !had_state && !has_files(wd) {
+            // nothing was here and nothing came back: leave no empty working dir behind
+            let _ = std::fs::remove_dir_all(wd);
+        }
     }
     Ok(())
 }

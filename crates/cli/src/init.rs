@@ -11,19 +11,43 @@ pub const SOURCES: &[&str] = &["rest_api", "sql_database", "files"];
 /// Destinations `init` has a template for.
 pub const DESTINATIONS: &[&str] = &["duckdb", "postgres", "filesystem"];
 
-/// The files `init` writes, as (path relative to the project folder, contents).
-pub fn files(source: &str, destination: &str) -> Result<Vec<(String, String)>> {
+/// The pipeline name for a project folder: the folder's name in snake case, so two projects
+/// never share a pipeline (and its state) by accident; `{source}_pipeline` when the folder has
+/// no usable name.
+pub fn pipeline_name(dir: &Path, source: &str) -> String {
+    let folder = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut name = String::new();
+    for c in folder.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    let name = name.trim_matches('_');
+    match name.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => name.to_string(),
+        Some(_) => format!("p_{name}"),
+        None => format!("{source}_pipeline"),
+    }
+}
+
+/// The files `init` writes, as (path relative to the project folder, contents); the pipeline
+/// is called `name`.
+pub fn files(name: &str, source: &str, destination: &str) -> Result<Vec<(String, String)>> {
     if !SOURCES.contains(&source) {
         bail!("no template for source `{source}`; templates exist for: {}", SOURCES.join(", "));
     }
     if !DESTINATIONS.contains(&destination) {
         bail!("no template for destination `{destination}`; templates exist for: {}", DESTINATIONS.join(", "));
     }
-    let name = format!("{source}_pipeline");
+    let file = format!("{source}_pipeline");
+    // a dataset named like the pipeline (DuckDB's database) makes DuckDB's names ambiguous
+    let dataset = if name == format!("{source}_data") { format!("{name}_dataset") } else { format!("{source}_data") };
     let head = format!(
         "# A dlt-rs pipeline: {source} -> {destination}, written by `dlt init {source} {destination}`.\n\
          #\n\
-         #   dlt run {name}.toml               # extract, normalize and load\n\
+         #   dlt run {file}.toml               # extract, normalize and load\n\
          #   dlt pipeline {name} info          # what was loaded\n\
          #\n\
          # Secrets (tokens, passwords) belong in .dlt/secrets.toml or in environment variables,\n\
@@ -31,7 +55,7 @@ pub fn files(source: &str, destination: &str) -> Result<Vec<(String, String)>> {
          [pipeline]\n\
          name = \"{name}\"\n\
          destination = \"{destination}\"\n\
-         dataset_name = \"{source}_data\"\n\n"
+         dataset_name = \"{dataset}\"\n\n"
     );
     let source_part = match source {
         "rest_api" => REST_API,
@@ -60,7 +84,7 @@ pub fn files(source: &str, destination: &str) -> Result<Vec<(String, String)>> {
         _ => config.push_str(DUCKDB_CONFIG),
     }
     Ok(vec![
-        (format!("{name}.toml"), format!("{head}{source_part}")),
+        (format!("{file}.toml"), format!("{head}{source_part}")),
         (".dlt/config.toml".into(), config),
         (".dlt/secrets.toml".into(), secrets),
         (".gitignore".into(), "# dlt-rs: secrets and local data\n.dlt/secrets.toml\n*.duckdb\n*.wal\n".into()),
@@ -84,7 +108,9 @@ fn write_secret_file(p: &Path, body: &str) -> Result<()> {
 /// existing `.dlt` files and `.gitignore` are never overwritten (the `.gitignore` gets the
 /// secrets line appended when it lacks it).
 pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<()> {
-    let files = files(source, destination)?;
+    let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let name = pipeline_name(&abs, source);
+    let files = files(&name, source, destination)?;
     fs::create_dir_all(dir.join(".dlt")).with_context(|| format!("creating {}", dir.join(".dlt").display()))?;
     for (i, (rel, body)) in files.iter().enumerate() {
         let p = dir.join(rel);
@@ -115,9 +141,15 @@ pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<
         }
         println!("wrote {rel}");
     }
-    let name = format!("{source}_pipeline");
+    let file = format!("{source}_pipeline.toml");
     println!();
-    println!("Next: edit {name}.toml, put credentials into .dlt/secrets.toml, then run `dlt run {name}.toml`.");
+    let needs_secrets = source != "files" || destination == "postgres";
+    if needs_secrets {
+        println!("Next: edit {file}, put credentials into .dlt/secrets.toml, then run `dlt run {file}`.");
+    } else {
+        println!("Next: edit {file} (the data files it reads), then run `dlt run {file}`.");
+    }
+    println!("The pipeline is named `{name}` after this folder; its state lives under that name.");
     Ok(())
 }
 
@@ -242,7 +274,7 @@ bucket_url = "data_lake"
 "#;
 
 const DUCKDB_CONFIG: &str = r#"[destination.duckdb]
-# The database file; by default <pipeline name>.duckdb in the folder `dlt run` runs in.
+# The database file; by default <pipeline name>.duckdb next to the pipeline file.
 # credentials = "my_data.duckdb"
 # DuckDB's memory limit while loading: rows beyond it spill to disk; a package's width costs
 # about 1 KiB per column until it commits. An out-of-memory error names this setting.
@@ -257,7 +289,7 @@ mod tests {
     fn every_template_is_valid_toml_and_names_the_pipeline() {
         for s in SOURCES {
             for d in DESTINATIONS {
-                let files = files(s, d).unwrap();
+                let files = files("p", s, d).unwrap();
                 for (rel, body) in &files {
                     if rel.ends_with(".toml") {
                         let t: toml::Table = body.parse().unwrap_or_else(|e| panic!("{s}/{d} {rel}: {e}"));
@@ -269,13 +301,13 @@ mod tests {
                 }
             }
         }
-        assert!(files("nope", "duckdb").unwrap_err().to_string().contains("rest_api"));
-        assert!(files("rest_api", "nope").unwrap_err().to_string().contains("duckdb"));
+        assert!(files("p", "nope", "duckdb").unwrap_err().to_string().contains("rest_api"));
+        assert!(files("p", "rest_api", "nope").unwrap_err().to_string().contains("duckdb"));
     }
 
     #[test]
     fn the_rest_api_template_builds_a_source() {
-        let files = files("rest_api", "duckdb").unwrap();
+        let files = files("p", "rest_api", "duckdb").unwrap();
         let t: toml::Table = files[0].1.parse().unwrap();
         let src = t["source"].as_table().unwrap();
         let config = dlt::Config::default();
@@ -302,6 +334,19 @@ mod tests {
         init(dir.path(), "files", "duckdb", false).unwrap();
         assert!(!target.exists(), "the symlink was followed");
         assert!(fs::symlink_metadata(dir.path().join(".dlt/secrets.toml")).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn pipelines_are_named_after_their_folder() {
+        assert_eq!(pipeline_name(Path::new("/home/a/Shop Orders-2024"), "sql_database"), "shop_orders_2024");
+        assert_eq!(pipeline_name(Path::new("/home/a/2024"), "files"), "p_2024");
+        assert_eq!(pipeline_name(Path::new("/"), "files"), "files_pipeline");
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("billing");
+        fs::create_dir_all(&project).unwrap();
+        init(&project, "files", "duckdb", false).unwrap();
+        let t: toml::Table = fs::read_to_string(project.join("files_pipeline.toml")).unwrap().parse().unwrap();
+        assert_eq!(t["pipeline"]["name"].as_str(), Some("billing"));
     }
 
     #[test]

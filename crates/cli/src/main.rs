@@ -4,13 +4,21 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
+mod exit;
 mod init;
 mod progress;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dlt", version, about = "dlt-rs: load data from files, APIs and databases into DuckDB and more")]
+#[command(
+    name = "dlt",
+    display_name = "dlt-rs",
+    version,
+    about = "dlt-rs: load data from files, APIs and databases into DuckDB and more"
+)]
 struct Cli {
     /// More log output.
     #[arg(short, long, global = true)]
@@ -26,7 +34,7 @@ struct Cli {
 enum Command {
     /// Run a pipeline file: extract, normalize and load.
     Run {
-        /// The pipeline file (TOML).
+        /// The pipeline file (.toml, .yaml/.yml or .json).
         file: std::path::PathBuf,
         /// Print the load info as JSON (for scripts and orchestrators).
         #[arg(long)]
@@ -37,6 +45,10 @@ enum Command {
         /// dlt's refresh: drop_sources, drop_resources or drop_data.
         #[arg(long)]
         refresh: Option<String>,
+        /// Run a pipeline that another pipeline file with another source or destination ran
+        /// before (it takes over that pipeline's state).
+        #[arg(long)]
+        force: bool,
     },
     /// Inspect and manage pipelines in the pipelines dir.
     Pipeline(commands::PipelineArgs),
@@ -55,35 +67,51 @@ enum Command {
 
 fn main() {
     no_transparent_huge_pages();
+    quiet_broken_pipes();
     let cli = Cli::parse();
     let filter = if cli.verbose { "info" } else { "warn" };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUNTIME__LOG_LEVEL")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+                .map(|f| f.to_string().to_ascii_lowercase())
+                .ok()
+                .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+                .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(filter)),
         )
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
-    let result = match cli.command {
-        Command::Run { file, json, no_progress, refresh } => {
-            commands::run(&file, json, no_progress, refresh.as_deref())
+    let mut json_errors = false;
+    let result: Result<(), exit::Failure> = match cli.command {
+        Command::Run { file, json, no_progress, refresh, force } => {
+            json_errors = json;
+            commands::run(&file, json, no_progress, refresh.as_deref(), force)
         }
-        Command::Pipeline(args) => commands::pipeline(args, cli.yes, cli.verbose),
-        Command::Init { source, destination, force } => {
-            std::env::current_dir().map_err(Into::into).and_then(|d| init::init(&d, &source, &destination, force))
-        }
+        Command::Pipeline(args) => commands::pipeline(args, cli.yes, cli.verbose).map_err(Into::into),
+        Command::Init { source, destination, force } => std::env::current_dir()
+            .map_err(Into::into)
+            .and_then(|d| init::init(&d, &source, &destination, force))
+            .map_err(Into::into),
     };
-    if let Err(e) = result {
-        let mut msg = format!("{e}");
-        for cause in e.chain().skip(1) {
-            let c = cause.to_string();
-            if !msg.contains(&c) {
-                msg.push_str(": ");
-                msg.push_str(&c);
-            }
+    if let Err(f) = result {
+        let code = exit::code(&f.error);
+        if json_errors {
+            println!("{}", serde_json::to_string_pretty(&exit::json(&f)).unwrap_or_default());
         }
-        eprintln!("ERROR: {}", msg.replace('\n', " "));
-        std::process::exit(1);
+        eprintln!("ERROR: {}", exit::message(&f.error));
+        commands::explain_recovery(&f);
+        std::process::exit(code);
+    }
+}
+
+/// `dlt … | head` closes the pipe early: end quietly, as other command-line tools do, instead
+/// of panicking in `println!`.
+fn quiet_broken_pipes() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -189,12 +189,46 @@ impl Config {
     }
 
     fn toml_get(table: &toml::Table, path: &[&str]) -> Option<toml::Value> {
+        Self::toml_get_any(table, path).filter(|v| !v.as_str().is_some_and(is_placeholder))
+    }
+
+    fn toml_get_any(table: &toml::Table, path: &[&str]) -> Option<toml::Value> {
         let (last, init) = path.split_last()?;
         let mut cur = table;
         for p in init {
             cur = cur.get(*p)?.as_table()?;
         }
         cur.get(*last).cloned()
+    }
+
+    /// Where `key` under `sections` is still a template placeholder such as `<configure me>`
+    /// (which, as in dlt, counts as not set): `file [section] key`, for error messages.
+    pub fn placeholder(&self, sections: &[&str], key: &[&str]) -> Option<String> {
+        let paths = self.candidate_paths(sections, key);
+        for (file, t) in self.secrets.iter().chain(&self.configs) {
+            for p in &paths {
+                let refs: Vec<&str> = p.iter().map(String::as_str).collect();
+                if let Some(v) = Self::toml_get_any(t, &refs)
+                    && v.as_str().is_some_and(is_placeholder)
+                {
+                    let (last, init) = p.split_last()?;
+                    return Some(format!("{} [{}] {last}", file.display(), init.join(".")));
+                }
+            }
+        }
+        None
+    }
+
+    /// Where a value under `sections` would go in `.dlt/secrets.toml`, for "missing" errors:
+    /// `[destination.postgres.credentials]`.
+    pub fn secrets_section(sections: &[&str], key: &[&str]) -> String {
+        let all: Vec<&str> = sections.iter().chain(key).copied().collect();
+        match all.split_last() {
+            Some((last, init)) if !init.is_empty() => {
+                format!("`{last}` under [{}] in .dlt/secrets.toml", init.join("."))
+            }
+            _ => format!("`{}` in .dlt/secrets.toml", all.join(".")),
+        }
     }
 
     /// Candidate key paths for `key` under `sections`, most specific first, as dlt tries them:
@@ -270,6 +304,12 @@ impl Config {
             .map(|p| p.iter().map(|s| s.to_uppercase()).collect::<Vec<_>>().join("__"))
             .collect()
     }
+}
+
+/// A value left as the template placeholder `"<configure me>"` (as `dlt init` writes it): as in
+/// dlt, it counts as not set.
+pub fn is_placeholder(v: &str) -> bool {
+    v.trim().eq_ignore_ascii_case("<configure me>")
 }
 
 /// Mask the password of a URL-like connection string (`scheme://user:pass@host` → `scheme://user:***@host`).

@@ -693,13 +693,15 @@ impl Pipeline {
             r.map_err(|e| step_err(Step::Sync, None, e))?;
         }
         let mut info = self.empty_info();
-        // 1. packages left by an earlier run go first
-        let clock = StepClock::start();
-        let pending = self.normalize_inner(&mut info);
-        trace
-            .steps
-            .push(clock.finish("normalize", &pending.as_ref().map(|_| json!("pending")).map_err(|e| e.to_string())));
-        pending?;
+        // 1. packages left by an earlier run go first (in the trace only when there were any)
+        if !self.storage.list(PackageStage::Extracted)?.is_empty() {
+            let clock = StepClock::start();
+            let pending = self.normalize_inner(&mut info);
+            trace.steps.push(
+                clock.finish("normalize", &pending.as_ref().map(|_| json!("pending")).map_err(|e| e.to_string())),
+            );
+            pending?;
+        }
         if !self.storage.list(PackageStage::Normalized)?.is_empty() {
             let clock = StepClock::start();
             let r = self.load_inner(&mut info);

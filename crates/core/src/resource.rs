@@ -170,22 +170,60 @@ pub struct WriteDispositionConfig {
 
 impl<'de> Deserialize<'de> for WriteDispositionConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Plain(WriteDisposition),
-            Full {
-                disposition: WriteDisposition,
-                #[serde(default)]
-                strategy: Option<MergeStrategy>,
-                #[serde(flatten)]
-                options: serde_json::Map<String, Value>,
-            },
+        use serde::de::Error as _;
+        const DISPOSITIONS: &str = "append, replace, merge or skip";
+        const STRATEGIES: &str = "delete-insert, upsert, scd2 or insert-only";
+        let disposition = |s: &str| match s {
+            "append" => Ok(WriteDisposition::Append),
+            "replace" => Ok(WriteDisposition::Replace),
+            "merge" => Ok(WriteDisposition::Merge),
+            "skip" => Ok(WriteDisposition::Skip),
+            s if ["delete-insert", "upsert", "scd2", "insert-only"].contains(&s) => Err(D::Error::custom(format!(
+                "write_disposition `{s}` is a merge strategy: write {{ disposition = \"merge\", strategy = \"{s}\" }}"
+            ))),
+            s => Err(D::Error::custom(format!("unknown write_disposition `{s}`: use {DISPOSITIONS}"))),
+        };
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(WriteDispositionConfig { disposition: disposition(&s)?, ..Default::default() }),
+            Value::Object(mut m) => {
+                let disp = match m.remove("disposition") {
+                    Some(Value::String(s)) => disposition(&s)?,
+                    Some(other) => {
+                        return Err(D::Error::custom(format!(
+                            "write_disposition.disposition must be a string ({DISPOSITIONS}), not {other}"
+                        )));
+                    }
+                    None => {
+                        return Err(D::Error::custom(format!(
+                            "write_disposition needs `disposition` ({DISPOSITIONS})"
+                        )));
+                    }
+                };
+                let strategy = match m.remove("strategy") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(match s.as_str() {
+                        "delete-insert" => MergeStrategy::DeleteInsert,
+                        "upsert" => MergeStrategy::Upsert,
+                        "scd2" => MergeStrategy::Scd2,
+                        "insert-only" => MergeStrategy::InsertOnly,
+                        other => {
+                            return Err(D::Error::custom(format!(
+                                "unknown merge strategy `{other}`: use {STRATEGIES}"
+                            )));
+                        }
+                    }),
+                    Some(other) => {
+                        return Err(D::Error::custom(format!(
+                            "write_disposition.strategy must be a string ({STRATEGIES}), not {other}"
+                        )));
+                    }
+                };
+                Ok(WriteDispositionConfig { disposition: disp, strategy, options: m })
+            }
+            other => Err(D::Error::custom(format!(
+                "write_disposition is a string ({DISPOSITIONS}) or a table with `disposition` and `strategy`, not {other}"
+            ))),
         }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Plain(disposition) => WriteDispositionConfig { disposition, ..Default::default() },
-            Raw::Full { disposition, strategy, options } => WriteDispositionConfig { disposition, strategy, options },
-        })
     }
 }
 
@@ -202,15 +240,18 @@ pub struct KeyHint(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for KeyHint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(KeyHint(match Raw::deserialize(d)? {
-            Raw::One(s) => vec![s],
-            Raw::Many(v) => v,
+        use serde::de::Error as _;
+        let bad = |v: &Value| D::Error::custom(format!("a key is a column name or a list of column names, not {v}"));
+        Ok(KeyHint(match Value::deserialize(d)? {
+            Value::String(s) => vec![s],
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(bad(&other)),
+                })
+                .collect::<std::result::Result<_, _>>()?,
+            other => return Err(bad(&other)),
         }))
     }
 }

@@ -206,6 +206,18 @@ impl Destination for DuckDb {
         format!("duckdb:///{}", self.path.display())
     }
     fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
+        // DuckDB names the database after its file: a schema of the same name makes every
+        // `name.table` ambiguous (a Binder Error at load); refuse it before anything is written
+        if let Some(stem) = self.path.file_stem().and_then(|s| s.to_str())
+            && stem.eq_ignore_ascii_case(dataset_name)
+        {
+            return Err(Error::Config(format!(
+                "dataset_name `{dataset_name}` is also the name of the DuckDB database ({}); DuckDB cannot \
+                 tell a schema from a database of the same name. Set another `dataset_name` (e.g. \
+                 `{dataset_name}_data`) in the pipeline file's [pipeline] section, or another database file",
+                self.path.display()
+            )));
+        }
         if let Some(parent) = self.path.parent()
             && !parent.as_os_str().is_empty()
             && !parent.is_dir()

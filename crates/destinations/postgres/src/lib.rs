@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow::datatypes::{Field, Schema as ArrowSchema};
 use arrow::record_batch::RecordBatch;
-use dlt_core::config::{ConfigValue, mask_url};
+use dlt_core::config::{Config, ConfigValue, mask_url};
 use dlt_core::destination::{
     Capabilities, Destination, DestinationClient, FileFormat, PackageToLoad, ReplaceStrategy, SqlClient, StoredState,
 };
@@ -736,10 +736,20 @@ impl DestinationFactory for PostgresFactory {
         if let Some(p) = field("password") {
             config.password(p);
         }
+        if let Some(at) = ctx.config.placeholder(&["destination", NAME], &["credentials", "password"])
+            && field("password").is_none()
+            && config.get_password().is_none()
+        {
+            return Err(Error::Config(format!(
+                "postgres password missing: {at} is still the placeholder `dlt init` wrote; put the password \
+                 there or set DESTINATION__POSTGRES__CREDENTIALS__PASSWORD"
+            )));
+        }
         if config.get_hosts().is_empty() {
             return Err(Error::Config(format!(
-                "postgres credentials missing: set {} (a postgresql:// connection string) or its fields",
-                ctx.config.tried_env_names(&["destination", NAME], &["credentials"])[..].join(", ")
+                "postgres credentials missing: set {} (a postgresql:// connection string) or its fields, or {}",
+                ctx.config.tried_env_names(&["destination", NAME], &["credentials"])[..].join(", "),
+                Config::secrets_section(&["destination", NAME], &["credentials"])
             )));
         }
         let p = Postgres::from_config(config)?;

@@ -81,6 +81,14 @@ pub enum PageData<'a> {
 }
 
 impl PageData<'_> {
+    /// Records on the page.
+    pub fn len(&self) -> usize {
+        match self {
+            PageData::Values(v) => v.len(),
+            PageData::Records(r) => r.len(),
+        }
+    }
+
     /// No records on the page.
     pub fn is_empty(&self) -> bool {
         match self {
@@ -653,8 +661,15 @@ fn norm_key(k: &str) -> String {
 
 /// Why a response looks paginated, if it does.
 fn pagination_hint(page: &Page<'_>) -> Option<String> {
-    for (name, _) in page.headers.iter() {
+    let rows = page.data.len();
+    // a total that this page already holds in full says there is nothing more
+    let all_here = |v: Option<i64>| v.is_some_and(|n| n >= 0 && n as u64 <= rows as u64);
+    for (name, value) in page.headers.iter() {
         let n = name.as_str();
+        let v = value.to_str().unwrap_or("").trim();
+        if v.is_empty() || (matches!(n, "x-total-count" | "x-total") && all_here(v.parse().ok())) {
+            continue;
+        }
         if PAGINATION_HEADERS.contains(&n) || n.starts_with("x-pagination") {
             return Some(format!("header `{n}`"));
         }
@@ -667,7 +682,12 @@ fn pagination_hint(page: &Page<'_>) -> Option<String> {
     let mut found = vec![];
     let pred = |k: &str| PAGINATION_KEYS.contains(&norm_key(k).as_str());
     find_keys(body, &pred, &mut vec![], &mut found);
-    found.into_iter().find(|(p, _)| p.len() <= 2).map(|(p, v)| format!("key `{}` = {}", p.join("."), short(v)))
+    let counts = ["total", "totalcount", "totalitems", "totalresults", "count"];
+    found
+        .into_iter()
+        .filter(|(p, v)| !(p.last().is_some_and(|k| counts.contains(&norm_key(k).as_str())) && all_here(as_int(v))))
+        .find(|(p, _)| p.len() <= 2)
+        .map(|(p, v)| format!("key `{}` = {}", p.join("."), short(v)))
 }
 
 fn short(v: &Value) -> String {
@@ -930,6 +950,14 @@ mod tests {
         h.insert("x-total-count", HeaderValue::from_static("40"));
         let err = detect(&page(&h, &json!([1]), &[json!(1)])).unwrap_err();
         assert!(err.contains("x-total-count"), "{err}");
+        // a total that the page holds in full, and an empty Link header: the only page
+        let mut h = HeaderMap::new();
+        h.insert("x-total-count", HeaderValue::from_static("2"));
+        h.insert("link", HeaderValue::from_static(""));
+        assert_eq!(detect(&page(&h, &json!([1, 2]), &[json!(1), json!(2)])).unwrap().name(), "single_page");
+        let h = HeaderMap::new();
+        let b = json!({"results": [1, 2], "count": 2});
+        assert_eq!(detect(&page(&h, &b, &[json!(1), json!(2)])).unwrap().name(), "single_page");
     }
 
     #[test]

@@ -111,8 +111,9 @@ pub(crate) fn resolve_credentials(cfg: &Config, explicit: Option<&toml::Value>) 
         }
         (None, None) => {
             return Err(Error::Config(format!(
-                "sql_database credentials missing: set {} (a connection URL such as postgresql://user:password@host:5432/db) or its fields (drivername, host, port, username, password, database)",
-                cfg.tried_env_names(&SECTIONS, &["credentials"]).join(", ")
+                "sql_database credentials missing: set {} (a connection URL such as postgresql://user:password@host:5432/db) or its fields (drivername, host, port, username, password, database), or {}",
+                cfg.tried_env_names(&SECTIONS, &["credentials"]).join(", "),
+                Config::secrets_section(&SECTIONS, &["credentials"])
             )));
         }
     };
