@@ -18,9 +18,18 @@ use crate::exit::{self, Failure};
 /// `dlt run FILE`; a failure that leaves a load package pending carries the commands that
 /// recover from it.
 pub fn run(file: &Path, json_out: bool, no_progress: bool, refresh: Option<&str>, force: bool) -> Result<(), Failure> {
-    let mut name = None;
-    run_file(file, json_out, no_progress, refresh, force, &mut name).map_err(|error| {
-        let recovery = match (&name, exit::pending_package(&error)) {
+    let mut opened = None;
+    run_file(file, json_out, no_progress, refresh, force, &mut opened).map_err(|error| {
+        // only a package that is still there needs a way out (a hint mistake drops its package)
+        let pending = exit::pending_package(&error).filter(|(_, id)| {
+            opened.as_ref().is_some_and(|(_, wd): &(String, PathBuf)| {
+                [PackageStage::Extracted, PackageStage::Normalized]
+                    .into_iter()
+                    .any(|st| stage_dir(wd, st).join(id).is_dir())
+            })
+        });
+        let name = opened.as_ref().map(|(n, _)| n.clone());
+        let recovery = match (&name, pending) {
             (Some(name), Some((_, _))) if exit::code(&error) != exit::TRANSIENT => {
                 let f = file.display();
                 vec![
@@ -68,7 +77,7 @@ fn run_file(
     no_progress: bool,
     refresh: Option<&str>,
     force: bool,
-    name: &mut Option<String>,
+    opened: &mut Option<(String, PathBuf)>,
 ) -> Result<()> {
     let refresh = match refresh {
         Some(r) => Some(
@@ -78,7 +87,6 @@ fn run_file(
         None => None,
     };
     let pf = PipelineFile::load(file)?;
-    *name = Some(pf.name.clone());
     let registry = dlt::registry();
     let progress: Option<Arc<dyn Progress>> = if !no_progress && !json_out && std::io::stderr().is_terminal() {
         Some(Arc::new(crate::progress::Bars::new()))
@@ -86,6 +94,7 @@ fn run_file(
         None
     };
     let mut pipeline = pf.pipeline(&registry, progress)?;
+    *opened = Some((pf.name.clone(), pipeline.working_dir().to_path_buf()));
     check_identity(&pipeline, &pf, file, force)?;
     remember_pipeline_file(&pipeline, file);
     let source = pf.source(&registry, pipeline.config())?;

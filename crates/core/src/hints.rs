@@ -61,6 +61,18 @@ fn has_prop(c: &Column, prop: &str) -> bool {
     }
 }
 
+/// A column with no type and no hint left but the `nullable: false` its key hint gave it.
+fn is_bare_key_stub(c: &Column) -> bool {
+    c.data_type.is_none()
+        && c.nullable != Some(true)
+        && !COMPOUND_PROPS.iter().any(|p| has_prop(c, p))
+        && c.unique.is_none()
+        && c.precision.is_none()
+        && c.scale.is_none()
+        && c.timezone.is_none()
+        && c.extra.is_empty()
+}
+
 fn remove_prop(c: &mut Column, prop: &str) {
     match prop {
         "primary_key" => c.primary_key = false,
@@ -234,11 +246,22 @@ fn merge_table(schema: &mut Schema, mut partial: Table) {
         schema.tables.insert(partial.name.clone(), partial);
         return;
     };
+    let mut lost_key: Vec<String> = vec![];
     for prop in COMPOUND_PROPS {
         if partial.columns.values().any(|c| has_prop(c, prop)) {
             for c in t.columns.values_mut() {
+                if has_prop(c, prop) && !partial.columns.contains_key(&c.name) {
+                    lost_key.push(c.name.clone());
+                }
                 remove_prop(c, prop);
             }
+        }
+    }
+    // a column that existed only as a key hint (never in the data) goes with the hint: a
+    // corrected `primary_key` replaces the mistaken one instead of leaving it behind
+    for name in lost_key {
+        if t.columns.get(&name).is_some_and(is_bare_key_stub) {
+            t.columns.shift_remove(&name);
         }
     }
     for (name, col) in partial.columns {

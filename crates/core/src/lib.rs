@@ -21,6 +21,7 @@ pub mod state;
 pub mod tagged;
 pub mod testing;
 pub mod typed;
+mod validate;
 
 pub use error::{Error, Result, Step};
 pub use pipeline::{DropOptions, LoadInfo, Pipeline, PipelineBuilder, Progress, Refresh, Trace};

@@ -465,7 +465,22 @@ impl Pipeline {
     pub fn default_schema(&self) -> Result<Option<Schema>> {
         match self.state.get("default_schema_name").and_then(Value::as_str) {
             Some(n) => self.schema(n),
-            None => Ok(None),
+            // no load committed a state yet (e.g. the first package is pending): the schema
+            // the extraction saved is the pipeline's
+            None => {
+                let dir = self.working_dir.join("schemas");
+                let mut names: Vec<String> = fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".schema.json").map(str::to_string))
+                    .collect();
+                names.sort();
+                match names.first() {
+                    Some(n) => self.schema(n),
+                    None => Ok(None),
+                }
+            }
         }
     }
 
@@ -1183,6 +1198,14 @@ impl Pipeline {
                 return Err(e);
             }
         };
+        let tables: Vec<String> = result.row_counts.keys().cloned().collect();
+        if let Err(e) = crate::validate::merge_keys(&schema, &tables) {
+            // a mistake in the hints, not in the data: the package would fail at every load, so
+            // it goes; nothing of it was loaded and the state commits only with a load
+            let _ = fs::remove_dir_all(&out_dir);
+            self.storage.drop_extracted(load_id)?;
+            return Err(e);
+        }
         let mut row_counts = result.row_counts;
         if let Some(st) = &pstate.pipeline_state {
             let st = PipelineState(st.clone());
@@ -1337,7 +1360,7 @@ impl Pipeline {
     ) -> Result<(Vec<String>, String)> {
         if self.has_pending_packages()? {
             return Err(Error::Pipeline(format!(
-                "pipeline `{}` has pending load packages; run it (or drop them) before dropping resources",
+                "pipeline `{0}` has pending load packages; finish them with another run, or discard them with `dlt pipeline {0} drop-pending-packages`, before dropping resources",
                 self.name
             )));
         }

@@ -785,6 +785,20 @@ impl Schema {
         cur
     }
 
+    /// How many parents `table` has (0 for a root table).
+    pub fn table_chain_depth(&self, table: &str) -> usize {
+        let mut cur = table;
+        let mut depth = 0;
+        while let Some(p) = self.tables.get(cur).and_then(|t| t.parent.as_deref()) {
+            cur = p;
+            depth += 1;
+            if depth > 10_000 {
+                break;
+            }
+        }
+        depth
+    }
+
     /// Root table of `table`.
     pub fn root_table(&self, table: &str) -> Option<&Table> {
         self.tables.get(self.root_table_name(table))

@@ -101,6 +101,9 @@ impl dlt_sql::Dialect for DuckDbDialect {
     fn column_type(&self, col: &Column) -> String {
         column_type(col)
     }
+    fn set_not_null_after_update(&self) -> bool {
+        false
+    }
 }
 
 /// Quote an identifier.
@@ -261,6 +264,7 @@ impl DuckDbClient {
     }
 
     fn exec(&self, sql: &str) -> Result<()> {
+        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
         self.conn.execute_batch(sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(sql))))
     }
 
@@ -444,6 +448,7 @@ impl DestinationClient for DuckDbClient {
                 let target = if staged.contains(&job.table) { sq(&job.table) } else { c.q(&job.table) };
                 let sql =
                     format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&job.path.to_string_lossy()));
+                tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
                 c.conn
                     .execute_batch(&sql)
                     .map_err(|e| classify(e, &format!("loading job {} into table {}", job.path.display(), job.table)))?;
@@ -470,6 +475,7 @@ impl DestinationClient for DuckDbClient {
             }
             for root in &merge_roots {
                 for stmt in dlt_sql::merge_statements(&ctx, root)? {
+                    tracing::info!(target: "dlt::sql", destination = NAME, "{stmt}");
                     c.conn.execute_batch(&stmt).map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
                 }
             }

@@ -277,6 +277,7 @@ impl PgClient {
     }
 
     fn tx_exec(tx: &mut postgres::Transaction<'_>, sql: &str) -> Result<()> {
+        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
         tx.batch_execute(sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(sql))))
     }
 
@@ -334,6 +335,7 @@ fn copy_job(
         json.push(col.data_type == Some(DataType::Json));
     }
     let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", names.join(", "));
+    tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
     let sink = tx.copy_in(&sql).map_err(|e| classify(e, &format!("starting COPY into {target}")))?;
     let mut writer = BinaryCopyInWriter::new(sink, &types);
     let mut row_no = 0usize;
@@ -583,6 +585,7 @@ impl DestinationClient for PgClient {
         }
         for root in &merge_roots {
             for stmt in dlt_sql::merge_statements(&ctx, root)? {
+                tracing::info!(target: "dlt::sql", destination = NAME, "{stmt}");
                 tx.batch_execute(&stmt)
                     .map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
             }

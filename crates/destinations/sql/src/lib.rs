@@ -4,7 +4,9 @@
 #![warn(missing_docs)]
 
 use dlt_core::error::{Error, Result};
-use dlt_core::schema::{C_DLT_ID, C_DLT_LOAD_ID, C_DLT_ROOT_ID, Column, DataType, Schema, SortOrder, Table};
+use dlt_core::schema::{
+    C_DLT_ID, C_DLT_LOAD_ID, C_DLT_PARENT_ID, C_DLT_ROOT_ID, Column, DataType, Schema, SortOrder, Table,
+};
 use serde_json::Value;
 
 /// What differs between SQL destinations for the generated statements.
@@ -48,6 +50,12 @@ pub trait Dialect {
     fn combine_add_columns(&self) -> bool {
         false
     }
+    /// Whether `SET NOT NULL` may follow an `UPDATE` of the column in one transaction (DuckDB:
+    /// no, "Cannot create index with outstanding updates"; the filled column then stays
+    /// nullable in the database while every row has a value).
+    fn set_not_null_after_update(&self) -> bool {
+        true
+    }
     /// `CREATE TEMPORARY TABLE name AS query`.
     fn create_temp_table_as(&self, name: &str, query: &str) -> String {
         format!("CREATE TEMPORARY TABLE {name} AS {query};")
@@ -74,6 +82,12 @@ pub fn column_def(dialect: &dyn Dialect, c: &Column) -> String {
 /// DDL bringing `tables` of `schema` up to date in `dataset`, given the columns that exist
 /// (`existing`: table → column names): CREATE TABLE for new tables, ADD COLUMN for new columns.
 /// Columns are never dropped or retyped; tables without typed columns are not created.
+///
+/// A NOT NULL column added to an existing table (which may hold rows) is added nullable, filled
+/// where its value is known, then made NOT NULL. `_dlt_root_id` is known: a nested table gets
+/// it when its root table turns to `merge`, and the rows already there take their root's
+/// `_dlt_id` through the parent chain (parents first). Other columns fill nothing, so NOT NULL
+/// holds only on a table without rows, as the destination's own error then says.
 pub fn schema_update_sql(
     dialect: &dyn Dialect,
     dataset: &str,
@@ -82,6 +96,8 @@ pub fn schema_update_sql(
     existing: &std::collections::HashMap<String, Vec<String>>,
 ) -> Vec<String> {
     let mut stmts = vec![];
+    // (depth, statements) run after every ADD COLUMN, parents before children
+    let mut fill: Vec<(usize, Vec<String>)> = vec![];
     for name in tables {
         let Some(t) = schema.tables.get(name) else { continue };
         if name == dlt_core::schema::VERSION_TABLE || name == dlt_core::schema::LOADS_TABLE || !t.has_complete_columns()
@@ -95,11 +111,38 @@ pub fn schema_update_sql(
                 stmts.push(format!("CREATE TABLE {qn} (\n{}\n);", cols.join(",\n")));
             }
             Some(have) => {
-                let add: Vec<String> = t
-                    .complete_columns()
-                    .filter(|c| !have.contains(&c.name))
-                    .map(|c| format!("ADD COLUMN {}", column_def(dialect, c)))
-                    .collect();
+                let mut add: Vec<String> = vec![];
+                for c in t.complete_columns().filter(|c| !have.contains(&c.name)) {
+                    if c.is_nullable() {
+                        add.push(format!("ADD COLUMN {}", column_def(dialect, c)));
+                        continue;
+                    }
+                    let mut nullable = c.clone();
+                    nullable.nullable = Some(true);
+                    add.push(format!("ADD COLUMN {}", column_def(dialect, &nullable)));
+                    let col = dialect.quote(&c.name);
+                    let mut then = vec![];
+                    let mut filled = false;
+                    if c.name == C_DLT_ROOT_ID
+                        && let Some(parent) = &t.parent
+                    {
+                        filled = true;
+                        let parent_is_root = schema.tables.get(parent).is_some_and(|p| p.parent.is_none());
+                        let from = if parent_is_root { C_DLT_ID } else { C_DLT_ROOT_ID };
+                        then.push(format!(
+                            "UPDATE {qn} SET {col} = p.{} FROM {}.{} AS p WHERE {qn}.{} = p.{} AND {qn}.{col} IS NULL;",
+                            dialect.quote(from),
+                            dialect.quote(dataset),
+                            dialect.quote(parent),
+                            dialect.quote(C_DLT_PARENT_ID),
+                            dialect.quote(C_DLT_ID),
+                        ));
+                    }
+                    if !filled || dialect.set_not_null_after_update() {
+                        then.push(format!("ALTER TABLE {qn} ALTER COLUMN {col} SET NOT NULL;"));
+                    }
+                    fill.push((schema.table_chain_depth(name), then));
+                }
                 if add.is_empty() {
                     continue;
                 }
@@ -113,6 +156,8 @@ pub fn schema_update_sql(
             }
         }
     }
+    fill.sort_by_key(|(depth, _)| *depth);
+    stmts.extend(fill.into_iter().flat_map(|(_, s)| s));
     stmts
 }
 

@@ -194,6 +194,7 @@ impl Http {
         let mut refreshed = false;
         loop {
             attempt += 1;
+            tracing::info!(target: "dlt::http", request = %what, attempt, "rest_api: request");
             let result = self.send_following_redirects(req, &url, origin, auth, resource, &what);
             let resp = match result {
                 Ok(r) => r,

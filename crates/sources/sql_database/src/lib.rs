@@ -63,6 +63,15 @@ pub use types::{ReflectionLevel, ValueKind};
 /// dlt's default rows per batch.
 pub const DEFAULT_CHUNK_SIZE: usize = 50_000;
 
+/// `schema` names nothing in the database: a configuration error listing what is there.
+pub(crate) fn no_such_schema(schema: &str, existing: &[String]) -> Error {
+    let list = if existing.is_empty() { "none".to_string() } else { existing.join(", ") };
+    Error::Config(format!(
+        "sql_database: schema `{schema}` does not exist (Postgres: a schema; MySQL/MariaDB: a database); \
+         set `schema` in [source] to one of: {list}"
+    ))
+}
+
 pub(crate) fn source_error(message: String, transient: bool) -> Error {
     Error::Source { resource: "sql_database".into(), message, transient }
 }
@@ -452,6 +461,21 @@ impl SqlDatabase {
             for c in &t.columns {
                 let col = c.dlt_column(self.reflection_level);
                 hints.columns.insert(c.output_name.clone(), col);
+            }
+            // keys must name columns that are read: found now, not as a failed merge at load
+            for (what, keys) in [("primary_key", &opts.primary_key), ("merge_key", &opts.merge_key)] {
+                for k in keys.iter().flat_map(|k| &k.0) {
+                    if !t.columns.iter().any(|c| &c.output_name == k || &c.name == k) {
+                        let cols: Vec<&str> = t.columns.iter().map(|c| c.output_name.as_str()).collect();
+                        return Err(Error::Config(format!(
+                            "sql_database: table `{}`: {what} `{k}` is not one of its columns ({}); fix `{what}` \
+                             in [source.tables.{}]",
+                            t.name,
+                            cols.join(", "),
+                            t.name
+                        )));
+                    }
+                }
             }
             let pk = t.primary_key_output();
             hints.primary_key = opts.primary_key.clone().or((!pk.is_empty()).then_some(KeyHint(pk)));

@@ -82,6 +82,17 @@ pub(crate) fn reflect(conn: &mut Conn, schema: Option<&str>) -> Result<(String, 
         lit(&schema)
     );
     let rows: Vec<mysql::Row> = conn.query(sql).map_err(|e| classify(e, "reflecting tables"))?;
+    if rows.is_empty() {
+        let schemas: Vec<String> = conn
+            .query::<String, _>(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN \
+                 ('information_schema', 'mysql', 'performance_schema', 'sys') ORDER BY 1",
+            )
+            .map_err(|e| classify(e, "listing databases"))?;
+        if !schemas.contains(&schema) {
+            return Err(crate::no_such_schema(&schema, &schemas));
+        }
+    }
     let mut tables: Vec<TableSchema> = vec![];
     for r in rows {
         let v = r.unwrap_raw();
@@ -144,6 +155,7 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
     };
     tracing::debug!(table = %t.name, %sql, "sql_database: reading");
     let table = t.name.clone();
+    tracing::info!(target: "dlt::sql", source = "sql_database", "{}", sql);
     let mut result = conn.query_iter(sql).map_err(|e| classify(e, &format!("reading table `{table}`")))?;
     let (names, kinds): (Vec<String>, Vec<ValueKind>) = match &job.query {
         None => t.columns.iter().map(|c| (c.output_name.clone(), c.kind())).unzip(),

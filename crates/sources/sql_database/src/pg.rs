@@ -101,6 +101,21 @@ pub(crate) fn reflect(client: &mut postgres::Client, schema: Option<&str>) -> Re
             .unwrap_or_else(|| "public".into()),
     };
     let rows = client.query(REFLECT_SQL, &[&schema]).map_err(|e| classify(e, "reflecting tables"))?;
+    if rows.is_empty() {
+        let schemas: Vec<String> = client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' \
+                 AND nspname <> 'information_schema' ORDER BY 1",
+                &[],
+            )
+            .map_err(|e| classify(e, "listing schemas"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !schemas.contains(&schema) {
+            return Err(crate::no_such_schema(&schema, &schemas));
+        }
+    }
     let mut tables: Vec<TableSchema> = vec![];
     for r in rows {
         let tname: String = r.get(0);
@@ -443,6 +458,7 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
     let p = plan(&mut client, job)?;
     tracing::debug!(table = %job.table.name, sql = %p.copy_sql, "sql_database: reading");
     let table = job.table.name.clone();
+    tracing::info!(target: "dlt::sql", source = "sql_database", "{}", p.copy_sql);
     let reader = client.copy_out(&p.copy_sql).map_err(|e| classify(e, &format!("reading table `{table}`")))?;
     let mut s = Stream { r: reader, buf: vec![0; 256 * 1024], pos: 0, end: 0 };
     let io = |e: std::io::Error| source_error(format!("reading table `{table}`: {e}"), true);

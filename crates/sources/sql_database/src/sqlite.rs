@@ -152,6 +152,7 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
     };
     tracing::debug!(table = %t.name, %sql, "sql_database: reading");
     let table = t.name.clone();
+    tracing::info!(target: "dlt::sql", source = "sql_database", "{}", sql);
     let mut stmt = conn.prepare(&sql).map_err(|e| classify(e, &format!("reading table `{table}`")))?;
     let (names, kinds): (Vec<String>, Vec<ValueKind>) = match &job.query {
         None => t.columns.iter().map(|c| (c.output_name.clone(), c.kind())).unzip(),
