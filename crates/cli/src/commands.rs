@@ -639,11 +639,11 @@ fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, datas
     Ok(b.build()?)
 }
 
-/// Whether a folder holds any file (in any subfolder).
+/// Whether a folder holds any file (in any subfolder) besides the storage's `.version` marks.
 fn has_files(dir: &Path) -> bool {
     std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
         let p = e.path();
-        if p.is_dir() { has_files(&p) } else { true }
+        if p.is_dir() { has_files(&p) } else { e.file_name() != ".version" }
     })
 }
 

@@ -666,8 +666,10 @@ impl DestinationFactory for PostgresFactory {
         let whole = ctx.config.resolve(&["destination", NAME], &["credentials"]).map(|(v, _)| v);
         let explicit = ctx.explicit.and_then(|t| t.get("credentials")).cloned();
         let field = |key: &str| -> Option<String> {
-            ctx.config.resolve(&["destination", NAME], &["credentials", key]).map(|(v, _)| v.as_string()).or_else(
-                || match (&whole, &explicit) {
+            ctx.config
+                .resolve(&["destination", NAME], &["credentials", key])
+                .map(|(v, _)| v.as_string())
+                .or_else(|| match (&whole, &explicit) {
                     (Some(ConfigValue::Toml(toml::Value::Table(t))), _) => {
                         t.get(key).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
                     }
@@ -675,8 +677,9 @@ impl DestinationFactory for PostgresFactory {
                         t.get(key).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
                     }
                     _ => None,
-                },
-            )
+                })
+                // `<configure me>` from `dlt init` is not a value (as in dlt)
+                .filter(|v| !dlt_core::config::is_placeholder(v))
         };
         let url = match (&whole, &explicit) {
             (Some(ConfigValue::Str(s)), _) => Some(s.clone()),
@@ -684,6 +687,7 @@ impl DestinationFactory for PostgresFactory {
             (None, Some(toml::Value::String(s))) => Some(s.clone()),
             _ => None,
         };
+        let had_url = url.is_some();
         let (mut config, url_mode, root) = match url {
             Some(u) => {
                 let (client_url, mode, root) = tls::split_tls_options(u.trim())?;
@@ -739,9 +743,9 @@ impl DestinationFactory for PostgresFactory {
         if let Some(p) = field("password") {
             config.password(p);
         }
-        if let Some(at) = ctx.config.placeholder(&["destination", NAME], &["credentials", "password"])
+        if !had_url
             && field("password").is_none()
-            && config.get_password().is_none()
+            && let Some(at) = ctx.config.placeholder(&["destination", NAME], &["credentials", "password"])
         {
             return Err(Error::Config(format!(
                 "postgres password missing: {at} is still the placeholder `dlt init` wrote; put the password \
