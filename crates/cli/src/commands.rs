@@ -468,6 +468,8 @@ fn default_schema(wd: &Path) -> Result<dlt::Schema> {
 
 fn schema(wd: &Path, format: &str) -> Result<()> {
     let s = default_schema(wd)?;
+    // on stderr: stdout holds only the document, for scripts
+    eprintln!("Found schema with name {}", s.name);
     match format {
         "json" => println!("{}", s.to_pretty_json()),
         "yaml" => print!("{}", s.to_pretty_yaml()),

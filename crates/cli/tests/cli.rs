@@ -82,10 +82,12 @@ fn run_and_inspect() {
     let info = ok(&p.dlt(&["pipeline", "cli_p", "info"]));
     assert!(info.contains("dataset_name: \"ds\"") && info.contains(&load_id), "{info}");
     assert!(info.contains("issues with 2 table(s)"), "{info}");
-    let schema = ok(&p.dlt(&["pipeline", "cli_p", "schema"]));
-    assert!(schema.contains("Found schema with name cli_p") && schema.contains("issues__labels:"), "{schema}");
+    let o = p.dlt(&["pipeline", "cli_p", "schema"]);
+    let schema = ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Found schema with name cli_p"));
+    assert!(schema.contains("issues__labels:"), "{schema}");
     let schema_json = ok(&p.dlt(&["pipeline", "cli_p", "schema", "--format", "json"]));
-    let doc: Value = serde_json::from_str(schema_json.split_once('\n').unwrap().1).unwrap();
+    let doc: Value = serde_json::from_str(&schema_json).unwrap();
     assert_eq!(doc["tables"]["issues__labels"]["parent"], "issues");
     let trace = ok(&p.dlt(&["pipeline", "cli_p", "trace"]));
     assert!(trace.contains("COMPLETED") && trace.contains("Step load COMPLETED"), "{trace}");

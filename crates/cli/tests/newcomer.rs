@@ -579,3 +579,22 @@ fn the_small_things() {
 fn pathdiff(path: &Path) -> String {
     path.to_str().unwrap().trim_start_matches('/').to_string()
 }
+
+#[test]
+fn a_write_disposition_the_destination_cannot_do_is_refused_before_loading() {
+    let p = Project::new();
+    p.write("data/1.jsonl", "{\"id\": 1}\n");
+    let pipeline = |extra: &str| {
+        files_pipeline("fsmerge", extra)
+            .replacen("[pipeline]\n", "[pipeline]\ndestination = \"filesystem\"\n", 1)
+            .replacen("\n[source]", "\n[destination]\nbucket_url = \"lake\"\n\n[source]", 1)
+    };
+    p.write("p.toml", &pipeline("write_disposition = \"merge\"\nprimary_key = \"id\"\n"));
+    let e = exit(&p.dlt(&["run", "p.toml"]), 2);
+    assert!(e.contains("write_disposition `merge`") && e.contains("table_format = \"delta\""), "{e}");
+    nothing_pending(&p, "fsmerge");
+    p.write("p.toml", &pipeline("write_disposition = \"append\"\n"));
+    ok(&p.dlt(&["run", "p.toml"]));
+    let files: Vec<_> = std::fs::read_dir(p.root.join("lake/ds/events")).unwrap().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+}

@@ -91,6 +91,9 @@ pub struct Capabilities {
     pub supports_transactions: bool,
     /// Merge strategies supported.
     pub merge_strategies: Vec<MergeStrategy>,
+    /// Table formats a merged table needs (`delta` on the filesystem destination); empty: any
+    /// table merges.
+    pub merge_table_formats: Vec<&'static str>,
     /// Replace strategies supported.
     pub replace_strategies: Vec<ReplaceStrategy>,
     /// Default timestamp precision (fractional digits).

@@ -329,10 +329,16 @@ mod tests {
         assert_eq!(t.columns["v"].nullable, None, "no nullable added to a declared column");
         assert_eq!((t.columns["id"].primary_key, t.columns["id"].nullable), (true, Some(false)));
         assert_eq!(t.write_disposition, Some(WriteDisposition::Append));
-        // a later primary key names all key columns: the old one loses the flag
+        // a later primary key names all key columns: the old one loses the flag, and a key
+        // column known only from the hint (never in the data) goes with it
         apply(&mut s, "t", json!({"primary_key": "v"}));
         let t = &s.tables["t"];
-        assert!(!t.columns["id"].primary_key && t.columns["v"].primary_key);
+        assert!(!t.columns.contains_key("id") && t.columns["v"].primary_key);
+        // a key column the data has keeps its place without the flag
+        apply(&mut s, "u", json!({"primary_key": "id", "columns": {"id": {"data_type": "bigint"}}}));
+        apply(&mut s, "u", json!({"primary_key": "w"}));
+        let u = &s.tables["u"];
+        assert!(!u.columns["id"].primary_key && u.columns["w"].primary_key);
     }
 
     #[test]

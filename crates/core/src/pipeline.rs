@@ -1199,7 +1199,7 @@ impl Pipeline {
             }
         };
         let tables: Vec<String> = result.row_counts.keys().cloned().collect();
-        if let Err(e) = crate::validate::merge_keys(&schema, &tables) {
+        if let Err(e) = crate::validate::package(&schema, &tables, &caps, self.destination.name()) {
             // a mistake in the hints, not in the data: the package would fail at every load, so
             // it goes; nothing of it was loaded and the state commits only with a load
             let _ = fs::remove_dir_all(&out_dir);

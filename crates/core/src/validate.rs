@@ -2,12 +2,58 @@
 //! mistakes in hints that the data reveals (a key that names no column) are configuration
 //! errors here, not failed merges at load that leave a package pending.
 
+use crate::destination::Capabilities;
 use crate::error::{Error, Result};
 use crate::schema::{Schema, WriteDisposition};
 
+/// The checks of a normalized package, for the root tables among `tables`.
+pub(crate) fn package(schema: &Schema, tables: &[String], caps: &Capabilities, destination: &str) -> Result<()> {
+    merge_keys(schema, tables)?;
+    merges_the_destination_can_do(schema, tables, caps, destination)
+}
+
+/// A merged table must be one the destination merges: the strategy among its strategies, the
+/// table in a format it merges (plain files on the filesystem destination do not).
+fn merges_the_destination_can_do(
+    schema: &Schema,
+    tables: &[String],
+    caps: &Capabilities,
+    destination: &str,
+) -> Result<()> {
+    for name in tables {
+        let Some(t) = schema.tables.get(name) else { continue };
+        if t.parent.is_some() || t.write_disposition != Some(WriteDisposition::Merge) {
+            continue;
+        }
+        let resource = t.resource.as_deref().unwrap_or(name);
+        if !caps.merge_table_formats.is_empty()
+            && !t.table_format.as_deref().is_some_and(|f| caps.merge_table_formats.contains(&f))
+        {
+            return Err(Error::Config(format!(
+                "resource `{resource}`: table `{name}` has write_disposition `merge`, which the {destination} \
+                 destination does only for table_format {}; use append or replace, or set table_format = \"{}\". \
+                 Nothing was loaded: the package was discarded and the state did not move",
+                caps.merge_table_formats.join(" or "),
+                caps.merge_table_formats[0]
+            )));
+        }
+        let strategy = t.merge_strategy().unwrap_or("delete-insert");
+        if !caps.merge_strategies.iter().any(|s| s.as_str() == strategy) {
+            let have: Vec<&str> = caps.merge_strategies.iter().map(|s| s.as_str()).collect();
+            return Err(Error::Config(format!(
+                "resource `{resource}`: merge strategy `{strategy}` is not one the {destination} destination \
+                 runs (it runs: {}); choose one of them in write_disposition. Nothing was loaded: the package was \
+                 discarded and the state did not move",
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every `primary_key` / `merge_key` of a merged table among `tables` must be a column the
 /// data has (a key column known only from hints never got a type).
-pub(crate) fn merge_keys(schema: &Schema, tables: &[String]) -> Result<()> {
+fn merge_keys(schema: &Schema, tables: &[String]) -> Result<()> {
     for name in tables {
         let Some(t) = schema.tables.get(name) else { continue };
         if t.parent.is_some() || t.write_disposition != Some(WriteDisposition::Merge) {

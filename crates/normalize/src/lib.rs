@@ -910,6 +910,7 @@ mod tests {
             max_column_identifier_length: 65536,
             supports_transactions: true,
             merge_strategies: vec![],
+            merge_table_formats: vec![],
             replace_strategies: vec![],
             timestamp_precision: 6,
             decimal_precision: (38, 9),

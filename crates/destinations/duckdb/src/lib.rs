@@ -37,6 +37,7 @@ pub fn capabilities() -> Capabilities {
             MergeStrategy::Scd2,
             MergeStrategy::InsertOnly,
         ],
+        merge_table_formats: vec![],
         replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
         timestamp_precision: 6,
         decimal_precision: (38, 9),

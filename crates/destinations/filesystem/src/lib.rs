@@ -62,6 +62,9 @@ pub fn capabilities() -> Capabilities {
         } else {
             vec![]
         },
+        // plain files do not merge: only Delta tables (all of them when the configuration's
+        // `table_format` is delta)
+        merge_table_formats: vec!["delta"],
         replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
         timestamp_precision: 6,
         decimal_precision: (38, 9),
@@ -142,7 +145,14 @@ impl Filesystem {
                 current_datetime: config.current_datetime,
                 table_format,
             }),
-            caps: capabilities(),
+            caps: {
+                let mut caps = capabilities();
+                if table_format == Some(TableFormat::Delta) {
+                    // every table is a Delta table unless it names another format (an error)
+                    caps.merge_table_formats.clear();
+                }
+                caps
+            },
         })
     }
 

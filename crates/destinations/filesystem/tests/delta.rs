@@ -307,9 +307,11 @@ fn table_format_from_the_schema_and_plain_merge_error() {
         .unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.contains("`plain` has write disposition `merge`, which the filesystem destination does not do"),
+        msg.contains("table `plain` has write_disposition `merge`, which the filesystem destination does only for table_format delta"),
         "{msg}"
     );
+    // found before loading: the package is gone, the next run is not blocked
+    assert!(!e.is_transient() && !p.has_pending_packages().unwrap(), "{msg}");
     assert_eq!(read_delta(&py, &uri(&bucket, "lakey"), "lakey", json!({}))["version"], before);
 }
 
@@ -655,7 +657,8 @@ fn merge_default_strategy_with_partitions_and_insert_only() {
             json!({"write_disposition": {"disposition": "merge", "strategy": "scd2"}}),
         )])
         .unwrap_err();
-    assert!(e.to_string().contains("merge strategy `scd2` is not supported on Delta tables"), "{e}");
+    assert!(e.to_string().contains("merge strategy `scd2` is not one the filesystem destination runs"), "{e}");
+    assert!(!p.has_pending_packages().unwrap(), "refused before loading: nothing pending");
     assert_eq!(read_delta(&py, &uri(&bucket, "sales"), "sales", json!({}))["version"], version);
 }
 

@@ -43,6 +43,7 @@ pub fn capabilities() -> Capabilities {
             MergeStrategy::Scd2,
             MergeStrategy::InsertOnly,
         ],
+        merge_table_formats: vec![],
         replace_strategies: vec![
             ReplaceStrategy::TruncateAndInsert,
             ReplaceStrategy::InsertFromStaging,
