@@ -32,6 +32,9 @@ enum Input {
     Rest { page: u64 },
     /// The Postgres table `b_src.bench_rows` of `bench/gen_pg.sql` in the database `dlt_bench`.
     Postgres,
+    /// W4: `gen_json.py merge_base` loaded first (untimed), then the timed merge of
+    /// `gen_json.py merge_batch` (primary key `id`).
+    Merge { base: &'static str, base_records: u64, batch: &'static str, updated: u64 },
 }
 
 struct Workload {
@@ -47,7 +50,7 @@ struct Workload {
     reference: Option<Reference>,
 }
 
-const WORKLOADS: [Workload; 9] = [
+const WORKLOADS: [Workload; 11] = [
     Workload {
         id: "W1",
         records: 1_000_000,
@@ -101,6 +104,30 @@ const WORKLOADS: [Workload; 9] = [
         reference: None,
     },
     Workload {
+        // merge 100,000 changed + 100,000 new records into 1,000,000 (only the merge is timed)
+        id: "W4",
+        records: 200_000,
+        input: Input::Merge {
+            base: "merge_base_1m.jsonl",
+            base_records: 1_000_000,
+            batch: "merge_batch_200k.jsonl",
+            updated: 100_000,
+        },
+        destination: "duckdb",
+        expected: &[("orders", 200_000)],
+        reference: Some(Reference { wall_s: 19.7, cpu_s: 20.4, rows_per_s: 9_000.0, rss_mb: 434.0 }),
+    },
+    Workload {
+        // W1s into Postgres (binary COPY)
+        id: "W5s",
+        records: 100_000,
+        input: Input::Jsonl("issues_100k.jsonl"),
+        destination: "postgres",
+        expected: &[("issues", 100_000), ("issues__labels", 250_110), ("issues__assignees", 150_497)],
+        // dlt's fastest path into Postgres (csv job files), bench/README.md
+        reference: Some(Reference { wall_s: 42.9, cpu_s: 40.4, rows_per_s: 2_330.0, rss_mb: 142.0 }),
+    },
+    Workload {
         id: "W2",
         records: 5_000_000,
         input: Input::Postgres,
@@ -144,7 +171,7 @@ struct Run {
 }
 
 pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
-    let usage = "usage: cargo xtask bench <W1|W1s|W1fs|W1sfs|W1x5|REST|W2|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
+    let usage = "usage: cargo xtask bench <W1|W1s|W1fs|W1sfs|W1x5|REST|W4|W5s|W2|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
                  [--with-dlt]";
     let mut workload = None;
     let mut runs = 1usize;
@@ -281,6 +308,8 @@ fn parse_runs(v: &str) -> Result<usize> {
 /// What a workload runs against: a data file, a running json-server, or a Postgres URL.
 struct Prepared {
     data: Option<PathBuf>,
+    /// W4: the table merged into, loaded before the timed run.
+    base: Option<PathBuf>,
     server: Option<JsonServer>,
     pg_url: Option<String>,
 }
@@ -300,10 +329,23 @@ impl Drop for JsonServer {
 }
 
 fn prepare(ctx: &Ctx, w: &Workload) -> Result<Prepared> {
+    let none = Prepared { data: None, base: None, server: None, pg_url: None };
     match w.input {
-        Input::Jsonl(file) => Ok(Prepared { data: Some(ensure_data(ctx, w, file)?), server: None, pg_url: None }),
-        Input::Rest { .. } => Ok(Prepared { data: None, server: Some(start_json_server(ctx, w)?), pg_url: None }),
-        Input::Postgres => Ok(Prepared { data: None, server: None, pg_url: Some(ensure_pg_table(ctx, w)?) }),
+        Input::Jsonl(file) => {
+            let data = ensure_data(ctx, file, &["issues".into(), w.records.to_string()])?;
+            // the Postgres destination loads into the bench database
+            let pg_url = if w.destination == "postgres" { Some(bench_database(ctx)?) } else { None };
+            Ok(Prepared { data: Some(data), pg_url, ..none })
+        }
+        Input::Rest { .. } => Ok(Prepared { server: Some(start_json_server(ctx, w)?), ..none }),
+        Input::Postgres => Ok(Prepared { pg_url: Some(ensure_pg_table(ctx, w)?), ..none }),
+        Input::Merge { base, base_records, batch, updated } => {
+            let n = base_records.to_string();
+            let base = ensure_data(ctx, base, &["merge_base".into(), n.clone()])?;
+            let new = (w.records - updated).to_string();
+            let data = ensure_data(ctx, batch, &["merge_batch".into(), n, updated.to_string(), new])?;
+            Ok(Prepared { data: Some(data), base: Some(base), ..none })
+        }
     }
 }
 
@@ -361,8 +403,19 @@ fn start_json_server(ctx: &Ctx, w: &Workload) -> Result<JsonServer> {
     Ok(server)
 }
 
-/// The W2/W3 table, generated once by bench/gen_pg.sql into the database `dlt_bench`.
-fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
+/// The database `dlt_bench` (created once); its URL.
+fn bench_database(_ctx: &Ctx) -> Result<String> {
+    let (base, psql) = pg_base();
+    if psql(&format!("{base}/postgres"), "SELECT 1 FROM pg_database WHERE datname = 'dlt_bench'")?.is_empty() {
+        psql(&format!("{base}/postgres"), "CREATE DATABASE dlt_bench")?;
+    }
+    Ok(format!("{base}/dlt_bench"))
+}
+
+type Psql = fn(&str, &str) -> Result<String>;
+
+/// The server URL without a database, and a `psql -tAc` runner.
+fn pg_base() -> (String, Psql) {
     let base = std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432".into());
     let base = base.trim_end_matches('/');
     let base = match base.rfind('/') {
@@ -370,21 +423,24 @@ fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
         Some(i) => base[..i].to_string(),
         None => base.to_string(),
     };
-    let url = format!("{base}/dlt_bench");
-    let psql = |db_url: &str, sql: &str| -> Result<String> {
+    fn psql(db_url: &str, sql: &str) -> Result<String> {
         let out = Command::new("psql")
             .args([db_url, "-tAc", sql])
             .stderr(Stdio::piped())
             .output()
-            .context("psql (PostgreSQL client) is needed for the W2/W3 data")?;
+            .context("psql (PostgreSQL client) is needed for the Postgres workloads")?;
         if !out.status.success() {
             bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    if psql(&format!("{base}/postgres"), "SELECT 1 FROM pg_database WHERE datname = 'dlt_bench'")?.is_empty() {
-        psql(&format!("{base}/postgres"), "CREATE DATABASE dlt_bench")?;
     }
+    (base, psql)
+}
+
+/// The W2/W3 table, generated once by bench/gen_pg.sql into the database `dlt_bench`.
+fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
+    let url = bench_database(ctx)?;
+    let (_, psql) = pg_base();
     let n = psql(&url, "SELECT count(*) FROM b_src.bench_rows").unwrap_or_default();
     if n != w.records.to_string() {
         eprintln!("xtask: generating b_src.bench_rows ({} rows; once, kept in dlt_bench)", thousands(w.records));
@@ -400,8 +456,8 @@ fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
     Ok(url)
 }
 
-/// Generate the workload's input once into `<cache>/bench/`.
-fn ensure_data(ctx: &Ctx, w: &Workload, file: &str) -> Result<PathBuf> {
+/// Generate a workload's input once into `<cache>/bench/` (`gen_json.py <args> FILE`).
+fn ensure_data(ctx: &Ctx, file: &str, args: &[String]) -> Result<PathBuf> {
     let dir = ctx.cache_dir.join("bench");
     let path = dir.join(file);
     if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
@@ -410,10 +466,10 @@ fn ensure_data(ctx: &Ctx, w: &Workload, file: &str) -> Result<PathBuf> {
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
     let script = ctx.repo.join("bench/gen_json.py");
-    eprintln!("xtask: generating {} ({} records; once, cached)", path.display(), thousands(w.records));
+    eprintln!("xtask: generating {} (gen_json.py {}; once, cached)", path.display(), args.join(" "));
     let result = (|| -> Result<()> {
         run(
-            Command::new("python3").arg(&script).arg("issues").arg(w.records.to_string()).arg(&tmp),
+            Command::new("python3").arg(&script).args(args).arg(&tmp),
             "python3 (standard library only) is needed to generate the benchmark data: \
              install Python 3.",
         )
@@ -476,6 +532,10 @@ fn pipeline_file(w: &Workload, prepared: &Prepared) -> String {
             "[source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"issues\"\npath = \"issues.jsonl\"\n\
              write_disposition = \"replace\"\n",
         ),
+        Input::Merge { .. } => f.push_str(
+            "[source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"orders\"\npath = \"orders.jsonl\"\n\
+             write_disposition = \"merge\"\nprimary_key = \"id\"\n",
+        ),
         Input::Rest { page } => {
             let port = prepared.server.as_ref().map_or(0, |s| s.port);
             let _ = write!(
@@ -503,19 +563,43 @@ fn pipeline_file(w: &Workload, prepared: &Prepared) -> String {
 
 /// One timed `dlt run pipeline.toml --json` in the fresh dir `dir`.
 fn run_once(ctx: &Ctx, w: &Workload, dlt: &Path, prepared: &Prepared, dir: &Path) -> Result<(ExitStatus, Run)> {
-    if let Some(data) = &prepared.data {
+    let link = |from: &Path, name: &str| {
         // A symlink keeps the pipeline file free of absolute paths (and of glob
         // characters the cache path might contain).
-        std::os::unix::fs::symlink(data, dir.join("issues.jsonl"))
-            .with_context(|| format!("cannot link the data into {}", dir.display()))?;
-    }
+        let to = dir.join(name);
+        let _ = fs::remove_file(&to);
+        std::os::unix::fs::symlink(from, &to).with_context(|| format!("cannot link the data into {}", dir.display()))
+    };
+    let data_name = if matches!(w.input, Input::Merge { .. }) { "orders.jsonl" } else { "issues.jsonl" };
     fs::write(dir.join("pipeline.toml"), pipeline_file(w, prepared)).context("cannot write pipeline.toml")?;
+    let dlt_cmd = || {
+        let mut cmd = ctx.command(dlt);
+        cmd.current_dir(dir)
+            .env("DLT_DATA_DIR", dir.join("dlt-data"))
+            .args(["run", "pipeline.toml", "--json"])
+            .stdin(Stdio::null());
+        if let Some(url) = prepared.pg_url.as_deref().filter(|_| w.destination == "postgres") {
+            cmd.env("DESTINATION__POSTGRES__CREDENTIALS", url);
+        }
+        cmd
+    };
+    if w.destination == "postgres" {
+        let (_, psql) = pg_base();
+        psql(prepared.pg_url.as_deref().context("no bench database")?, "DROP SCHEMA IF EXISTS bench_data CASCADE")?;
+    }
+    if let Some(base) = &prepared.base {
+        // the table merged into: loaded first, untimed
+        link(base, data_name)?;
+        let out = dlt_cmd().stdout(Stdio::null()).status().context("cannot run dlt for the base table")?;
+        if !out.success() {
+            bail!("loading the base table failed ({})", describe_status(out));
+        }
+    }
+    if let Some(data) = &prepared.data {
+        link(data, data_name)?;
+    }
 
-    let mut cmd = ctx.command(dlt);
-    cmd.current_dir(dir)
-        .env("DLT_DATA_DIR", dir.join("dlt-data"))
-        .args(["run", "pipeline.toml", "--json"])
-        .stdin(Stdio::null());
+    let mut cmd = dlt_cmd();
     let (st, m, stdout) = measure(&mut cmd)?;
     fs::write(dir.join("run.json"), &stdout).context("cannot save the --json output")?;
     eprintln!(
@@ -736,6 +820,18 @@ fn measure_python_dlt(ctx: &Ctx, w: &Workload, prepared: &Prepared, dir: &Path) 
         }
     };
     match w.input {
+        Input::Jsonl(_) if w.destination == "postgres" => {
+            let url = prepared.pg_url.as_deref().context("no bench database")?;
+            let (_, psql) = pg_base();
+            psql(url, "DROP SCHEMA IF EXISTS bench_py CASCADE")?;
+            // dlt's fastest job format into Postgres (bench/README.md)
+            cmd.arg(ctx.repo.join("bench/dlt_load.py"))
+                .args(["--name", "bench", "--table", "issues", "--format", "csv", "--workdir"])
+                .arg(dir.join("pipelines"))
+                .arg("--jsonl")
+                .arg(prepared.data.as_ref().context("no data file")?)
+                .args(["--dest", "postgres", "--dest-url", url, "--dataset", "bench_py"]);
+        }
         Input::Jsonl(_) => {
             cmd.arg(ctx.repo.join("bench/dlt_load.py"))
                 .args(["--name", "bench", "--table", "issues", "--format", "parquet", "--workdir"])
@@ -743,6 +839,26 @@ fn measure_python_dlt(ctx: &Ctx, w: &Workload, prepared: &Prepared, dir: &Path) 
                 .arg("--jsonl")
                 .arg(prepared.data.as_ref().context("no data file")?);
             dest(&mut cmd);
+        }
+        Input::Merge { .. } => {
+            let merge = |cmd: &mut Command, file: &Path| {
+                cmd.arg(ctx.repo.join("bench/dlt_load.py"))
+                    .args(["--name", "bench", "--table", "orders", "--format", "parquet"])
+                    .args(["--write-disposition", "merge", "--primary-key", "id", "--workdir"])
+                    .arg(dir.join("pipelines"))
+                    .arg("--jsonl")
+                    .arg(file);
+                dest(cmd);
+            };
+            // the table merged into: loaded first, untimed
+            let mut first = Command::new(&python);
+            first.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null());
+            merge(&mut first, prepared.base.as_ref().context("no base file")?);
+            let st = first.status().context("cannot run Python dlt for the base table")?;
+            if !st.success() {
+                bail!("Python dlt failed on the base table ({})", describe_status(st));
+            }
+            merge(&mut cmd, prepared.data.as_ref().context("no data file")?);
         }
         Input::Rest { page } => {
             let port = prepared.server.as_ref().context("no server")?.port;
