@@ -437,6 +437,44 @@ fn pg_base() -> (String, Psql) {
     (base, psql)
 }
 
+/// dlt's sql_database source with its fastest backend (bench/README.md): SQLAlchemy and
+/// connectorx 0.4.6 in the Python dlt venv, installed once.
+fn sql_database_extras(python: &Path) -> Result<()> {
+    let have = || {
+        Command::new(python)
+            .args(["-c", "import sqlalchemy, connectorx, psycopg"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !have() {
+        eprintln!("xtask: installing dlt[sql-database], connectorx==0.4.6 and psycopg for Python dlt (once)");
+        run(
+            Command::new(python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args([
+                "dlt[sql-database]==1.31.0",
+                "connectorx==0.4.6",
+                "psycopg[binary]",
+            ]),
+            "pip must reach PyPI to install dlt's sql_database extras",
+        )?;
+        if !have() {
+            bail!("after pip install, {} still cannot import sqlalchemy and connectorx", python.display());
+        }
+    }
+    Ok(())
+}
+
+/// `url` with a placeholder password when it has none (`scheme://user@host` → `user:x@`).
+fn with_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) if !user.contains(':') => format!("{scheme}://{user}:x@{host}"),
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// The W2/W3 table, generated once by bench/gen_pg.sql into the database `dlt_bench`.
 fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
     let url = bench_database(ctx)?;
@@ -824,6 +862,8 @@ fn measure_python_dlt(ctx: &Ctx, w: &Workload, prepared: &Prepared, dir: &Path) 
             let url = prepared.pg_url.as_deref().context("no bench database")?;
             let (_, psql) = pg_base();
             psql(url, "DROP SCHEMA IF EXISTS bench_py CASCADE")?;
+            // dlt requires a password in Postgres credentials (the local server trusts anyway)
+            let url = &with_password(url);
             // dlt's fastest job format into Postgres (bench/README.md)
             cmd.arg(ctx.repo.join("bench/dlt_load.py"))
                 .args(["--name", "bench", "--table", "issues", "--format", "csv", "--workdir"])
@@ -871,6 +911,7 @@ fn measure_python_dlt(ctx: &Ctx, w: &Workload, prepared: &Prepared, dir: &Path) 
         }
         Input::Postgres => {
             let url = prepared.pg_url.as_deref().context("no database")?;
+            sql_database_extras(&python)?;
             cmd.arg(ctx.repo.join("bench/dlt_load.py"))
                 .args(["--name", "bench", "--sql-table", "b_src.bench_rows", "--backend", "connectorx"])
                 .args(["--sql-url", url, "--format", "parquet", "--workdir"])
