@@ -592,6 +592,7 @@ fn a_write_disposition_the_destination_cannot_do_is_refused_before_loading() {
     p.write("p.toml", &pipeline("write_disposition = \"merge\"\nprimary_key = \"id\"\n"));
     let e = exit(&p.dlt(&["run", "p.toml"]), 2);
     assert!(e.contains("write_disposition `merge`") && e.contains("table_format = \"delta\""), "{e}");
+    assert!(e.contains("pipeline step extract failed") && e.contains("Nothing was extracted"), "{e}");
     nothing_pending(&p, "fsmerge");
     p.write("p.toml", &pipeline("write_disposition = \"append\"\n"));
     ok(&p.dlt(&["run", "p.toml"]));

@@ -76,8 +76,16 @@ impl ReplaceStrategy {
     }
 }
 
-/// What a destination can do, declared as data.
+/// What a destination can do, declared as data. Built from [`Capabilities::default`] with the
+/// `with_*` setters, so a field added later does not break a connector crate:
+///
+/// ```
+/// use dlt_core::destination::{Capabilities, FileFormat};
+/// let caps = Capabilities::default().with_supports_transactions(true).with_max_identifier_length(63);
+/// assert_eq!(caps.preferred_file_format, FileFormat::Parquet);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// Preferred job file format.
     pub preferred_file_format: FileFormat,
@@ -102,6 +110,62 @@ pub struct Capabilities {
     pub decimal_precision: (u32, u32),
     /// Native type of each dlt type (defaults, without precision hints).
     pub type_map: Vec<(DataType, &'static str)>,
+}
+
+impl Default for Capabilities {
+    /// Parquet job files, no identifier limit, no transactions, no merge strategies, replace by
+    /// truncate-and-insert, microsecond timestamps, `decimal(38, 9)`.
+    fn default() -> Self {
+        Capabilities {
+            preferred_file_format: FileFormat::Parquet,
+            supported_file_formats: vec![FileFormat::Parquet],
+            max_identifier_length: 65536,
+            max_column_identifier_length: 65536,
+            supports_transactions: false,
+            merge_strategies: vec![],
+            merge_table_formats: vec![],
+            replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
+            timestamp_precision: 6,
+            decimal_precision: (38, 9),
+            type_map: vec![],
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty => $name:ident;)*) => {
+        impl Capabilities {
+            $($(#[$doc])* pub fn $name(mut self, v: $ty) -> Self {
+                self.$field = v;
+                self
+            })*
+        }
+    };
+}
+
+setters! {
+    /// Set [`Capabilities::preferred_file_format`].
+    preferred_file_format: FileFormat => with_preferred_file_format;
+    /// Set [`Capabilities::supported_file_formats`].
+    supported_file_formats: Vec<FileFormat> => with_supported_file_formats;
+    /// Set [`Capabilities::max_identifier_length`].
+    max_identifier_length: usize => with_max_identifier_length;
+    /// Set [`Capabilities::max_column_identifier_length`].
+    max_column_identifier_length: usize => with_max_column_identifier_length;
+    /// Set [`Capabilities::supports_transactions`].
+    supports_transactions: bool => with_supports_transactions;
+    /// Set [`Capabilities::merge_strategies`].
+    merge_strategies: Vec<MergeStrategy> => with_merge_strategies;
+    /// Set [`Capabilities::merge_table_formats`].
+    merge_table_formats: Vec<&'static str> => with_merge_table_formats;
+    /// Set [`Capabilities::replace_strategies`].
+    replace_strategies: Vec<ReplaceStrategy> => with_replace_strategies;
+    /// Set [`Capabilities::timestamp_precision`].
+    timestamp_precision: u32 => with_timestamp_precision;
+    /// Set [`Capabilities::decimal_precision`].
+    decimal_precision: (u32, u32) => with_decimal_precision;
+    /// Set [`Capabilities::type_map`].
+    type_map: Vec<(DataType, &'static str)> => with_type_map;
 }
 
 impl Capabilities {

@@ -1,9 +1,11 @@
-//! Checks of a package's schema after normalizing, before anything reaches the destination:
-//! mistakes in hints that the data reveals (a key that names no column) are configuration
-//! errors here, not failed merges at load that leave a package pending.
+//! Checks that turn mistakes into configuration errors before anything reaches the destination:
+//! a resource's hints against the destination's capabilities before extracting, and a package's
+//! schema after normalizing, when the data reveals the rest (a key that names no column).
+//! Found at load instead, they would fail a package that every later run retries.
 
 use crate::destination::Capabilities;
 use crate::error::{Error, Result};
+use crate::resource::ResourceHints;
 use crate::schema::{Schema, WriteDisposition};
 
 /// The checks of a normalized package, for the root tables among `tables`.
@@ -26,27 +28,54 @@ fn merges_the_destination_can_do(
             continue;
         }
         let resource = t.resource.as_deref().unwrap_or(name);
-        if !caps.merge_table_formats.is_empty()
-            && !t.table_format.as_deref().is_some_and(|f| caps.merge_table_formats.contains(&f))
-        {
-            return Err(Error::Config(format!(
-                "resource `{resource}`: table `{name}` has write_disposition `merge`, which the {destination} \
-                 destination does only for table_format {}; use append or replace, or set table_format = \"{}\". \
-                 Nothing was loaded: the package was discarded and the state did not move",
-                caps.merge_table_formats.join(" or "),
-                caps.merge_table_formats[0]
-            )));
-        }
         let strategy = t.merge_strategy().unwrap_or("delete-insert");
-        if !caps.merge_strategies.iter().any(|s| s.as_str() == strategy) {
-            let have: Vec<&str> = caps.merge_strategies.iter().map(|s| s.as_str()).collect();
-            return Err(Error::Config(format!(
-                "resource `{resource}`: merge strategy `{strategy}` is not one the {destination} destination \
-                 runs (it runs: {}); choose one of them in write_disposition. Nothing was loaded: the package was \
-                 discarded and the state did not move",
-                if have.is_empty() { "none".to_string() } else { have.join(", ") }
-            )));
-        }
+        merge_supported(resource, strategy, t.table_format.as_deref(), caps, destination)
+            .map_err(|m| Error::Config(format!("{m}. {DISCARDED}")))?;
+    }
+    Ok(())
+}
+
+const DISCARDED: &str = "Nothing was loaded: the package was discarded and the state did not move";
+
+/// A resource's own hints, checked against the destination before anything is extracted.
+pub(crate) fn resource_hints(
+    resource: &str,
+    hints: &ResourceHints,
+    caps: &Capabilities,
+    destination: &str,
+) -> Result<()> {
+    let Some(wd) = &hints.write_disposition else { return Ok(()) };
+    if wd.disposition != WriteDisposition::Merge {
+        return Ok(());
+    }
+    let strategy = wd.strategy.map_or("delete-insert", |s| s.as_str());
+    merge_supported(resource, strategy, hints.table_format.as_deref(), caps, destination)
+        .map_err(|m| Error::Config(format!("{m}. Nothing was extracted")))
+}
+
+/// Why the destination cannot merge this table, if it cannot.
+fn merge_supported(
+    resource: &str,
+    strategy: &str,
+    table_format: Option<&str>,
+    caps: &Capabilities,
+    destination: &str,
+) -> std::result::Result<(), String> {
+    if !caps.merge_table_formats.is_empty() && !table_format.is_some_and(|f| caps.merge_table_formats.contains(&f)) {
+        return Err(format!(
+            "resource `{resource}` has write_disposition `merge`, which the {destination} destination does only \
+             for table_format {}; use append or replace, or set table_format = \"{}\"",
+            caps.merge_table_formats.join(" or "),
+            caps.merge_table_formats[0]
+        ));
+    }
+    if !caps.merge_strategies.iter().any(|s| s.as_str() == strategy) {
+        let have: Vec<&str> = caps.merge_strategies.iter().map(|s| s.as_str()).collect();
+        return Err(format!(
+            "resource `{resource}`: merge strategy `{strategy}` is not one the {destination} destination runs \
+             (it runs: {}); choose one of them in write_disposition",
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ));
     }
     Ok(())
 }

@@ -903,19 +903,17 @@ mod tests {
     use std::collections::HashMap as StdMap;
 
     fn caps() -> Capabilities {
-        Capabilities {
-            preferred_file_format: FileFormat::Parquet,
-            supported_file_formats: vec![FileFormat::Parquet],
-            max_identifier_length: 65536,
-            max_column_identifier_length: 65536,
-            supports_transactions: true,
-            merge_strategies: vec![],
-            merge_table_formats: vec![],
-            replace_strategies: vec![],
-            timestamp_precision: 6,
-            decimal_precision: (38, 9),
-            type_map: vec![],
-        }
+        Capabilities::default()
+            .with_preferred_file_format(FileFormat::Parquet)
+            .with_supported_file_formats(vec![FileFormat::Parquet])
+            .with_max_identifier_length(65536)
+            .with_max_column_identifier_length(65536)
+            .with_supports_transactions(true)
+            .with_merge_strategies(vec![])
+            .with_replace_strategies(vec![])
+            .with_timestamp_precision(6)
+            .with_decimal_precision((38, 9))
+            .with_type_map(vec![])
     }
 
     /// `_dlt_id`, `_dlt_parent_id`, `_dlt_list_idx` of a row.

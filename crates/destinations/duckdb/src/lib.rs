@@ -25,23 +25,22 @@ const NAME: &str = "duckdb";
 
 /// DuckDB's capabilities.
 pub fn capabilities() -> Capabilities {
-    Capabilities {
-        preferred_file_format: FileFormat::Parquet,
-        supported_file_formats: vec![FileFormat::Parquet],
-        max_identifier_length: 65536,
-        max_column_identifier_length: 65536,
-        supports_transactions: true,
-        merge_strategies: vec![
+    Capabilities::default()
+        .with_preferred_file_format(FileFormat::Parquet)
+        .with_supported_file_formats(vec![FileFormat::Parquet])
+        .with_max_identifier_length(65536)
+        .with_max_column_identifier_length(65536)
+        .with_supports_transactions(true)
+        .with_merge_strategies(vec![
             MergeStrategy::DeleteInsert,
             MergeStrategy::Upsert,
             MergeStrategy::Scd2,
             MergeStrategy::InsertOnly,
-        ],
-        merge_table_formats: vec![],
-        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging],
-        timestamp_precision: 6,
-        decimal_precision: (38, 9),
-        type_map: vec![
+        ])
+        .with_replace_strategies(vec![ReplaceStrategy::TruncateAndInsert, ReplaceStrategy::InsertFromStaging])
+        .with_timestamp_precision(6)
+        .with_decimal_precision((38, 9))
+        .with_type_map(vec![
             (DataType::Text, "VARCHAR"),
             (DataType::Double, "DOUBLE"),
             (DataType::Bool, "BOOLEAN"),
@@ -53,8 +52,7 @@ pub fn capabilities() -> Capabilities {
             (DataType::Wei, "DECIMAL(38,0)"),
             (DataType::Date, "DATE"),
             (DataType::Time, "TIME"),
-        ],
-    }
+        ])
 }
 
 /// The DuckDB type of a dlt column (dlt's mapping, with precision and timezone hints).

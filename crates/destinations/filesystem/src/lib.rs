@@ -48,27 +48,27 @@ pub const DELTA_NOT_BUILT: &str = "table_format `delta` needs dlt-rs built with 
 /// The filesystem destination's capabilities. Job files are parquet (what the normalizer
 /// writes); jsonl and csv output is converted from them at load time.
 pub fn capabilities() -> Capabilities {
-    Capabilities {
-        preferred_file_format: FileFormat::Parquet,
-        supported_file_formats: vec![FileFormat::Parquet],
-        max_identifier_length: 65536,
-        max_column_identifier_length: 65536,
-        supports_transactions: false,
+    Capabilities::default()
+        .with_preferred_file_format(FileFormat::Parquet)
+        .with_supported_file_formats(vec![FileFormat::Parquet])
+        .with_max_identifier_length(65536)
+        .with_max_column_identifier_length(65536)
+        .with_supports_transactions(false)
         // Delta tables only (plain files refuse merge); dlt declares upsert for Delta tables, and
         // dlt-rs also merges with delete-insert (what it records when no strategy is given) and
         // insert-only
-        merge_strategies: if cfg!(feature = "delta") {
+        .with_merge_strategies(if cfg!(feature = "delta") {
             vec![MergeStrategy::Upsert, MergeStrategy::DeleteInsert, MergeStrategy::InsertOnly]
         } else {
             vec![]
-        },
+        })
         // plain files do not merge: only Delta tables (all of them when the configuration's
         // `table_format` is delta)
-        merge_table_formats: vec!["delta"],
-        replace_strategies: vec![ReplaceStrategy::TruncateAndInsert],
-        timestamp_precision: 6,
-        decimal_precision: (38, 9),
-        type_map: vec![
+        .with_merge_table_formats(vec!["delta"])
+        .with_replace_strategies(vec![ReplaceStrategy::TruncateAndInsert])
+        .with_timestamp_precision(6)
+        .with_decimal_precision((38, 9))
+        .with_type_map(vec![
             (DataType::Text, "string"),
             (DataType::Double, "double"),
             (DataType::Bool, "bool"),
@@ -80,8 +80,7 @@ pub fn capabilities() -> Capabilities {
             (DataType::Wei, "decimal128(38, 0)"),
             (DataType::Date, "date32"),
             (DataType::Time, "time64[us]"),
-        ],
-    }
+        ])
 }
 
 /// What every client of one destination shares.

@@ -307,7 +307,7 @@ fn table_format_from_the_schema_and_plain_merge_error() {
         .unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.contains("table `plain` has write_disposition `merge`, which the filesystem destination does only for table_format delta"),
+        msg.contains("resource `plain` has write_disposition `merge`, which the filesystem destination does only for table_format delta"),
         "{msg}"
     );
     // found before loading: the package is gone, the next run is not blocked

@@ -31,27 +31,26 @@ const NAME: &str = "postgres";
 
 /// Postgres' capabilities.
 pub fn capabilities() -> Capabilities {
-    Capabilities {
-        preferred_file_format: FileFormat::Parquet,
-        supported_file_formats: vec![FileFormat::Parquet],
-        max_identifier_length: 63,
-        max_column_identifier_length: 63,
-        supports_transactions: true,
-        merge_strategies: vec![
+    Capabilities::default()
+        .with_preferred_file_format(FileFormat::Parquet)
+        .with_supported_file_formats(vec![FileFormat::Parquet])
+        .with_max_identifier_length(63)
+        .with_max_column_identifier_length(63)
+        .with_supports_transactions(true)
+        .with_merge_strategies(vec![
             MergeStrategy::DeleteInsert,
             MergeStrategy::Upsert,
             MergeStrategy::Scd2,
             MergeStrategy::InsertOnly,
-        ],
-        merge_table_formats: vec![],
-        replace_strategies: vec![
+        ])
+        .with_replace_strategies(vec![
             ReplaceStrategy::TruncateAndInsert,
             ReplaceStrategy::InsertFromStaging,
             ReplaceStrategy::StagingOptimized,
-        ],
-        timestamp_precision: 6,
-        decimal_precision: (38, 9),
-        type_map: vec![
+        ])
+        .with_timestamp_precision(6)
+        .with_decimal_precision((38, 9))
+        .with_type_map(vec![
             (DataType::Text, "varchar"),
             (DataType::Double, "double precision"),
             (DataType::Bool, "boolean"),
@@ -63,8 +62,7 @@ pub fn capabilities() -> Capabilities {
             (DataType::Wei, "numeric(156,78)"),
             (DataType::Date, "date"),
             (DataType::Time, "time without time zone"),
-        ],
-    }
+        ])
 }
 
 /// The Postgres type of a dlt column (dlt's mapping with precision and timezone hints).
