@@ -3,56 +3,10 @@
 //! DuckDB connection reads the rows back.
 #![cfg(feature = "rest_api")]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use dlt_testkit::services::json_server;
 
 mod common;
 use common::{query, scalar};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// json-server on a free port, or `None` (skip) when it is not installed outside CI.
-fn json_server(db: &std::path::Path) -> Option<(Server, String)> {
-    let bin =
-        std::env::var_os("DLT_TEST_JSON_SERVER").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-            let cache = std::env::var_os("DLT_RS_CACHE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dlt-rs"));
-            cache.join("node/node_modules/.bin/json-server")
-        });
-    if !bin.exists() {
-        let msg = format!("json-server not found at {} (run `cargo xtask test`)", bin.display());
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{msg}");
-        eprintln!("SKIPPED: {msg}");
-        return None;
-    }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&bin)
-        .args(["-q", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .arg(db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "json-server did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some((server, format!("http://127.0.0.1:{port}")))
-}
 
 #[test]
 fn pipeline_file_with_a_rest_api_source() {
@@ -64,7 +18,8 @@ fn pipeline_file_with_a_rest_api_source() {
         (1..=7).map(|i| serde_json::json!({"id": 100 + i, "postId": 1 + i % 3, "body": format!("c{i}")})).collect();
     let db_json = dir.path().join("db.json");
     std::fs::write(&db_json, serde_json::json!({"posts": posts, "comments": comments}).to_string()).unwrap();
-    let Some((_server, url)) = json_server(&db_json) else { return };
+    let Some(server) = json_server(&db_json) else { return };
+    let url = server.url.clone();
     let file = dir.path().join("pipeline.toml");
     std::fs::write(
         &file,

@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use dlt_testkit::services::{json_server, postgres_url, skip_or_fail};
 use serde_json::Value;
 
 struct Project {
@@ -83,14 +84,6 @@ fn duck_strings(db: &Path, sql: &str) -> Vec<String> {
     st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
 }
 
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-fn pg_admin() -> String {
-    std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
-}
-
 /// A fresh Postgres database (dropped at the end), or `None` outside CI without a server.
 struct PgDb {
     name: String,
@@ -99,18 +92,17 @@ struct PgDb {
 
 impl PgDb {
     fn new(tag: &str) -> Option<PgDb> {
-        let mut admin = match postgres::Client::connect(&pg_admin(), postgres::NoTls) {
+        let mut admin = match postgres::Client::connect(&postgres_url(), postgres::NoTls) {
             Ok(c) => c,
             Err(e) => {
-                assert!(!ci(), "PostgreSQL is not reachable: {e}");
-                eprintln!("SKIPPED: no PostgreSQL: {e}");
+                skip_or_fail("PostgreSQL", e);
                 return None;
             }
         };
         let name = format!("dlt_newcomer_{tag}_{}", std::process::id());
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
         admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let base = pg_admin();
+        let base = postgres_url();
         let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
         Some(PgDb { name, url })
     }
@@ -126,7 +118,7 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&pg_admin(), postgres::NoTls) {
+        if let Ok(mut c) = postgres::Client::connect(&postgres_url(), postgres::NoTls) {
             let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
         }
     }
@@ -303,8 +295,8 @@ fn a_wrong_sql_database_schema_lists_the_real_ones() {
     assert!(e.contains("schema `nope` does not exist") && e.contains("public, shop"), "{e}");
     // MySQL: `public` (the template's default) is not a database there
     let reachable = std::net::TcpStream::connect_timeout(&"127.0.0.1:3306".parse().unwrap(), Duration::from_secs(2));
-    if reachable.is_err() {
-        assert!(!ci(), "MariaDB is not reachable");
+    if let Err(e) = reachable {
+        skip_or_fail("MariaDB", e);
         return;
     }
     p.write(
@@ -489,7 +481,8 @@ fn verbose_runs_log_each_request_with_secrets_masked() {
     let db_json = dir.path().join("db.json");
     let posts: Vec<Value> = (1..=7).map(|i| serde_json::json!({"id": i})).collect();
     std::fs::write(&db_json, serde_json::json!({"posts": posts}).to_string()).unwrap();
-    let Some((_server, url)) = json_server(&db_json) else { return };
+    let Some(server) = json_server(&db_json) else { return };
+    let url = server.url.clone();
     let p = Project::new();
     // json-server answers `_limit` with X-Total-Count equal to the rows it returns: one page
     p.write(
@@ -504,45 +497,6 @@ fn verbose_runs_log_each_request_with_secrets_masked() {
     assert!(e.contains("/posts") && e.contains("_limit=50"), "-v logs the request: {e}");
     assert!(!e.contains("k-7731-secret"), "{e}");
     assert_eq!(duck(&p.db("rest_one"), "SELECT count(*) FROM ds.posts"), 7);
-}
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// json-server on a free port, or `None` (skip) when it is not installed outside CI.
-fn json_server(db: &Path) -> Option<(Server, String)> {
-    let bin =
-        std::env::var_os("DLT_TEST_JSON_SERVER").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/dlt-rs/node/node_modules/.bin/json-server")
-        });
-    if !bin.exists() {
-        assert!(!ci(), "json-server not found at {} (run `cargo xtask test`)", bin.display());
-        eprintln!("SKIPPED: json-server not found at {}", bin.display());
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&bin)
-        .args(["-q", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .arg(db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "json-server did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some((server, format!("http://127.0.0.1:{port}")))
 }
 
 // 11. small things

@@ -2,39 +2,22 @@
 //! pipeline file against real servers, and the test reads what reached them.
 //!
 //! - `sslmode` / `ssl_mode` for the sql_database source, in every form, fails closed through a
-//!   proxy that refuses TLS (`tests/support/strip_tls.rs`; the proxy stands for a network
+//!   proxy that refuses TLS (`dlt_testkit::strip_tls`; the proxy stands for a network
 //!   attacker in front of the real PostgreSQL and MariaDB on 127.0.0.1).
 //! - A rest_api token never reaches a second origin a page names.
 //! - A record with a 250-character key holding a list loads, and the next run is clean.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-#[path = "../../../tests/support/strip_tls.rs"]
-mod strip_tls;
+use dlt_testkit::services::{postgres_url, reachable};
+use dlt_testkit::strip_tls;
 
 const TOKEN: &str = "tok-5f1e9a2b-never-cross";
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// The server at `addr`, or `None` (skip) when it is not reachable outside CI.
-fn reachable(what: &str, addr: &str) -> Option<String> {
-    match TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)) {
-        Ok(_) => Some(addr.to_string()),
-        Err(e) => {
-            assert!(!ci(), "{what} is not reachable at {addr}: {e}");
-            eprintln!("SKIPPED: {what} is not reachable at {addr}: {e}");
-            None
-        }
-    }
-}
 
 struct Project {
     _dir: tempfile::TempDir,
@@ -82,14 +65,13 @@ fn sql_pipeline(name: &str) -> String {
     )
 }
 
-fn pg_url() -> String {
-    std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
-}
-
 #[test]
 fn sql_database_postgres_sslmode_fails_closed_in_every_form() {
-    let Some(server) = reachable("PostgreSQL", "127.0.0.1:5432") else { return };
-    let mut admin = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
+    if !reachable("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let server = "127.0.0.1:5432".to_string();
+    let mut admin = postgres::Client::connect(&postgres_url(), postgres::NoTls).unwrap();
     admin
         .batch_execute(
             "DROP SCHEMA IF EXISTS tls_probe_src CASCADE; CREATE SCHEMA tls_probe_src;
@@ -97,7 +79,7 @@ fn sql_database_postgres_sslmode_fails_closed_in_every_form() {
              INSERT INTO tls_probe_src.tls_probe VALUES (1, 'a'), (2, 'b');",
         )
         .unwrap();
-    let db = pg_url().rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    let db = postgres_url().rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
     let url = |addr: &str, q: &str| format!("postgresql://postgres:x@{addr}/{db}{q}");
     for mode in ["require", "verify-ca", "verify-full"] {
         for form in ["url", "env field", "secrets.toml field"] {
@@ -145,7 +127,10 @@ fn sql_database_postgres_sslmode_fails_closed_in_every_form() {
 
 #[test]
 fn sql_database_mysql_ssl_mode_fails_closed_in_every_form() {
-    let Some(server) = reachable("MariaDB", "127.0.0.1:3306") else { return };
+    if !reachable("MariaDB", "127.0.0.1:3306") {
+        return;
+    }
+    let server = "127.0.0.1:3306".to_string();
     let admin = Command::new("mariadb")
         .args(["-uroot", "-h127.0.0.1", "-e"])
         .arg(
@@ -302,8 +287,11 @@ fn a_hostile_key_loads_into_a_shortened_table_and_the_next_run_is_clean() {
 
 #[test]
 fn postgres_destination_sslmode_fails_closed_in_every_form() {
-    let Some(server) = reachable("PostgreSQL", "127.0.0.1:5432") else { return };
-    let db = pg_url().rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    if !reachable("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    let server = "127.0.0.1:5432".to_string();
+    let db = postgres_url().rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
     let pipeline = |name: &str| {
         format!(
             "[pipeline]\nname = \"{name}\"\ndestination = \"postgres\"\ndataset_name = \"{name}_ds\"\n\n[source]\ntype = \"files\"\n\n[[source.resources]]\nname = \"t\"\npath = \"t.jsonl\"\n"

@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 mod pgvalue;
-pub mod tls;
+pub use dlt_postgres_conn::tls;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -213,26 +213,8 @@ impl Postgres {
 }
 
 fn classify(e: postgres::Error, what: &str) -> Error {
-    let transient = (e.is_closed()
-        || e.as_db_error().is_none() && e.to_string().contains("connect")
-        || e.code().is_some_and(|c| {
-            let s = c.code();
-            s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
-        }))
-        && !dlt_core::error::is_certificate_failure(&e);
-    let msg = match e.as_db_error() {
-        Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
-        None => {
-            let mut m = format!("{what}: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                m.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            m
-        }
-    };
-    Error::Destination { destination: NAME.into(), message: msg, transient }
+    let c = dlt_postgres_conn::classify(&e, what);
+    Error::Destination { destination: NAME.into(), message: c.message, transient: c.transient }
 }
 
 impl Destination for Postgres {

@@ -2,7 +2,7 @@
 //! credentials field from the environment or `.dlt/secrets.toml`) fails closed against a proxy
 //! that refuses TLS, and two settings that differ are an error.
 //!
-//! The proxy (`tests/support/strip_tls.rs`) stands for a network attacker in front of the real
+//! The proxy (`dlt_testkit::strip_tls`) stands for a network attacker in front of the real
 //! server on 127.0.0.1 (DLT_TEST_POSTGRES_URL), which no real peer plays. It answers the client's
 //! SSLRequest with `N` ("no TLS") and then relays the plaintext session, recording whether any
 //! plaintext startup message went through.
@@ -19,8 +19,7 @@ use dlt::{Resource, dlt_core};
 use dlt_postgres::PostgresFactory;
 use serde_json::json;
 
-#[path = "../../../../tests/support/strip_tls.rs"]
-mod strip_tls;
+use dlt_testkit::strip_tls;
 
 fn admin_url() -> String {
     std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())

@@ -267,8 +267,8 @@ mod tests {
         assert_eq!(c.option("sslrootcert"), Some("/etc/ca.pem"));
         // the client URL keeps the mode readable (it was sent as `verify%2Dfull`)
         assert!(c.url().contains("sslmode=verify-full"), "{}", c.display());
-        let (_, mode, root) = dlt_postgres::tls::split_tls_options(&c.url()).unwrap();
-        assert_eq!(mode, dlt_postgres::tls::SslMode::VerifyFull);
+        let (_, mode, root) = dlt_postgres_conn::tls::split_tls_options(&c.url()).unwrap();
+        assert_eq!(mode, dlt_postgres_conn::tls::SslMode::VerifyFull);
         assert_eq!(root.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
         let cfg = env(&[
             ("SOURCES__SQL_DATABASE__CREDENTIALS", "postgresql://u:hunter2@h/db?sslmode=disable"),

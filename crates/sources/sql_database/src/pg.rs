@@ -22,40 +22,22 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const PG_EPOCH_DAYS: i32 = 10_957;
 
 pub(crate) fn classify(e: postgres::Error, what: &str) -> Error {
-    let transient = (e.is_closed()
-        || e.as_db_error().is_none() && e.to_string().contains("connect")
-        || e.code().is_some_and(|c| {
-            let s = c.code();
-            s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
-        }))
-        && !dlt_core::error::is_certificate_failure(&e);
-    let msg = match e.as_db_error() {
-        Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
-        None => {
-            let mut m = format!("{what}: {e}");
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                m.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            m
-        }
-    };
-    source_error(msg, transient)
+    let c = dlt_postgres_conn::classify(&e, what);
+    source_error(c.message, c.transient)
 }
 
 /// Open a connection (session in UTC, intervals in ISO 8601).
 pub(crate) fn connect(c: &Credentials) -> Result<postgres::Client> {
     let mut plain = c.clone();
     plain.drivername = "postgresql".into();
-    let (client_url, mode, root) = dlt_postgres::tls::split_tls_options(&plain.url())?;
+    let (client_url, mode, root) = dlt_postgres_conn::tls::split_tls_options(&plain.url())?;
     let mut cfg = postgres::Config::from_str(&client_url)
         .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", c.display())))?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(std::time::Duration::from_secs(10));
     }
     cfg.application_name("dlt-rs sql_database");
-    let mut client = match dlt_postgres::tls::connector(&mode, root.as_ref())? {
+    let mut client = match dlt_postgres_conn::tls::connector(&mode, root.as_ref())? {
         None => cfg.connect(postgres::NoTls),
         Some(t) => cfg.connect(t),
     }

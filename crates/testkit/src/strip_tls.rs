@@ -1,9 +1,6 @@
 //! Proxies that strip TLS, standing for a network attacker in front of a real database on
 //! 127.0.0.1 (no real peer plays that part). Each returns its address and a flag that is set
-//! when a plaintext session (a login) went through it. Shared by the Postgres destination's
-//! and the CLI's tests through `#[path]` until the published test kit holds them.
-
-#![allow(dead_code)]
+//! when a plaintext session (a login) went through it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
