@@ -16,17 +16,18 @@ pub struct Classified {
     pub transient: bool,
 }
 
-/// Classify `e`, raised while doing `what`. Transient: SQLSTATE class 08 (connection
-/// exceptions), 40001 (serialization failure), 40P01 (deadlock), 57P03 (cannot connect now),
-/// 53300 (too many connections), and connection errors without a server message; a TLS
-/// certificate the client refused is terminal.
+/// Classify `e`, raised while doing `what`, from the driver's own facts, not its wording.
+/// Transient: a closed connection; SQLSTATE class 08 (connection exceptions), 40001
+/// (serialization failure), 40P01 (deadlock), 57P03 (cannot connect now), 53300 (too many
+/// connections); and socket errors a later attempt can pass (refused, reset, aborted, timed
+/// out, unreachable). Terminal: everything else, among it a host name that does not resolve
+/// and a TLS certificate the client refused.
 pub fn classify(e: &postgres::Error, what: &str) -> Classified {
-    let transient = (e.is_closed()
-        || e.as_db_error().is_none() && e.to_string().contains("connect")
-        || e.code().is_some_and(|c| {
-            let s = c.code();
-            s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
-        }))
+    let sqlstate = e.code().is_some_and(|c| {
+        let s = c.code();
+        s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
+    });
+    let transient = (e.is_closed() || sqlstate || io_kind(e).is_some_and(retryable_io))
         && !dlt_core::error::is_certificate_failure(e);
     let message = match e.as_db_error() {
         Some(db) => format!("{what}: {} ({})", db.message(), db.code().code()),
@@ -41,4 +42,58 @@ pub fn classify(e: &postgres::Error, what: &str) -> Classified {
         }
     };
     Classified { message, transient }
+}
+
+/// The kind of the first I/O error in the cause chain.
+fn io_kind(e: &postgres::Error) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = c.source();
+    }
+    None
+}
+
+fn retryable_io(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | BrokenPipe
+            | UnexpectedEof
+            | Interrupted
+            | WouldBlock
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(conn: &str) -> postgres::Error {
+        match postgres::Client::connect(conn, postgres::NoTls) {
+            Ok(_) => panic!("connected to {conn}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_is_transient_an_unknown_host_is_not() {
+        let c = classify(&connect("host=127.0.0.1 port=1 user=u dbname=d connect_timeout=5"), "connecting");
+        assert!(c.transient, "{c:?}");
+        assert!(c.message.starts_with("connecting: "), "{c:?}");
+        let c =
+            classify(&connect("host=no-such-host.invalid port=5432 user=u dbname=d connect_timeout=5"), "connecting");
+        assert!(!c.transient, "{c:?}");
+    }
 }
