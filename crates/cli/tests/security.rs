@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dlt_testkit::services::{postgres_url, reachable};
@@ -53,6 +53,16 @@ impl Project {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A run through a TLS-stripping proxy failed, said why (TLS/SSL), and sent no login.
+#[track_caller]
+fn failed_closed(o: &Output, plaintext: &AtomicBool, what: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "{what}: loaded through a proxy that refuses TLS");
+    assert!(!plaintext.load(Ordering::SeqCst), "{what}: a plaintext login was sent: {err}");
+    let low = err.to_lowercase();
+    assert!(low.contains("tls") || low.contains("ssl"), "{what}: {err}");
 }
 
 fn count(db: &Path, sql: &str) -> i64 {
@@ -97,12 +107,7 @@ fn sql_database_postgres_sslmode_fails_closed_in_every_form() {
                 }
                 _ => {}
             }
-            let o = p.run(&env);
-            let err = stderr(&o);
-            assert!(!o.status.success(), "sslmode={mode} as {form}: loaded through a proxy that refuses TLS");
-            assert!(!plaintext.load(Ordering::SeqCst), "sslmode={mode} as {form}: a plaintext login was sent: {err}");
-            let low = err.to_lowercase();
-            assert!(low.contains("tls") || low.contains("ssl"), "sslmode={mode} as {form}: {err}");
+            failed_closed(&p.run(&env), &plaintext, &format!("sslmode={mode} as {form}"));
             assert!(
                 !p.db("tls_pg").exists()
                     || count(
@@ -150,12 +155,7 @@ fn sql_database_mysql_ssl_mode_fails_closed_in_every_form() {
             if form == "env field" {
                 env.push(("SOURCES__SQL_DATABASE__CREDENTIALS__SSL_MODE", mode.to_string()));
             }
-            let o = p.run(&env);
-            let err = stderr(&o);
-            assert!(!o.status.success(), "ssl_mode={mode} as {form}: loaded through a proxy that refuses TLS");
-            assert!(!plaintext.load(Ordering::SeqCst), "ssl_mode={mode} as {form}: a plaintext login was sent: {err}");
-            let low = err.to_lowercase();
-            assert!(low.contains("tls") || low.contains("ssl"), "ssl_mode={mode} as {form}: {err}");
+            failed_closed(&p.run(&env), &plaintext, &format!("ssl_mode={mode} as {form}"));
         }
     }
     // the control: without TLS the same proxy carries the load
@@ -312,12 +312,7 @@ fn postgres_destination_sslmode_fails_closed_in_every_form() {
                 }
                 _ => {}
             }
-            let o = p.run(&env);
-            let err = stderr(&o);
-            assert!(!o.status.success(), "sslmode={mode} as {form}: loaded through a proxy that refuses TLS");
-            assert!(!plaintext.load(Ordering::SeqCst), "sslmode={mode} as {form}: a plaintext login was sent: {err}");
-            let low = err.to_lowercase();
-            assert!(low.contains("tls") || low.contains("ssl"), "sslmode={mode} as {form}: {err}");
+            failed_closed(&p.run(&env), &plaintext, &format!("sslmode={mode} as {form}"));
         }
     }
 }

@@ -41,13 +41,7 @@ pub fn postgres(server: String) -> (String, Arc<AtomicBool>) {
                     flag.store(true, Ordering::SeqCst);
                     upstream.write_all(&first).unwrap();
                 }
-                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                let t = std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut u2, &mut c2);
-                });
-                let _ = std::io::copy(&mut client, &mut upstream);
-                let _ = upstream.shutdown(std::net::Shutdown::Both);
-                let _ = t.join();
+                relay(client, upstream);
             });
         }
     });
@@ -86,17 +80,7 @@ pub fn mysql(server: String) -> (String, Arc<AtomicBool>) {
                 }
                 flag.store(true, Ordering::SeqCst);
                 upstream.write_all(&login).unwrap();
-                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
-                c2.set_read_timeout(None).ok();
-                u2.set_read_timeout(None).ok();
-                client.set_read_timeout(None).ok();
-                upstream.set_read_timeout(None).ok();
-                let t = std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut u2, &mut c2);
-                });
-                let _ = std::io::copy(&mut client, &mut upstream);
-                let _ = upstream.shutdown(std::net::Shutdown::Both);
-                let _ = t.join();
+                relay(client, upstream);
             });
         }
     });
@@ -112,4 +96,17 @@ fn read_packet(s: &mut TcpStream) -> Option<Vec<u8>> {
     p.resize(4 + len, 0);
     s.read_exact(&mut p[4..]).ok()?;
     Some(p)
+}
+
+/// Copy both ways until either side hangs up (no read timeouts from here on).
+fn relay(mut client: TcpStream, mut upstream: TcpStream) {
+    client.set_read_timeout(None).ok();
+    upstream.set_read_timeout(None).ok();
+    let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let t = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut u2, &mut c2);
+    });
+    let _ = std::io::copy(&mut client, &mut upstream);
+    let _ = upstream.shutdown(std::net::Shutdown::Both);
+    let _ = t.join();
 }
