@@ -15,20 +15,11 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{nanos:x}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Under CI a missing server is a failure; elsewhere the test says so and skips.
+pub use dlt_testkit::services::{mysql_url, postgres_url as pg_url};
+
+/// A server that cannot be reached: a failure under CI, else a skip with a note.
 fn skip_or_fail(what: &str, url: &str, e: impl std::fmt::Display) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{what} is not reachable at {url}: {e}");
-    }
-    eprintln!("skipping: {what} is not reachable at {url}: {e}");
-}
-
-pub fn pg_url() -> String {
-    std::env::var("DLT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/test".into())
-}
-
-pub fn mysql_url() -> String {
-    std::env::var("DLT_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    dlt_testkit::services::skip_or_fail(&format!("{what} at {url}"), e);
 }
 
 /// A schema of its own in the test database.
