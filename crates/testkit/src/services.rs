@@ -60,6 +60,15 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dlt-rs"))
 }
 
+/// A tool `cargo xtask test` installs: the path in the environment variable `env`, else
+/// `<cache>/<rel>` (it may not exist; check before use).
+pub fn installed(env: &str, rel: &str) -> Option<PathBuf> {
+    match std::env::var_os(env).filter(|v| !v.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(cache_dir().join(rel)),
+    }
+}
+
 /// A json-server child process serving one `db.json`; stopped on drop.
 #[derive(Debug)]
 pub struct JsonServer {
@@ -79,10 +88,7 @@ impl Drop for JsonServer {
 /// `db` on a free port, or `None` when it is not installed (a failure under CI).
 #[track_caller]
 pub fn json_server(db: &Path) -> Option<JsonServer> {
-    let bin = std::env::var_os("DLT_TEST_JSON_SERVER")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache_dir().join("node/node_modules/.bin/json-server"));
+    let bin = installed("DLT_TEST_JSON_SERVER", "node/node_modules/.bin/json-server").unwrap_or_default();
     if !bin.exists() {
         skip_or_fail("json-server", format!("not found at {} (run `cargo xtask test`)", bin.display()));
         return None;

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,22 +11,12 @@ use std::time::{Duration, Instant};
 /// An installed tool: `$<env>` if set, else `<cache>/<rel>` (`$DLT_RS_CACHE`, else
 /// `~/.cache/dlt-rs`), as `cargo xtask test` installs it.
 pub fn installed(env: &str, rel: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let cache = std::env::var_os("DLT_RS_CACHE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dlt-rs")))?;
-    Some(cache.join(rel))
+    dlt_testkit::services::installed(env, rel)
 }
 
 /// A service a test needs is missing: the test is skipped, except under `CI=true`, where it fails.
 pub fn missing(what: &str, env: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what} is missing ({env}; `cargo xtask test` installs it); CI=true, so this fails");
-    }
-    eprintln!("SKIP: {what} not found ({env}); run `cargo xtask test`");
+    dlt_testkit::services::skip_or_fail(what, format!("not found ({env}; `cargo xtask test` installs it)"));
 }
 
 /// Python with deltalake (`DLT_TEST_DELTALAKE_PYTHON`, else `<cache>/delta`).
@@ -38,9 +28,7 @@ pub fn deltalake_python() -> Option<PathBuf> {
     p
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use dlt_testkit::services::free_port;
 
 /// The body of a `Transfer-Encoding: chunked` response.
 pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
