@@ -34,6 +34,9 @@ fn json_server_bin() -> PathBuf {
     cache.join("node/node_modules/.bin/json-server")
 }
 
+/// The resource a test's json-server serves its own token under.
+const SERVER_ID: &str = "__dlt_test_server";
+
 /// A json-server process serving a copy of a db.json; killed when dropped.
 pub struct JsonServer {
     child: Child,
@@ -59,43 +62,70 @@ impl JsonServer {
             eprintln!("SKIPPED: {msg}");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("db.json");
-        std::fs::write(&db_path, serde_json::to_string_pretty(db).unwrap()).unwrap();
-        let log = dir.path().join("requests.log");
-        std::fs::write(&log, "").unwrap();
-        let port = free_port();
-        let out = std::fs::File::create(dir.path().join("server.out")).unwrap();
-        let mut cmd = Command::new(&bin);
-        cmd.arg("-q")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg(&db_path)
-            .arg("--middlewares")
-            .arg(fixture("middleware.js"))
-            .env("REQUEST_LOG", &log)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        for (k, v) in env {
-            cmd.env(k, v);
+        // a token only this server serves: a free port can be taken by another test's server
+        // between asking for it and binding it, and then that server must not be mistaken
+        // for ours
+        let token = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        );
+        let mut db = db.clone();
+        if let Some(m) = db.as_object_mut() {
+            m.insert(SERVER_ID.into(), serde_json::json!({ "token": token }));
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut srv = JsonServer { child, url: format!("http://127.0.0.1:{port}"), dir, log };
-        srv.wait_ready();
-        Some(srv)
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let db_path = dir.path().join("db.json");
+            std::fs::write(&db_path, serde_json::to_string_pretty(&db).unwrap()).unwrap();
+            let log = dir.path().join("requests.log");
+            std::fs::write(&log, "").unwrap();
+            let port = free_port();
+            let out = std::fs::File::create(dir.path().join("server.out")).unwrap();
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-q")
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg(&db_path)
+                .arg("--middlewares")
+                .arg(fixture("middleware.js"))
+                .env("REQUEST_LOG", &log)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut srv = JsonServer { child, url: format!("http://127.0.0.1:{port}"), dir, log };
+            if srv.wait_ready(&token) {
+                return Some(srv);
+            }
+            eprintln!("json-server: port {port} was taken by another server; trying another port");
+        }
+        panic!("json-server: no free port after 5 tries");
     }
 
-    fn wait_ready(&mut self) {
+    /// Wait until this server answers with its token; `false` when its port was taken.
+    fn wait_ready(&mut self, token: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
                 let out = std::fs::read_to_string(self.dir.path().join("server.out")).unwrap_or_default();
+                if out.contains("EADDRINUSE") || out.contains("already in use") {
+                    return false;
+                }
                 panic!("json-server exited ({st}) before answering; its output:\n{out}");
             }
-            if client.get(format!("{}/db", self.url)).send().is_ok_and(|r| r.status().as_u16() < 500) {
+            let ours = client
+                .get(format!("{}/{SERVER_ID}", self.url))
+                .send()
+                .ok()
+                .and_then(|r| r.text().ok())
+                .is_some_and(|body| body.contains(token));
+            if ours {
                 std::fs::write(&self.log, "").unwrap();
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
