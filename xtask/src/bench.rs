@@ -334,7 +334,7 @@ fn prepare(ctx: &Ctx, w: &Workload) -> Result<Prepared> {
         Input::Jsonl(file) => {
             let data = ensure_data(ctx, file, &["issues".into(), w.records.to_string()])?;
             // the Postgres destination loads into the bench database
-            let pg_url = if w.destination == "postgres" { Some(bench_database(ctx)?) } else { None };
+            let pg_url = if w.destination == "postgres" { Some(bench_database()?) } else { None };
             Ok(Prepared { data: Some(data), pg_url, ..none })
         }
         Input::Rest { .. } => Ok(Prepared { server: Some(start_json_server(ctx, w)?), ..none }),
@@ -404,7 +404,7 @@ fn start_json_server(ctx: &Ctx, w: &Workload) -> Result<JsonServer> {
 }
 
 /// The database `dlt_bench` (created once); its URL.
-fn bench_database(_ctx: &Ctx) -> Result<String> {
+fn bench_database() -> Result<String> {
     let (base, psql) = pg_base();
     if psql(&format!("{base}/postgres"), "SELECT 1 FROM pg_database WHERE datname = 'dlt_bench'")?.is_empty() {
         psql(&format!("{base}/postgres"), "CREATE DATABASE dlt_bench")?;
@@ -477,7 +477,7 @@ fn with_password(url: &str) -> String {
 
 /// The W2/W3 table, generated once by bench/gen_pg.sql into the database `dlt_bench`.
 fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
-    let url = bench_database(ctx)?;
+    let url = bench_database()?;
     let (_, psql) = pg_base();
     let n = psql(&url, "SELECT count(*) FROM b_src.bench_rows").unwrap_or_default();
     if n != w.records.to_string() {
