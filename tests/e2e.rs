@@ -416,7 +416,7 @@ fn upsert_with_duplicate_keys_in_one_load_keeps_the_last_row() {
 
 #[test]
 fn transient_faults_are_retried_and_terminal_ones_leave_the_package_pending() {
-    use dlt::dlt_core::testing::{FaultConfig, Faulty};
+    use dlt_testkit::fault::{FaultConfig, Faulty};
     let env = Env::new();
     let cfg = || {
         dlt::Config::from_parts(

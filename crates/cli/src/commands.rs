@@ -87,17 +87,17 @@ fn run_file(
         None => None,
     };
     let pf = PipelineFile::load(file)?;
-    let registry = dlt::registry();
+    let registry = crate::registry();
     let progress: Option<Arc<dyn Progress>> = if !no_progress && !json_out && std::io::stderr().is_terminal() {
         Some(Arc::new(crate::progress::Bars::new()))
     } else {
         None
     };
-    let mut pipeline = pf.pipeline(&registry, progress)?;
+    let mut pipeline = pf.pipeline(registry, progress)?;
     *opened = Some((pf.name.clone(), pipeline.working_dir().to_path_buf()));
     check_identity(&pipeline, &pf, file, force)?;
     remember_pipeline_file(&pipeline, file);
-    let source = pf.source(&registry, pipeline.config())?;
+    let source = pf.source(registry, pipeline.config())?;
     let info = pipeline.run_with_refresh(source, refresh)?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -400,55 +400,21 @@ fn info(name: &str, wd: &Path, verbose: bool) -> Result<()> {
     if let Ok(p) = std::fs::read_to_string(wd.join("pipeline_file")) {
         println!("\nPipeline file: {p}");
     }
-    filesystem_tables(name, wd, &state);
+    destination_info(name, wd, &state);
     Ok(())
 }
 
-/// For a filesystem destination: the dataset's tables as stored in the bucket or folder (files a
-/// reader sees, their size, the version of Delta tables). A destination that cannot be read is
+/// What the destination says about the dataset (a filesystem destination: the files a reader
+/// sees, their size, Delta table versions). A destination that cannot be built or read is
 /// reported, not an error of `info`.
-fn filesystem_tables(name: &str, wd: &Path, state: &Value) {
-    use dlt::destinations::filesystem_impl as fs;
-    let file = std::fs::read_to_string(wd.join("pipeline_file")).ok();
-    let pf = file.as_deref().and_then(|f| PipelineFile::load(Path::new(f.trim())).ok());
-    let dest_name = pf.as_ref().map(|p| p.destination.clone()).or_else(|| {
-        state
-            .get("destination_name")
-            .and_then(Value::as_str)
-            .or_else(|| state.get("destination_type").and_then(Value::as_str).and_then(|t| t.rsplit('.').next()))
-            .map(str::to_string)
-    });
-    if dest_name.as_deref() != Some(fs::NAME) {
-        return;
-    }
-    let Some(dataset) = state
-        .get("dataset_name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| pf.as_ref().and_then(|p| p.dataset_name.clone()))
-    else {
-        return;
-    };
-    let listing = || -> Result<(String, Vec<fs::StoredTable>)> {
-        let run_dir = match &pf {
-            Some(p) => p.base_dir(),
-            None => std::env::current_dir()?,
-        };
-        let config = Config::load(&run_dir, None)?.with_pipeline(name);
-        let explicit = pf.as_ref().and_then(|p| p.destination_config.as_ref());
-        let destination = fs::Filesystem::new(fs::config::resolve(&config, explicit, &run_dir)?)?;
-        let tables = destination.filesystem_client(&dataset)?.stored_tables()?;
-        Ok((destination.store().url_of(&dataset), tables))
-    };
-    match listing() {
-        Ok((url, tables)) => {
-            println!("\nDataset {dataset} at {url}: {} table(s) with files", tables.len());
-            for t in tables {
-                let delta = t.delta_version.map(|v| format!(", Delta table version {v}")).unwrap_or_default();
-                println!("  - {}: {} file(s), {} bytes{delta}", t.table, t.files, t.bytes);
-            }
-        }
-        Err(e) => println!("\nDataset {dataset}: could not list the destination's files: {e:#}"),
+fn destination_info(name: &str, wd: &Path, state: &Value) {
+    let Some(dataset) = state.get("dataset_name").and_then(Value::as_str) else { return };
+    let Some(dir) = wd.parent() else { return };
+    let Ok(p) = open(name, dir, wd) else { return };
+    match dlt::dlt_core::runtime::block_on(p.destination().dataset_info(dataset)) {
+        Ok(lines) if lines.is_empty() => {}
+        Ok(lines) => println!("\n{}", lines.join("\n")),
+        Err(e) => println!("\nDataset {dataset}: could not read the destination: {e}"),
     }
 }
 
@@ -606,7 +572,7 @@ fn open(name: &str, dir: &Path, wd: &Path) -> Result<Pipeline> {
 /// Open a pipeline for a command; `destination` and `dataset` override what the pipeline file
 /// or the local state say (for `sync` of a pipeline that has no working dir here).
 fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, dataset: Option<&str>) -> Result<Pipeline> {
-    let registry = dlt::registry();
+    let registry = crate::registry();
     // a named destination overrides the pipeline file; the state then only gives the dataset
     if destination.is_none()
         && let Ok(file) = std::fs::read_to_string(wd.join("pipeline_file"))
@@ -614,7 +580,7 @@ fn open_with(name: &str, dir: &Path, wd: &Path, destination: Option<&str>, datas
         let pf = PipelineFile::load(Path::new(file.trim()))?;
         let run_dir = pf.base_dir();
         let config = Config::load(&run_dir, None)?.with_pipeline(name);
-        let dest = pf.destination(&registry, &config, &run_dir)?;
+        let dest = pf.destination(registry, &config, &run_dir)?;
         let mut b = dlt::pipeline(name).destination(dest).pipelines_dir(dir).config(config);
         if let Some(d) = dataset.or(pf.dataset_name.as_deref()) {
             b = b.dataset_name(d);

@@ -5,11 +5,25 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use dlt::dlt_core::registry::{InitTemplate, Registry};
 
-/// Sources `init` has a template for.
-pub const SOURCES: &[&str] = &["rest_api", "sql_database", "files"];
-/// Destinations `init` has a template for.
-pub const DESTINATIONS: &[&str] = &["duckdb", "postgres", "filesystem"];
+/// Sources of `registry` with an `init` template.
+pub fn sources(registry: &Registry) -> Vec<&'static str> {
+    registry.source_names().into_iter().filter(|n| source_template(registry, n).is_some()).collect()
+}
+
+/// Destinations of `registry` with an `init` template.
+pub fn destinations(registry: &Registry) -> Vec<&'static str> {
+    registry.destination_names().into_iter().filter(|n| destination_template(registry, n).is_some()).collect()
+}
+
+fn source_template(registry: &Registry, name: &str) -> Option<InitTemplate> {
+    registry.source(name).ok().and_then(|f| f.init_template())
+}
+
+fn destination_template(registry: &Registry, name: &str) -> Option<InitTemplate> {
+    registry.destination(name).ok().and_then(|f| f.init_template())
+}
 
 /// The pipeline name for a project folder: the folder's name in snake case, so two projects
 /// never share a pipeline (and its state) by accident; `{source}_pipeline` when the folder has
@@ -33,14 +47,17 @@ pub fn pipeline_name(dir: &Path, source: &str) -> String {
 }
 
 /// The files `init` writes, as (path relative to the project folder, contents); the pipeline
-/// is called `name`.
-pub fn files(name: &str, source: &str, destination: &str) -> Result<Vec<(String, String)>> {
-    if !SOURCES.contains(&source) {
-        bail!("no template for source `{source}`; templates exist for: {}", SOURCES.join(", "));
-    }
-    if !DESTINATIONS.contains(&destination) {
-        bail!("no template for destination `{destination}`; templates exist for: {}", DESTINATIONS.join(", "));
-    }
+/// is called `name`. The templates come from the connectors' factories in `registry`.
+pub fn files(registry: &Registry, name: &str, source: &str, destination: &str) -> Result<Vec<(String, String)>> {
+    let Some(src) = source_template(registry, source) else {
+        bail!("no template for source `{source}`; templates exist for: {}", sources(registry).join(", "));
+    };
+    let Some(dst) = destination_template(registry, destination) else {
+        bail!(
+            "no template for destination `{destination}`; templates exist for: {}",
+            destinations(registry).join(", ")
+        );
+    };
     let file = format!("{source}_pipeline");
     // a dataset named like the pipeline (DuckDB's database) makes DuckDB's names ambiguous
     let dataset = if name == format!("{source}_data") { format!("{name}_dataset") } else { format!("{source}_data") };
@@ -57,32 +74,22 @@ pub fn files(name: &str, source: &str, destination: &str) -> Result<Vec<(String,
          destination = \"{destination}\"\n\
          dataset_name = \"{dataset}\"\n\n"
     );
-    let source_part = match source {
-        "rest_api" => REST_API,
-        "sql_database" => SQL_DATABASE,
-        _ => FILES,
-    };
+    let source_part = src.pipeline;
     let mut secrets = String::from(
         "# Secrets for dlt-rs. Keep this file out of version control (see .gitignore).\n\
          # Every value here can also come from an environment variable: the section path in upper\n\
          # case joined with `__`, e.g. SOURCES__REST_API__CREDENTIALS__TOKEN.\n\n",
     );
-    secrets.push_str(match source {
-        "rest_api" => REST_API_SECRETS,
-        "sql_database" => SQL_DATABASE_SECRETS,
-        _ => "",
-    });
+    secrets.push_str(src.secrets);
     let mut config = String::from(
         "# Settings for dlt-rs (not secrets). Environment variables win over this file,\n\
          # e.g. NORMALIZE__LOADER_FILE_FORMAT or DESTINATION__DUCKDB__MEMORY_LIMIT.\n\n\
          [runtime]\n\
          log_level = \"WARNING\"\n\n",
     );
-    match destination {
-        "postgres" => secrets.push_str(POSTGRES_SECRETS),
-        "filesystem" => config.push_str(FILESYSTEM_CONFIG),
-        _ => config.push_str(DUCKDB_CONFIG),
-    }
+    config.push_str(src.config);
+    secrets.push_str(dst.secrets);
+    config.push_str(dst.config);
     Ok(vec![
         (format!("{file}.toml"), format!("{head}{source_part}")),
         (".dlt/config.toml".into(), config),
@@ -107,10 +114,14 @@ fn write_secret_file(p: &Path, body: &str) -> Result<()> {
 /// Write the starter files into `dir`. An existing pipeline file is kept unless `force`;
 /// existing `.dlt` files and `.gitignore` are never overwritten (the `.gitignore` gets the
 /// secrets line appended when it lacks it).
-pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<()> {
+pub fn init(registry: &Registry, dir: &Path, source: &str, destination: &str, force: bool) -> Result<()> {
     let abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let name = pipeline_name(&abs, source);
-    let files = files(&name, source, destination)?;
+    let files = files(registry, &name, source, destination)?;
+    let needs_secrets = [source_template(registry, source), destination_template(registry, destination)]
+        .iter()
+        .flatten()
+        .any(|t| !t.secrets.is_empty());
     fs::create_dir_all(dir.join(".dlt")).with_context(|| format!("creating {}", dir.join(".dlt").display()))?;
     for (i, (rel, body)) in files.iter().enumerate() {
         let p = dir.join(rel);
@@ -143,7 +154,6 @@ pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<
     }
     let file = format!("{source}_pipeline.toml");
     println!();
-    let needs_secrets = source != "files" || destination == "postgres";
     if needs_secrets {
         println!("Next: edit {file}, put credentials into .dlt/secrets.toml, then run `dlt run {file}`.");
     } else {
@@ -153,161 +163,34 @@ pub fn init(dir: &Path, source: &str, destination: &str, force: bool) -> Result<
     Ok(())
 }
 
-const REST_API: &str = r#"[source]
-type = "rest_api"
-
-# The API: base URL, headers, authentication and how pages follow each other.
-[source.client]
-base_url = "https://pokeapi.co/api/v2/"
-# headers = { Accept = "application/json" }
-# Authentication; the secret itself goes into .dlt/secrets.toml ([sources.rest_api.credentials]):
-# auth = { type = "bearer" }                                   # Authorization: Bearer <token>
-# auth = { type = "api_key", name = "X-API-Key", location = "header" }
-# auth = { type = "http_basic", username = "me" }
-# auth = { type = "oauth2_client_credentials", access_token_url = "https://…/token" }
-# Pagination: when unset it is detected from the first response, and a response that looks
-# paginated without a recognizable scheme stops the run instead of loading one page.
-# paginator = { type = "json_link", next_url_path = "next" }
-# paginator = { type = "header_link" }
-# paginator = { type = "offset", limit = 100, total_path = "total" }
-# paginator = { type = "page_number", base_page = 1, total_path = "total_pages" }
-# paginator = { type = "cursor", cursor_path = "cursors.next", cursor_param = "cursor" }
-# paginator = "single_page"
-
-# Settings every resource starts from.
-[source.resource_defaults]
-write_disposition = "replace"
-endpoint = { params = { limit = 1000 } }
-
-[[source.resources]]
-name = "pokemon"
-endpoint = { path = "pokemon", data_selector = "results", paginator = { type = "json_link", next_url_path = "next" } }
-
-[[source.resources]]
-name = "berry"
-primary_key = "name"
-write_disposition = "merge"
-endpoint = { path = "berry", data_selector = "results", paginator = { type = "json_link", next_url_path = "next" } }
-
-# A child resource: one request per parent item, with parent fields copied into its rows
-# (as `_pokemon_name`).
-# [[source.resources]]
-# name = "pokemon_details"
-# include_from_parent = ["name"]
-# endpoint = { path = "pokemon/{resources.pokemon.name}", paginator = "single_page" }
-
-# Incremental loading: only what changed since the last run is requested.
-# [[source.resources]]
-# name = "issues"
-# primary_key = "id"
-# write_disposition = "merge"
-# [source.resources.endpoint]
-# path = "repos/OWNER/REPO/issues"
-# params = { since = { type = "incremental", cursor_path = "updated_at", initial_value = "2024-01-01T00:00:00Z" } }
-"#;
-
-const REST_API_SECRETS: &str = r#"[sources.rest_api.credentials]
-# token = "<your API token>"           # for auth type bearer
-# api_key = "<your API key>"           # for auth type api_key
-# password = "<your password>"         # for auth type http_basic
-# client_id = "<id>"                   # for oauth2_client_credentials
-# client_secret = "<secret>"
-
-"#;
-
-const SQL_DATABASE: &str = r#"[source]
-type = "sql_database"
-# The connection URL is a secret: .dlt/secrets.toml [sources.sql_database] credentials, or
-# SOURCES__SQL_DATABASE__CREDENTIALS. postgresql://…, mysql://… and sqlite:///path work.
-schema = "public"
-# table_names = ["customers", "orders"]   # all tables of the schema when unset
-chunk_size = 50000
-# reflection_level = "full"               # minimal | full | full_with_precision
-write_disposition = "replace"
-
-# Per-table settings, e.g. an incremental merge on a timestamp column:
-# [source.tables.orders]
-# write_disposition = "merge"
-# primary_key = "id"
-# incremental = { cursor_path = "updated_at", initial_value = "2024-01-01T00:00:00Z" }
-# safe_watermark = "xact_start"           # Postgres: no rows lost to long transactions
-# partitions = 4                          # one large table as 4 key ranges read at once
-# partition_column = "id"                 # default: the single-column integer primary key
-"#;
-
-const SQL_DATABASE_SECRETS: &str = r#"[sources.sql_database]
-credentials = "postgresql://loader:<password>@localhost:5432/dlt_data"
-
-"#;
-
-const FILES: &str = r#"[source]
-type = "files"
-
-# Each resource reads files (a path or a glob, relative to this file): JSONL, JSON, CSV or
-# Parquet, optionally .gz. Nested JSON becomes child tables (`<table>__<list>`).
-[[source.resources]]
-name = "events"
-path = "data/*.jsonl"
-write_disposition = "append"
-
-# [[source.resources]]
-# name = "users"
-# path = "data/users.csv"
-# write_disposition = "merge"
-# primary_key = "id"
-"#;
-
-const POSTGRES_SECRETS: &str = r#"[destination.postgres.credentials]
-database = "dlt_data"
-username = "loader"
-password = "<configure me>"
-host = "localhost"
-port = 5432
-connect_timeout = 15
-# or all in one: credentials = "postgresql://loader:<password>@localhost:5432/dlt_data"
-"#;
-
-const FILESYSTEM_CONFIG: &str = r#"[destination.filesystem]
-# A local folder, or s3://bucket/path, gs://…, az://… (their credentials go into
-# .dlt/secrets.toml [destination.filesystem.credentials]).
-bucket_url = "data_lake"
-"#;
-
-const DUCKDB_CONFIG: &str = r#"[destination.duckdb]
-# The database file; by default <pipeline name>.duckdb next to the pipeline file.
-# credentials = "my_data.duckdb"
-# DuckDB's memory limit while loading: rows beyond it spill to disk; a package's width costs
-# about 1 KiB per column until it commits. An out-of-memory error names this setting.
-# memory_limit = "160MB"
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_template_is_valid_toml_and_names_the_pipeline() {
-        for s in SOURCES {
-            for d in DESTINATIONS {
-                let files = files("p", s, d).unwrap();
+        let registry = dlt::registry();
+        for s in sources(&registry) {
+            for d in destinations(&registry) {
+                let files = files(&registry, "p", s, d).unwrap();
                 for (rel, body) in &files {
                     if rel.ends_with(".toml") {
                         let t: toml::Table = body.parse().unwrap_or_else(|e| panic!("{s}/{d} {rel}: {e}"));
                         if rel.ends_with("_pipeline.toml") {
-                            assert_eq!(t["pipeline"]["destination"].as_str(), Some(*d));
-                            assert_eq!(t["source"]["type"].as_str(), Some(*s));
+                            assert_eq!(t["pipeline"]["destination"].as_str(), Some(d));
+                            assert_eq!(t["source"]["type"].as_str(), Some(s));
                         }
                     }
                 }
             }
         }
-        assert!(files("p", "nope", "duckdb").unwrap_err().to_string().contains("rest_api"));
-        assert!(files("p", "rest_api", "nope").unwrap_err().to_string().contains("duckdb"));
+        assert!(files(&dlt::registry(), "p", "nope", "duckdb").unwrap_err().to_string().contains("rest_api"));
+        assert!(files(&dlt::registry(), "p", "rest_api", "nope").unwrap_err().to_string().contains("duckdb"));
     }
 
     #[test]
     fn the_rest_api_template_builds_a_source() {
-        let files = files("p", "rest_api", "duckdb").unwrap();
+        let files = files(&dlt::registry(), "p", "rest_api", "duckdb").unwrap();
         let t: toml::Table = files[0].1.parse().unwrap();
         let src = t["source"].as_table().unwrap();
         let config = dlt::Config::default();
@@ -323,7 +206,7 @@ mod tests {
     fn secrets_file_is_private_and_never_follows_a_symlink() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        init(dir.path(), "files", "duckdb", false).unwrap();
+        init(&dlt::registry(), dir.path(), "files", "duckdb", false).unwrap();
         let mode = fs::metadata(dir.path().join(".dlt/secrets.toml")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         // a dangling symlink where the secrets go: kept, and nothing is created at its target
@@ -331,7 +214,7 @@ mod tests {
         fs::create_dir_all(dir.path().join(".dlt")).unwrap();
         let target = dir.path().join("elsewhere.toml");
         std::os::unix::fs::symlink(&target, dir.path().join(".dlt/secrets.toml")).unwrap();
-        init(dir.path(), "files", "duckdb", false).unwrap();
+        init(&dlt::registry(), dir.path(), "files", "duckdb", false).unwrap();
         assert!(!target.exists(), "the symlink was followed");
         assert!(fs::symlink_metadata(dir.path().join(".dlt/secrets.toml")).unwrap().file_type().is_symlink());
     }
@@ -344,7 +227,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let project = dir.path().join("billing");
         fs::create_dir_all(&project).unwrap();
-        init(&project, "files", "duckdb", false).unwrap();
+        init(&dlt::registry(), &project, "files", "duckdb", false).unwrap();
         let t: toml::Table = fs::read_to_string(project.join("files_pipeline.toml")).unwrap().parse().unwrap();
         assert_eq!(t["pipeline"]["name"].as_str(), Some("billing"));
     }
@@ -355,14 +238,14 @@ mod tests {
         fs::create_dir_all(dir.path().join(".dlt")).unwrap();
         fs::write(dir.path().join(".dlt/secrets.toml"), "[mine]\nx = 1\n").unwrap();
         fs::write(dir.path().join(".gitignore"), "target").unwrap();
-        init(dir.path(), "rest_api", "postgres", false).unwrap();
+        init(&dlt::registry(), dir.path(), "rest_api", "postgres", false).unwrap();
         assert_eq!(fs::read_to_string(dir.path().join(".dlt/secrets.toml")).unwrap(), "[mine]\nx = 1\n");
         assert_eq!(fs::read_to_string(dir.path().join(".gitignore")).unwrap(), "target\n.dlt/secrets.toml\n");
         assert!(dir.path().join("rest_api_pipeline.toml").is_file());
         assert!(fs::read_to_string(dir.path().join(".dlt/config.toml")).unwrap().contains("[runtime]"));
         // a second init does not overwrite the pipeline file without --force
-        let err = init(dir.path(), "rest_api", "postgres", false).unwrap_err();
+        let err = init(&dlt::registry(), dir.path(), "rest_api", "postgres", false).unwrap_err();
         assert!(err.to_string().contains("--force"), "{err}");
-        init(dir.path(), "rest_api", "postgres", true).unwrap();
+        init(&dlt::registry(), dir.path(), "rest_api", "postgres", true).unwrap();
     }
 }

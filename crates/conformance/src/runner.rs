@@ -154,7 +154,7 @@ fn error_class(e: &dlt::Error) -> &'static str {
         dlt::Error::BadInput { .. } => "BadInput",
         dlt::Error::Source { .. } => "Source",
         dlt::Error::Schema(_) => "Schema",
-        dlt::Error::Destination { .. } => "Destination",
+        dlt::Error::Destination { .. } | dlt::Error::DestinationDriver { .. } => "Destination",
         dlt::Error::Package(_) => "Package",
         dlt::Error::Pipeline(_) => "Pipeline",
         _ => "Other",

@@ -265,37 +265,54 @@ pub struct StoredState {
     pub load_id: String,
 }
 
-/// Runs SQL against a destination's dataset (unqualified names resolve in the dataset).
+/// Runs SQL against a destination's dataset (unqualified names resolve in the dataset). An
+/// extension a client offers through [`DestinationClient::sql`], not a supertrait: a
+/// destination without SQL (files on a bucket without a query engine) has none.
+#[async_trait::async_trait]
 pub trait SqlClient: Send {
     /// Run statements that return nothing.
-    fn execute(&mut self, sql: &str) -> Result<()>;
+    async fn execute(&mut self, sql: &str) -> Result<()>;
     /// Run a query and collect its result as Arrow batches.
-    fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>>;
+    async fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>>;
 }
 
-/// A connection to a destination for one dataset.
-pub trait DestinationClient: SqlClient {
+/// A connection to a destination for one dataset: what the pipeline needs to load a package
+/// exactly once and to restore state.
+///
+/// The commit protocol follows [`Capabilities::supports_transactions`]: a transactional
+/// destination commits a package's data, its state row and its `_dlt_loads` row in one
+/// transaction. A destination without multi-table transactions makes every step of
+/// [`DestinationClient::commit_package`] re-runnable and writes the `_dlt_loads` row last;
+/// [`DestinationClient::stored_state`] ignores state rows of loads without one, so a package
+/// interrupted half-way is loaded again, never counted twice.
+#[async_trait::async_trait]
+pub trait DestinationClient: Send {
     /// Create the dataset and the system tables if missing.
-    fn initialize_storage(&mut self) -> Result<()>;
+    async fn initialize_storage(&mut self) -> Result<()>;
     /// Bring the stored schema up to date for `tables` (CREATE / ADD COLUMN) and record the
     /// schema version in `_dlt_version`, committed on its own, before data is loaded.
-    fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()>;
+    async fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()>;
     /// Whether `_dlt_loads` already holds this load id (a commit that finished before a crash).
-    fn is_loaded(&mut self, load_id: &str) -> Result<bool>;
+    async fn is_loaded(&mut self, load_id: &str) -> Result<bool>;
     /// Load all jobs of a package, truncate replaced tables, and write the `_dlt_loads` row,
     /// all or nothing where the destination has transactions.
-    fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()>;
+    async fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()>;
     /// The newest pipeline state of a completed load.
-    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>>;
+    async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>>;
     /// The newest stored schema document of a schema name.
-    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>>;
+    async fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>>;
     /// Drop tables (and forget their schema versions).
-    fn drop_tables(&mut self, tables: &[String]) -> Result<()>;
+    async fn drop_tables(&mut self, tables: &[String]) -> Result<()>;
     /// Names of the tables that exist in the dataset.
-    fn existing_tables(&mut self) -> Result<Vec<String>>;
+    async fn existing_tables(&mut self) -> Result<Vec<String>>;
+    /// SQL access to the dataset, if the destination has it.
+    fn sql(&mut self) -> Option<&mut dyn SqlClient> {
+        None
+    }
 }
 
 /// A configured destination.
+#[async_trait::async_trait]
 pub trait Destination: Send + Sync + std::fmt::Debug {
     /// Short name (`duckdb`).
     fn name(&self) -> &str;
@@ -308,7 +325,12 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// Where the data goes, without secrets (`duckdb:////abs/file.duckdb`).
     fn display_location(&self) -> String;
     /// Open a client for a dataset.
-    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>>;
+    async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>>;
+    /// Lines describing what `dataset_name` holds for `dlt pipeline <name> info` beyond the
+    /// schema (files and table versions on a bucket, …); none by default.
+    async fn dataset_info(&self, _dataset_name: &str) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
 }
 
 #[cfg(test)]

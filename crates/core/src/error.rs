@@ -77,6 +77,20 @@ pub enum Error {
         /// Whether retrying may help (connection lost, lock timeout, …).
         transient: bool,
     },
+    /// A destination driver's error, with the driver's error kept as the source;
+    /// `transient` comes from the driver's codes (SQLSTATE, HTTP status, I/O kind).
+    #[error("destination {destination}: {message}")]
+    DestinationDriver {
+        /// Destination name.
+        destination: String,
+        /// What was being done, and the driver's message.
+        message: String,
+        /// Whether retrying may help.
+        transient: bool,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// A load package is inconsistent or missing.
     #[error("load package error: {0}")]
     Package(String),
@@ -106,10 +120,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// A destination driver's error: `message` says what was being done (and the driver's own
+    /// text), `source` keeps the driver's error.
+    pub fn driver(
+        destination: impl Into<String>,
+        message: impl Into<String>,
+        transient: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Error {
+        Error::DestinationDriver {
+            destination: destination.into(),
+            message: message.into(),
+            transient,
+            source: source.into(),
+        }
+    }
+
+    /// Prefix a destination error's message with what was being done; other errors unchanged.
+    pub fn context(self, what: &str) -> Error {
+        match self {
+            Error::Destination { destination, message, transient } => {
+                Error::Destination { destination, message: format!("{what}: {message}"), transient }
+            }
+            Error::DestinationDriver { destination, message, transient, source } => {
+                Error::DestinationDriver { destination, message: format!("{what}: {message}"), transient, source }
+            }
+            other => other,
+        }
+    }
+
     /// Whether a retry of the same operation may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Destination { transient, .. } | Error::Source { transient, .. } => *transient,
+            Error::Destination { transient, .. }
+            | Error::DestinationDriver { transient, .. }
+            | Error::Source { transient, .. } => *transient,
             Error::StepFailed { source, .. } => source.is_transient(),
             Error::Io { source, .. } => matches!(
                 source.kind(),

@@ -16,13 +16,14 @@ pub mod package;
 pub mod pipeline;
 pub mod registry;
 pub mod resource;
+pub mod runtime;
 pub mod schema;
 pub mod state;
 pub mod tagged;
-pub mod testing;
 pub mod typed;
 mod validate;
 
+pub use async_trait::async_trait;
 pub use error::{Error, Result, Step};
 pub use pipeline::{DropOptions, LoadInfo, Pipeline, PipelineBuilder, Progress, Refresh, Trace};
 pub use resource::{Item, Resource, ResourceHints, Source};

@@ -22,12 +22,27 @@ pub struct DestinationContext<'a> {
     pub explicit: Option<&'a toml::Table>,
 }
 
+/// What `dlt init` writes for a connector: commented TOML text, each part optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InitTemplate {
+    /// A source's `[source]` table for the pipeline file.
+    pub pipeline: &'static str,
+    /// Lines for `.dlt/config.toml`.
+    pub config: &'static str,
+    /// Lines for `.dlt/secrets.toml`.
+    pub secrets: &'static str,
+}
+
 /// Builds a destination from configuration.
 pub trait DestinationFactory: Send + Sync {
     /// Registered name (`duckdb`).
     fn name(&self) -> &'static str;
     /// Build it.
     fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>>;
+    /// What `dlt init` writes for this destination; `None`: `dlt init` does not offer it.
+    fn init_template(&self) -> Option<InitTemplate> {
+        None
+    }
 }
 
 /// What a factory gets to build a source.
@@ -46,6 +61,10 @@ pub trait SourceFactory: Send + Sync {
     fn name(&self) -> &'static str;
     /// Build it.
     fn build(&self, config: &toml::Table, ctx: &SourceContext<'_>) -> Result<Source>;
+    /// What `dlt init` writes for this source; `None`: `dlt init` does not offer it.
+    fn init_template(&self) -> Option<InitTemplate> {
+        None
+    }
 }
 
 /// Sources and destinations by name.

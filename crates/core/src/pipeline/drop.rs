@@ -41,9 +41,9 @@ impl Pipeline {
         if mode == Refresh::DropData {
             return Ok(tables);
         }
-        let mut client = self.destination.client(&self.dataset_name)?;
-        client.initialize_storage()?;
-        client.drop_tables(&tables)?;
+        let mut client = block_on(self.destination.client(&self.dataset_name))?;
+        block_on(client.initialize_storage())?;
+        block_on(client.drop_tables(&tables))?;
         drop(client);
         if mode == Refresh::DropSources {
             let fresh = Schema::new(&source.name);
@@ -98,9 +98,9 @@ impl Pipeline {
         if opts.state_only {
             tables.clear();
         } else {
-            let mut client = self.destination.client(&self.dataset_name)?;
-            client.initialize_storage()?;
-            client.drop_tables(&tables)?;
+            let mut client = block_on(self.destination.client(&self.dataset_name))?;
+            block_on(client.initialize_storage())?;
+            block_on(client.drop_tables(&tables))?;
             // one open client per database at a time: the load below opens its own
             drop(client);
             for t in &tables {

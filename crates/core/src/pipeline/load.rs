@@ -21,12 +21,13 @@ impl Pipeline {
         // transient errors (connection lost, lock timeouts) are retried with exponential backoff;
         // terminal ones leave the package pending with the reason in failed_jobs/
         let (max_retries, backoff_ms) = self.retry_settings();
+        let replace_strategy = self.replace_strategy()?;
         let mut attempt = 0u32;
         loop {
-            let r = self
-                .destination
-                .client(&self.dataset_name)
-                .and_then(|mut client| self.try_commit(client.as_mut(), load_id, &schema, &jobs, &pstate));
+            let r = block_on(async {
+                let mut client = self.destination.client(&self.dataset_name).await?;
+                try_commit(client.as_mut(), load_id, &schema, &jobs, &pstate, replace_strategy).await
+            });
             match r {
                 Ok(()) => break,
                 Err(e) if e.is_transient() && attempt < max_retries => {
@@ -72,46 +73,6 @@ impl Pipeline {
         Ok(())
     }
 
-    pub(super) fn try_commit(
-        &self,
-        client: &mut dyn DestinationClient,
-        load_id: &str,
-        schema: &Schema,
-        jobs: &[JobFile],
-        pstate: &PackageState,
-    ) -> Result<()> {
-        client.initialize_storage()?;
-        if client.is_loaded(load_id)? {
-            return Ok(());
-        }
-        let mut ddl_tables: Vec<String> = vec![];
-        for t in pstate.tables_with_jobs.iter().chain(pstate.truncate_tables.iter()) {
-            let root_chain = {
-                let mut chain = vec![t.clone()];
-                let mut cur = t.as_str();
-                while let Some(p) = schema.tables.get(cur).and_then(|x| x.parent.as_deref()) {
-                    chain.push(p.to_string());
-                    cur = p;
-                }
-                chain
-            };
-            for c in root_chain.into_iter().rev() {
-                if !ddl_tables.contains(&c) {
-                    ddl_tables.push(c);
-                }
-            }
-        }
-        client.update_stored_schema(schema, &ddl_tables)?;
-        let replace_strategy = self.replace_strategy()?;
-        client.commit_package(&PackageToLoad {
-            load_id,
-            schema,
-            jobs,
-            truncate_tables: &pstate.truncate_tables,
-            replace_strategy,
-        })
-    }
-
     /// `destination.replace_strategy` (dlt's `DESTINATION__REPLACE_STRATEGY`), checked against
     /// what the destination supports.
     pub(super) fn replace_strategy(&self) -> Result<crate::destination::ReplaceStrategy> {
@@ -134,4 +95,46 @@ impl Pipeline {
         }
         Ok(s)
     }
+}
+
+/// Open storage, skip a package that is already committed, migrate the schema, commit.
+async fn try_commit(
+    client: &mut dyn DestinationClient,
+    load_id: &str,
+    schema: &Schema,
+    jobs: &[JobFile],
+    pstate: &PackageState,
+    replace_strategy: crate::destination::ReplaceStrategy,
+) -> Result<()> {
+    client.initialize_storage().await?;
+    if client.is_loaded(load_id).await? {
+        return Ok(());
+    }
+    let mut ddl_tables: Vec<String> = vec![];
+    for t in pstate.tables_with_jobs.iter().chain(pstate.truncate_tables.iter()) {
+        let root_chain = {
+            let mut chain = vec![t.clone()];
+            let mut cur = t.as_str();
+            while let Some(p) = schema.tables.get(cur).and_then(|x| x.parent.as_deref()) {
+                chain.push(p.to_string());
+                cur = p;
+            }
+            chain
+        };
+        for c in root_chain.into_iter().rev() {
+            if !ddl_tables.contains(&c) {
+                ddl_tables.push(c);
+            }
+        }
+    }
+    client.update_stored_schema(schema, &ddl_tables).await?;
+    client
+        .commit_package(&PackageToLoad {
+            load_id,
+            schema,
+            jobs,
+            truncate_tables: &pstate.truncate_tables,
+            replace_strategy,
+        })
+        .await
 }

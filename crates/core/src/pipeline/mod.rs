@@ -34,6 +34,7 @@ use crate::package::{
     write_atomic, write_package_state,
 };
 use crate::resource::{IntoSource, Item, ResourceHints, Source, TableName};
+use crate::runtime::block_on;
 use crate::schema::{
     C_DLT_ID, STATE_TABLE, Schema, WriteDisposition, state_row_id_column, state_table, state_table_with_row_id,
 };
@@ -291,9 +292,11 @@ impl Pipeline {
         write_atomic(&self.working_dir.join("state.json"), self.state.to_json().as_bytes())
     }
 
-    /// A client for the destination dataset, to run SQL (as users' tests do with dlt).
-    pub fn sql_client(&self) -> Result<Box<dyn DestinationClient>> {
-        self.destination.client(&self.dataset_name)
+    /// A client for the destination dataset, to run SQL (as users' tests do with dlt). An
+    /// error names the destination when it has no SQL access.
+    pub fn sql_client(&self) -> Result<SqlHandle> {
+        let client = block_on(self.destination.client(&self.dataset_name))?;
+        SqlHandle::new(client, self.destination.name())
     }
 
     /// Read a whole table of the dataset as Arrow batches.
@@ -439,5 +442,46 @@ impl Pipeline {
         }
         all.sort_by(|a, b| crate::package::cmp_load_ids(a, b));
         Ok(all.pop())
+    }
+}
+
+/// SQL on a destination's dataset from synchronous code ([`Pipeline::sql_client`]).
+pub struct SqlHandle {
+    client: Box<dyn DestinationClient>,
+}
+
+impl SqlHandle {
+    fn new(mut client: Box<dyn DestinationClient>, destination: &str) -> Result<Self> {
+        if client.sql().is_none() {
+            return Err(Error::Config(format!(
+                "destination {destination} has no SQL access to its dataset (for the filesystem destination, \
+                 build dlt-rs with its `sql` feature)"
+            )));
+        }
+        Ok(SqlHandle { client })
+    }
+
+    fn sql(&mut self) -> &mut dyn crate::destination::SqlClient {
+        self.client.sql().expect("checked in SqlHandle::new")
+    }
+
+    /// Run statements that return nothing.
+    pub fn execute(&mut self, sql: &str) -> Result<()> {
+        block_on(self.sql().execute(sql))
+    }
+
+    /// Run a query and collect its result as Arrow batches.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
+        block_on(self.sql().query(sql))
+    }
+
+    /// Names of the tables in the dataset.
+    pub fn existing_tables(&mut self) -> Result<Vec<String>> {
+        block_on(self.client.existing_tables())
+    }
+
+    /// The destination client underneath, for async code.
+    pub fn into_inner(self) -> Box<dyn DestinationClient> {
+        self.client
     }
 }

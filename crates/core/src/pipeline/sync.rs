@@ -12,8 +12,8 @@ impl Pipeline {
     /// empty or stale state would load rows again.
     pub fn sync_destination(&mut self) -> Result<bool> {
         let local_exists = self.working_dir.join("state.json").exists();
-        let mut client = self.destination.client(&self.dataset_name)?;
-        let stored = client.stored_state(&self.name)?;
+        let mut client = block_on(self.destination.client(&self.dataset_name))?;
+        let stored = block_on(client.stored_state(&self.name))?;
         let Some(stored) = stored else {
             let local_dataset = self.state.get("dataset_name").and_then(Value::as_str).unwrap_or_default();
             if local_exists && !local_dataset.is_empty() && local_dataset != self.dataset_name {
@@ -39,7 +39,7 @@ impl Pipeline {
             if !replace && self.schema_path(&n).exists() {
                 continue;
             }
-            if let Some(doc) = client.stored_schema(&n)? {
+            if let Some(doc) = block_on(client.stored_schema(&n))? {
                 schemas.push(Schema::from_str_any(&doc)?);
             }
         }

@@ -4,7 +4,7 @@
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub mod arrow_compat;
 mod memory;
@@ -13,13 +13,13 @@ pub use memory::{DEFAULT_MEMORY_LIMIT, INITIAL_COLUMN_SEGMENT_SIZE};
 
 use arrow::record_batch::RecordBatch;
 use dlt_core::config::ConfigValue;
-use dlt_core::destination::{
-    Capabilities, Destination, DestinationClient, FileFormat, PackageToLoad, ReplaceStrategy, SqlClient, StoredState,
-};
+use dlt_core::destination::{Capabilities, Destination, DestinationClient, FileFormat, JobFile, ReplaceStrategy};
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory};
 use dlt_core::resource::MergeStrategy;
-use dlt_core::schema::{Column, DataType, LOADS_TABLE, Schema, VERSION_TABLE};
+use dlt_core::runtime::blocking;
+use dlt_core::schema::{Column, DataType, Table};
+use dlt_sql::{SqlConnection, SqlLoader, first_line};
 
 const NAME: &str = "duckdb";
 
@@ -102,6 +102,13 @@ impl dlt_sql::Dialect for DuckDbDialect {
     }
     fn set_not_null_after_update(&self) -> bool {
         false
+    }
+    fn set_search_path(&self, dataset: &str) -> String {
+        format!("SET schema = {};", lit(dataset))
+    }
+    fn keep_insertion_order(&self, on: bool) -> Option<String> {
+        // off for every other load (memory::load_settings): DuckDB then streams inserts
+        Some(format!("SET preserve_insertion_order = {on};"))
     }
 }
 
@@ -190,13 +197,16 @@ impl DuckDb {
     }
 }
 
+/// A DuckDB error, its cause kept. Transient: another process holds the database file's lock
+/// (DuckDB reports it as an I/O error whose only distinguishing mark is its text).
 fn classify(e: duckdb::Error, what: &str) -> Error {
     let msg = e.to_string();
     let transient =
         msg.contains("Could not set lock") || msg.contains("Conflicting lock") || msg.contains("database is locked");
-    Error::Destination { destination: NAME.into(), message: format!("{what}: {msg}"), transient }
+    Error::driver(NAME, format!("{what}: {msg}"), transient, e)
 }
 
+#[async_trait::async_trait]
 impl Destination for DuckDb {
     fn name(&self) -> &str {
         NAME
@@ -207,7 +217,7 @@ impl Destination for DuckDb {
     fn display_location(&self) -> String {
         format!("duckdb:///{}", self.path.display())
     }
-    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
+    async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
         // DuckDB names the database after its file: a schema of the same name makes every
         // `name.table` ambiguous (a Binder Error at load); refuse it before anything is written
         if let Some(stem) = self.path.file_stem().and_then(|s| s.to_str())
@@ -234,319 +244,84 @@ impl Destination for DuckDb {
                 transient: false,
             });
         }
-        let conn = duckdb::Connection::open(&self.path)
-            .map_err(|e| classify(e, &format!("cannot open DuckDB database {}", self.path.display())))?;
+        let path = self.path.clone();
         let settings = memory::load_settings(self.memory_limit.as_deref(), self.threads);
-        conn.execute_batch(&settings).map_err(|e| classify(e, "applying DuckDB settings (memory_limit, threads)"))?;
-        Ok(Box::new(DuckDbClient {
-            conn,
-            dataset: dataset_name.to_string(),
-            search_path_set: false,
+        let conn = blocking(move || {
+            let conn = duckdb::Connection::open(&path)
+                .map_err(|e| classify(e, &format!("cannot open DuckDB database {}", path.display())))?;
+            conn.execute_batch(&settings)
+                .map_err(|e| classify(e, "applying DuckDB settings (memory_limit, threads)"))?;
+            Ok::<_, Error>(conn)
+        })
+        .await?;
+        let conn = DuckDbConnection {
+            conn: Arc::new(Mutex::new(conn)),
             memory_limit: self.memory_limit.clone(),
             pipeline_name: self.pipeline_name.clone(),
-        }))
+        };
+        Ok(Box::new(SqlLoader::new(NAME, DuckDbDialect, conn, dataset_name)))
     }
 }
 
-/// A connection to one dataset of a DuckDB file.
-pub struct DuckDbClient {
-    conn: duckdb::Connection,
-    dataset: String,
-    search_path_set: bool,
+/// A session on a DuckDB database file. DuckDB's API blocks: every call runs on the blocking
+/// pool through [`dlt_core::runtime::blocking`].
+pub struct DuckDbConnection {
+    conn: Arc<Mutex<duckdb::Connection>>,
     memory_limit: Option<String>,
     pipeline_name: Option<String>,
 }
 
-impl DuckDbClient {
-    fn q(&self, table: &str) -> String {
-        format!("{}.{}", quote(&self.dataset), quote(table))
+impl DuckDbConnection {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&duckdb::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        blocking(move || f(&conn.lock().unwrap_or_else(|p| p.into_inner()))).await
     }
 
-    fn exec(&self, sql: &str) -> Result<()> {
-        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-        self.conn.execute_batch(sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(sql))))
-    }
-
-    fn dataset_exists(&self) -> Result<bool> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?", [&self.dataset], |r| {
-                r.get(0)
-            })
-            .map_err(|e| classify(e, "reading information_schema"))?;
-        Ok(n > 0)
-    }
-
-    fn table_columns(&self) -> Result<std::collections::HashMap<String, Vec<String>>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ? ORDER BY table_name, ordinal_position",
-            )
-            .map_err(|e| classify(e, "reading information_schema"))?;
-        let rows = stmt
-            .query_map([&self.dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| classify(e, "reading information_schema"))?;
-        let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
-        for r in rows {
-            let (t, c) = r.map_err(|e| classify(e, "reading information_schema"))?;
-            out.entry(t).or_default().push(c);
-        }
-        Ok(out)
-    }
-
-    /// Run `f` in one transaction; an out-of-memory error comes back with the setting that
-    /// changes the limit and how to go on.
-    fn in_transaction(&self, f: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
-        let result = self.exec("BEGIN TRANSACTION").and_then(|()| match f(self) {
-            Ok(()) => self.exec("COMMIT"),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        });
-        result
-            .map_err(|e| memory::explain_out_of_memory(e, self.memory_limit.as_deref(), self.pipeline_name.as_deref()))
+    /// An out-of-memory error comes back with the setting that changes the limit and how to
+    /// go on.
+    fn explain(&self, e: Error) -> Error {
+        memory::explain_out_of_memory(e, self.memory_limit.as_deref(), self.pipeline_name.as_deref())
     }
 }
 
-fn first_line(sql: &str) -> String {
-    let l = sql.trim().lines().next().unwrap_or_default();
-    if l.len() > 200 {
-        format!("{}…", &l[..l.char_indices().nth(200).map(|(i, _)| i).unwrap_or(l.len())])
-    } else {
-        l.to_string()
-    }
-}
-
-impl SqlClient for DuckDbClient {
-    fn execute(&mut self, sql: &str) -> Result<()> {
-        self.set_search_path();
-        self.exec(sql)
+#[async_trait::async_trait]
+impl SqlConnection for DuckDbConnection {
+    async fn execute(&mut self, sql: &str) -> Result<()> {
+        let sql = sql.to_string();
+        let r = self
+            .run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(&sql)))))
+            .await;
+        r.map_err(|e| self.explain(e))
     }
 
-    fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
-        self.set_search_path();
-        let mut stmt =
-            self.conn.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
-        let batches = stmt.query_arrow([]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
-        arrow_compat::collect_batches(batches).map_err(|e| Error::Destination {
-            destination: NAME.into(),
-            message: format!("reading the result of {}: {e}", first_line(sql)),
-            transient: false,
+    async fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let sql = sql.to_string();
+        self.run(move |c| {
+            let what = || format!("query failed: {}", first_line(&sql));
+            let mut stmt = c.prepare(&sql).map_err(|e| classify(e, &what()))?;
+            let batches = stmt.query_arrow([]).map_err(|e| classify(e, &what()))?;
+            arrow_compat::collect_batches(batches)
+                .map_err(|e| Error::driver(NAME, format!("reading the result of {}: {e}", first_line(&sql)), false, e))
         })
+        .await
     }
-}
 
-impl DuckDbClient {
-    fn set_search_path(&mut self) {
-        if !self.search_path_set && self.dataset_exists().unwrap_or(false) {
-            let _ = self.conn.execute_batch(&format!("SET schema = {}", lit(&self.dataset)));
-            self.search_path_set = true;
+    async fn load_job(&mut self, target: &str, table: &Table, job: &JobFile) -> Result<()> {
+        if job.format != FileFormat::Parquet {
+            return Err(Error::Destination {
+                destination: NAME.into(),
+                message: format!("job {} is {:?}; DuckDB loads parquet job files", job.path.display(), job.format),
+                transient: false,
+            });
         }
-    }
-}
-
-impl DestinationClient for DuckDbClient {
-    fn initialize_storage(&mut self) -> Result<()> {
-        let ds = quote(&self.dataset);
-        let loads = self.q(LOADS_TABLE);
-        let version = self.q(VERSION_TABLE);
-        self.exec(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {ds};\n\
-             CREATE TABLE IF NOT EXISTS {loads} (\"load_id\" VARCHAR NOT NULL, \"schema_name\" VARCHAR, \"status\" BIGINT NOT NULL, \"inserted_at\" TIMESTAMP WITH TIME ZONE NOT NULL, \"schema_version_hash\" VARCHAR);\n\
-             CREATE TABLE IF NOT EXISTS {version} (\"version\" BIGINT NOT NULL, \"engine_version\" BIGINT NOT NULL, \"inserted_at\" TIMESTAMP WITH TIME ZONE NOT NULL, \"schema_name\" VARCHAR NOT NULL, \"version_hash\" VARCHAR NOT NULL, \"schema\" VARCHAR NOT NULL);"
-        ))
-    }
-
-    fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()> {
-        let existing = self.table_columns()?;
-        let stmts = dlt_sql::schema_update_sql(&DuckDbDialect, &self.dataset, schema, tables, &existing);
-        let known: i64 = self
-            .conn
-            .query_row(
-                &format!("SELECT count(*) FROM {} WHERE version_hash = ?", self.q(VERSION_TABLE)),
-                [&schema.version_hash],
-                |r| r.get(0),
-            )
-            .map_err(|e| classify(e, "reading _dlt_version"))?;
-        if stmts.is_empty() && known > 0 {
-            return Ok(());
-        }
-        self.in_transaction(|c| {
-            for s in &stmts {
-                c.exec(s)?;
-            }
-            if known == 0 {
-                c.conn
-                    .execute(
-                        &format!(
-                            "INSERT INTO {} (version, engine_version, inserted_at, schema_name, version_hash, schema) VALUES (?, ?, now(), ?, ?, ?)",
-                            c.q(VERSION_TABLE)
-                        ),
-                        duckdb::params![
-                            schema.version as i64,
-                            schema.engine_version as i64,
-                            schema.name,
-                            schema.version_hash,
-                            schema.to_json()
-                        ],
-                    )
-                    .map_err(|e| classify(e, "writing _dlt_version"))?;
-            }
-            Ok(())
-        })
-    }
-
-    fn is_loaded(&mut self, load_id: &str) -> Result<bool> {
-        if !self.dataset_exists()? {
-            return Ok(false);
-        }
-        let n: i64 = self
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {} WHERE load_id = ?", self.q(LOADS_TABLE)), [load_id], |r| {
-                r.get(0)
-            })
-            .map_err(|e| classify(e, "reading _dlt_loads"))?;
-        Ok(n > 0)
-    }
-
-    fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
-        let existing = self.table_columns()?;
-        let schema = package.schema;
-        // tables whose root merges: loaded into the staging dataset, then merged by SQL
-        let dlt_sql::StagingPlan { staged, merge_roots } =
-            dlt_sql::staging_plan(schema, package.jobs, package.replace_strategy);
-        let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
-        let staging = format!("{}_staging", self.dataset);
-        let sq = |t: &str| format!("{}.{}", quote(&staging), quote(t));
-        self.in_transaction(|c| {
-            if !via_staging {
-                for t in package.truncate_tables {
-                    if existing.contains_key(t) {
-                        c.exec(&format!("DELETE FROM {} WHERE 1=1;", c.q(t)))?;
-                    }
-                }
-            }
-            if !staged.is_empty() {
-                c.exec(&format!("CREATE SCHEMA IF NOT EXISTS {};", quote(&staging)))?;
-                for t in &staged {
-                    c.exec(&format!("CREATE OR REPLACE TABLE {} AS SELECT * FROM {} LIMIT 0;", sq(t), c.q(t)))?;
-                }
-                // staged rows keep their file order: in-load dedup picks the first (or last) row
-                c.exec("SET preserve_insertion_order = true;")?;
-            }
-            for job in package.jobs {
-                if job.format != FileFormat::Parquet {
-                    return Err(Error::Destination {
-                        destination: NAME.into(),
-                        message: format!("job {} has an unsupported format", job.path.display()),
-                        transient: false,
-                    });
-                }
-                let target = if staged.contains(&job.table) { sq(&job.table) } else { c.q(&job.table) };
-                let sql =
-                    format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&job.path.to_string_lossy()));
-                tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-                c.conn
-                    .execute_batch(&sql)
-                    .map_err(|e| classify(e, &format!("loading job {} into table {}", job.path.display(), job.table)))?;
-            }
-            if !staged.is_empty() {
-                c.exec("SET preserve_insertion_order = false;")?;
-            }
-            let mut present: Vec<String> = existing.keys().cloned().collect();
-            present.extend(staged.iter().cloned());
-            let ctx = dlt_sql::MergeContext {
-                dialect: &DuckDbDialect,
-                schema,
-                dataset: &c.dataset,
-                staging: &staging,
-                load_id: package.load_id,
-                staged: &staged,
-                existing: &present,
-            };
-            if via_staging && !package.truncate_tables.is_empty() {
-                // insert-from-staging (staging-optimized is not a DuckDB strategy)
-                for stmt in dlt_sql::replace_from_staging(&ctx, package.truncate_tables) {
-                    c.exec(&stmt)?;
-                }
-            }
-            for root in &merge_roots {
-                for stmt in dlt_sql::merge_statements(&ctx, root)? {
-                    tracing::info!(target: "dlt::sql", destination = NAME, "{stmt}");
-                    c.conn.execute_batch(&stmt).map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
-                }
-            }
-            c.conn
-                .execute(
-                    &format!(
-                        "INSERT INTO {} (load_id, schema_name, status, inserted_at, schema_version_hash) VALUES (?, ?, 0, now(), ?)",
-                        c.q(LOADS_TABLE)
-                    ),
-                    duckdb::params![package.load_id, package.schema.name, package.schema.version_hash],
-                )
-                .map_err(|e| classify(e, "writing _dlt_loads"))?;
-            dlt_core::fault::hit("load.in_transaction");
-            Ok(())
-        })
-    }
-
-    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {
-        if !self.dataset_exists()? || !self.table_columns()?.contains_key(dlt_core::schema::STATE_TABLE) {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT s.version, s.engine_version, s.pipeline_name, s.state, s._dlt_load_id FROM {} AS s JOIN {} AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
-            self.q(dlt_core::schema::STATE_TABLE),
-            self.q(LOADS_TABLE)
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| classify(e, "reading stored state"))?;
-        let mut rows = stmt.query([pipeline_name]).map_err(|e| classify(e, "reading stored state"))?;
-        match rows.next().map_err(|e| classify(e, "reading stored state"))? {
-            Some(r) => Ok(Some(StoredState {
-                version: r.get(0).map_err(|e| classify(e, "reading stored state"))?,
-                engine_version: r.get(1).map_err(|e| classify(e, "reading stored state"))?,
-                pipeline_name: r.get(2).map_err(|e| classify(e, "reading stored state"))?,
-                state: r.get(3).map_err(|e| classify(e, "reading stored state"))?,
-                load_id: r.get(4).map_err(|e| classify(e, "reading stored state"))?,
-            })),
-            None => Ok(None),
-        }
-    }
-
-    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>> {
-        if !self.dataset_exists()? {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT schema FROM {} WHERE schema_name = ? ORDER BY inserted_at DESC LIMIT 1",
-            self.q(VERSION_TABLE)
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| classify(e, "reading stored schema"))?;
-        let mut rows = stmt.query([schema_name]).map_err(|e| classify(e, "reading stored schema"))?;
-        match rows.next().map_err(|e| classify(e, "reading stored schema"))? {
-            Some(r) => Ok(Some(r.get(0).map_err(|e| classify(e, "reading stored schema"))?)),
-            None => Ok(None),
-        }
-    }
-
-    fn drop_tables(&mut self, tables: &[String]) -> Result<()> {
-        let existing = self.table_columns()?;
-        self.in_transaction(|c| {
-            for t in tables {
-                if existing.contains_key(t) {
-                    c.exec(&format!("DROP TABLE {};", c.q(t)))?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    fn existing_tables(&mut self) -> Result<Vec<String>> {
-        let mut v: Vec<String> = self.table_columns()?.into_keys().collect();
-        v.sort();
-        Ok(v)
+        let sql =
+            format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&job.path.to_string_lossy()));
+        let what = format!("loading job {} into table {}", job.path.display(), table.name);
+        let r = self.run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &what))).await;
+        r.map_err(|e| self.explain(e))
     }
 }
 
@@ -557,6 +332,9 @@ impl DestinationClient for DuckDbClient {
 pub struct DuckDbFactory;
 
 impl DestinationFactory for DuckDbFactory {
+    fn init_template(&self) -> Option<dlt_core::registry::InitTemplate> {
+        Some(dlt_core::registry::InitTemplate { config: include_str!("init/config.toml"), ..Default::default() })
+    }
     fn name(&self) -> &'static str {
         NAME
     }

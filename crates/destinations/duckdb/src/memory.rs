@@ -55,11 +55,14 @@ pub(crate) fn is_out_of_memory(message: &str) -> bool {
 /// its first line (what it could not allocate, how much was used) is kept. Other errors pass
 /// through unchanged.
 pub(crate) fn explain_out_of_memory(err: Error, memory_limit: Option<&str>, pipeline_name: Option<&str>) -> Error {
-    let Error::Destination { destination, message, transient } = err else { return err };
-    if !is_out_of_memory(&message) {
-        return Error::Destination { destination, message, transient };
+    let message = match &err {
+        Error::Destination { message, .. } | Error::DestinationDriver { message, .. } => message,
+        _ => return err,
+    };
+    if !is_out_of_memory(message) {
+        return err;
     }
-    let duckdb_part = message.split("\n\n").next().unwrap_or(&message).trim_end();
+    let duckdb_part = message.split("\n\n").next().unwrap_or(message).trim_end();
     let limit = match memory_limit {
         Some(m) if m == DEFAULT_MEMORY_LIMIT => format!("memory_limit is {m} (the default)"),
         Some(m) => format!("memory_limit is {m}"),
@@ -78,7 +81,13 @@ pub(crate) fn explain_out_of_memory(err: Error, memory_limit: Option<&str>, pipe
          _dlt_loads rows commit together) and it stays pending: the next run after raising the \
          limit loads it before extracting anything new; to discard it instead, run {drop}."
     );
-    Error::Destination { destination, message, transient: false }
+    match err {
+        Error::DestinationDriver { destination, source, .. } => {
+            Error::DestinationDriver { destination, message, transient: false, source }
+        }
+        Error::Destination { destination, .. } => Error::Destination { destination, message, transient: false },
+        other => other,
+    }
 }
 
 #[cfg(test)]

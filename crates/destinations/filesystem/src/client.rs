@@ -662,33 +662,28 @@ impl FilesystemClient {
     }
 }
 
+// The store below still blocks on its own I/O runtime (from a helper thread when called on an
+// async worker); moving it onto the pipeline's runtime is listed in docs/architecture.md.
+#[cfg(feature = "sql")]
+#[async_trait::async_trait]
 impl SqlClient for FilesystemClient {
-    #[cfg(feature = "sql")]
-    fn execute(&mut self, sql: &str) -> Result<()> {
+    async fn execute(&mut self, sql: &str) -> Result<()> {
         self.sql_state()?.execute(sql)
     }
-    #[cfg(feature = "sql")]
-    fn query(&mut self, sql: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    async fn query(&mut self, sql: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
         self.sql_state()?.query(sql)
-    }
-    #[cfg(not(feature = "sql"))]
-    fn execute(&mut self, _sql: &str) -> Result<()> {
-        Err(FsError::Unsupported("SQL over the filesystem needs the dlt-filesystem feature `sql`".into()).into())
-    }
-    #[cfg(not(feature = "sql"))]
-    fn query(&mut self, _sql: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
-        Err(FsError::Unsupported("SQL over the filesystem needs the dlt-filesystem feature `sql`".into()).into())
     }
 }
 
+#[async_trait::async_trait]
 impl DestinationClient for FilesystemClient {
-    fn initialize_storage(&mut self) -> Result<()> {
+    async fn initialize_storage(&mut self) -> Result<()> {
         self.init()?;
         self.recover()?;
         Ok(())
     }
 
-    fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()> {
+    async fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()> {
         for t in tables {
             self.table_prefix(&schema.name, t)?;
         }
@@ -714,15 +709,15 @@ impl DestinationClient for FilesystemClient {
         Ok(())
     }
 
-    fn is_loaded(&mut self, load_id: &str) -> Result<bool> {
+    async fn is_loaded(&mut self, load_id: &str) -> Result<bool> {
         Ok(self.committed_loads()?.contains(load_id))
     }
 
-    fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+    async fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
         Ok(self.commit(package)?)
     }
 
-    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {
+    async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {
         let files = self.store().list(&self.ds(STATE_TABLE))?;
         if files.is_empty() {
             return Ok(None);
@@ -753,7 +748,7 @@ impl DestinationClient for FilesystemClient {
         }))
     }
 
-    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>> {
+    async fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>> {
         let mut best: Option<(String, String)> = None;
         for (p, parts) in self.schema_files()? {
             if parts[0] != schema_name {
@@ -769,7 +764,7 @@ impl DestinationClient for FilesystemClient {
         }
     }
 
-    fn drop_tables(&mut self, tables: &[String]) -> Result<()> {
+    async fn drop_tables(&mut self, tables: &[String]) -> Result<()> {
         // the schema name only matters for layouts with {schema_name}: try every stored one
         let mut names: Vec<String> = self.stored_schemas()?.into_iter().map(|s| s.name).collect();
         if names.is_empty() {
@@ -789,10 +784,14 @@ impl DestinationClient for FilesystemClient {
         Ok(())
     }
 
-    fn existing_tables(&mut self) -> Result<Vec<String>> {
+    async fn existing_tables(&mut self) -> Result<Vec<String>> {
         let mut v: Vec<String> = self.tables_with_files()?.into_iter().map(|(_, t)| t).collect();
         v.sort();
         Ok(v)
+    }
+    #[cfg(feature = "sql")]
+    fn sql(&mut self) -> Option<&mut dyn SqlClient> {
+        Some(self)
     }
 }
 

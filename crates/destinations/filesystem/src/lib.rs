@@ -176,6 +176,7 @@ impl Filesystem {
     }
 }
 
+#[async_trait::async_trait]
 impl Destination for Filesystem {
     fn name(&self) -> &str {
         NAME
@@ -186,8 +187,21 @@ impl Destination for Filesystem {
     fn display_location(&self) -> String {
         self.shared.store.url().to_string()
     }
-    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
+    async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
         Ok(Box::new(self.filesystem_client(dataset_name)?))
+    }
+    async fn dataset_info(&self, dataset_name: &str) -> Result<Vec<String>> {
+        let tables = self.filesystem_client(dataset_name)?.stored_tables()?;
+        let mut lines = vec![format!(
+            "Dataset {dataset_name} at {}: {} table(s) with files",
+            self.store().url_of(dataset_name),
+            tables.len()
+        )];
+        for t in tables {
+            let delta = t.delta_version.map(|v| format!(", Delta table version {v}")).unwrap_or_default();
+            lines.push(format!("  - {}: {} file(s), {} bytes{delta}", t.table, t.files, t.bytes));
+        }
+        Ok(lines)
     }
 }
 
@@ -200,6 +214,9 @@ impl Destination for Filesystem {
 pub struct FilesystemFactory;
 
 impl DestinationFactory for FilesystemFactory {
+    fn init_template(&self) -> Option<dlt_core::registry::InitTemplate> {
+        Some(dlt_core::registry::InitTemplate { config: include_str!("init/config.toml"), ..Default::default() })
+    }
     fn name(&self) -> &'static str {
         NAME
     }

@@ -1,31 +1,30 @@
-//! The Postgres destination: a dataset is a schema; job files are loaded with binary `COPY`
-//! from Arrow; a package's data, its state row and its `_dlt_loads` row commit in one transaction.
+//! The Postgres destination on sqlx: a dataset is a schema; job files are loaded with binary
+//! `COPY` from Arrow; a package's data, its state row and its `_dlt_loads` row commit in one
+//! transaction. The load sequence is `dlt-sql`'s; this crate is a dialect, a connection and
+//! the load step.
 #![warn(missing_docs)]
 
+mod copy;
 mod pgvalue;
+mod query;
 pub use dlt_postgres_conn::tls;
 
-use std::collections::HashMap;
-use std::fs::File;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
-use arrow::datatypes::{Field, Schema as ArrowSchema};
 use arrow::record_batch::RecordBatch;
 use dlt_core::config::{Config, ConfigValue, mask_url};
-use dlt_core::destination::{
-    Capabilities, Destination, DestinationClient, FileFormat, PackageToLoad, ReplaceStrategy, SqlClient, StoredState,
-};
+use dlt_core::destination::{Capabilities, Destination, DestinationClient, FileFormat, JobFile, ReplaceStrategy};
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory};
 use dlt_core::resource::MergeStrategy;
-use dlt_core::schema::{Column, DataType, LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
+use dlt_core::schema::{Column, DataType, Table};
+use dlt_sql::{SqlConnection, SqlLoader, first_line};
+use sqlx::AssertSqlSafe;
 
-pub use pgvalue::{PgValue, write_numeric};
+pub use copy::pg_kind;
+pub use pgvalue::{PgKind, PgValue, write_numeric};
 
 const NAME: &str = "postgres";
 
@@ -96,32 +95,6 @@ pub fn column_type(c: &Column) -> String {
     }
 }
 
-fn pg_type(c: &Column) -> Type {
-    match c.data_type.unwrap_or(DataType::Text) {
-        DataType::Text => Type::VARCHAR,
-        DataType::Double => Type::FLOAT8,
-        DataType::Bool => Type::BOOL,
-        DataType::Bigint => match c.precision {
-            Some(p) if p <= 16 => Type::INT2,
-            Some(p) if p <= 32 => Type::INT4,
-            Some(p) if p > 64 => Type::NUMERIC,
-            _ => Type::INT8,
-        },
-        DataType::Timestamp => {
-            if c.timezone.unwrap_or(true) {
-                Type::TIMESTAMPTZ
-            } else {
-                Type::TIMESTAMP
-            }
-        }
-        DataType::Date => Type::DATE,
-        DataType::Time => Type::TIME,
-        DataType::Binary => Type::BYTEA,
-        DataType::Json => Type::JSONB,
-        DataType::Decimal | DataType::Wei => Type::NUMERIC,
-    }
-}
-
 /// Quote an identifier.
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -143,6 +116,32 @@ impl dlt_sql::Dialect for PgDialect {
     fn row_order(&self) -> Option<&'static str> {
         // staging tables are created fresh and filled by one COPY: ctid follows file order
         Some("ctid")
+    }
+    fn literal(&self, s: &str) -> String {
+        // an escape string when there are backslashes, so the value does not depend on the
+        // server's standard_conforming_strings
+        if s.contains('\\') {
+            format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+        } else {
+            dlt_sql::literal(s)
+        }
+    }
+    fn begin(&self) -> &'static str {
+        "BEGIN;"
+    }
+    fn set_search_path(&self, dataset: &str) -> String {
+        format!("SET search_path TO {}, public;", quote(dataset))
+    }
+    fn lock_dataset(&self, dataset: &str) -> Option<String> {
+        // concurrent pipelines may create and migrate the same dataset at once
+        Some(format!("SELECT pg_advisory_xact_lock(hashtext({}));", self.literal(&format!("dlt:{dataset}"))))
+    }
+    fn create_staging_table(&self, staging: &str, table: &str, keep_constraints: bool) -> String {
+        let including = if keep_constraints { " INCLUDING ALL" } else { "" };
+        format!("DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} (LIKE {table}{including});")
+    }
+    fn swap_table(&self, staging: &str, table: &str, dataset: &str) -> Option<String> {
+        Some(format!("DROP TABLE IF EXISTS {table}; ALTER TABLE {staging} SET SCHEMA {dataset};"))
     }
 }
 
@@ -212,11 +211,13 @@ impl Postgres {
     }
 }
 
-fn classify(e: postgres::Error, what: &str) -> Error {
-    let c = dlt_postgres_conn::classify(&e, what);
-    Error::Destination { destination: NAME.into(), message: c.message, transient: c.transient }
+/// A sqlx error as the destination's error, its cause kept, transient by SQLSTATE / I/O kind.
+fn classify(e: sqlx::Error, what: &str) -> Error {
+    let c = dlt_postgres_conn::classify_sqlx(&e, what);
+    Error::driver(NAME, c.message, c.transient, e)
 }
 
+#[async_trait::async_trait]
 impl Destination for Postgres {
     fn name(&self) -> &str {
         NAME
@@ -227,408 +228,51 @@ impl Destination for Postgres {
     fn display_location(&self) -> String {
         self.display.clone()
     }
-    fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
-        let mut cfg = self.config.clone();
-        if cfg.get_connect_timeout().is_none() {
-            cfg.connect_timeout(std::time::Duration::from_secs(10));
-        }
-        let client = match tls::connector(&self.ssl_mode, self.ssl_root_cert.as_ref())? {
-            None => cfg.connect(postgres::NoTls),
-            Some(c) => cfg.connect(c),
-        }
-        .map_err(|e| classify(e, &format!("cannot connect to {}", self.display)))?;
-        Ok(Box::new(PgClient { client, dataset: dataset_name.to_string() }))
+    async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
+        let options = dlt_postgres_conn::connect_options(&self.config, &self.ssl_mode, self.ssl_root_cert.as_deref())?;
+        let timeout = self.config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
+        let conn = dlt_postgres_conn::connect(&options, timeout, &format!("cannot connect to {}", self.display))
+            .await
+            .map_err(|(c, e)| match e {
+                Some(e) => Error::driver(NAME, c.message, c.transient, e),
+                None => Error::Destination { destination: NAME.into(), message: c.message, transient: c.transient },
+            })?;
+        Ok(Box::new(SqlLoader::new(NAME, PgDialect, PgConnection { conn }, dataset_name)))
     }
 }
 
-/// A connection to one dataset of a Postgres database.
-pub struct PgClient {
-    client: postgres::Client,
-    dataset: String,
+/// A session on a Postgres database (one sqlx connection).
+pub struct PgConnection {
+    conn: sqlx::postgres::PgConnection,
 }
 
-fn first_line(sql: &str) -> String {
-    let l = sql.trim().lines().next().unwrap_or_default();
-    l.chars().take(200).collect()
-}
-
-impl PgClient {
-    fn q(&self, t: &str) -> String {
-        format!("{}.{}", quote(&self.dataset), quote(t))
+#[async_trait::async_trait]
+impl SqlConnection for PgConnection {
+    async fn execute(&mut self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| classify(e, &format!("SQL failed: {}", first_line(sql))))?;
+        Ok(())
     }
 
-    fn tx_exec(tx: &mut postgres::Transaction<'_>, sql: &str) -> Result<()> {
-        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-        tx.batch_execute(sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(sql))))
+    async fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
+        query::to_batch(&rows)
     }
 
-    fn table_columns(&mut self) -> Result<HashMap<String, Vec<String>>> {
-        let rows = self
-            .client
-            .query(
-                "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
-                &[&self.dataset],
-            )
-            .map_err(|e| classify(e, "reading information_schema"))?;
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        for r in rows {
-            out.entry(r.get(0)).or_default().push(r.get(1));
+    async fn load_job(&mut self, target: &str, table: &Table, job: &JobFile) -> Result<()> {
+        if job.format != FileFormat::Parquet {
+            return Err(Error::Destination {
+                destination: NAME.into(),
+                message: format!("job {} is {:?}; Postgres loads parquet job files", job.path.display(), job.format),
+                transient: false,
+            });
         }
-        Ok(out)
-    }
-
-    fn dataset_exists(&mut self) -> Result<bool> {
-        let n: i64 = self
-            .client
-            .query_one("SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", &[&self.dataset])
-            .map_err(|e| classify(e, "reading information_schema"))?
-            .get(0);
-        Ok(n > 0)
-    }
-}
-
-/// Copy one parquet job file into `target` (`"schema"."table"`).
-fn copy_job(
-    tx: &mut postgres::Transaction<'_>,
-    target: &str,
-    table: &dlt_core::schema::Table,
-    path: &std::path::Path,
-) -> Result<()> {
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)?.with_batch_size(16_384).build()?;
-    let arrow_schema = arrow::record_batch::RecordBatchReader::schema(&reader);
-    let mut names = vec![];
-    let mut types = vec![];
-    let mut json = vec![];
-    for field in arrow_schema.fields() {
-        let col = table.columns.get(field.name()).ok_or_else(|| Error::Destination {
-            destination: NAME.into(),
-            message: format!(
-                "job {} has column `{}` that table `{}` does not know",
-                path.display(),
-                field.name(),
-                table.name
-            ),
-            transient: false,
-        })?;
-        names.push(quote(field.name()));
-        types.push(pg_type(col));
-        json.push(col.data_type == Some(DataType::Json));
-    }
-    let sql = format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", names.join(", "));
-    tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-    let sink = tx.copy_in(&sql).map_err(|e| classify(e, &format!("starting COPY into {target}")))?;
-    let mut writer = BinaryCopyInWriter::new(sink, &types);
-    let mut row_no = 0usize;
-    for batch in reader {
-        let batch = batch?;
-        let cols: Vec<&ArrayRef> = batch.columns().iter().collect();
-        for i in 0..batch.num_rows() {
-            let vals: Vec<PgValue<'_>> = cols.iter().zip(&json).map(|(c, j)| pgvalue::value_at(c, i, *j)).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            writer
-                .write(&refs)
-                .map_err(|e| classify(e, &format!("copying row {row_no} of {} into {target}", path.display())))?;
-            row_no += 1;
-        }
-    }
-    writer.finish().map_err(|e| classify(e, &format!("loading job {} into {target}", path.display())))?;
-    Ok(())
-}
-
-impl SqlClient for PgClient {
-    fn execute(&mut self, sql: &str) -> Result<()> {
-        let sql = format!("SET search_path TO {}, public; {sql}", quote(&self.dataset));
-        self.client.batch_execute(&sql).map_err(|e| classify(e, &format!("SQL failed: {}", first_line(&sql))))
-    }
-
-    fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
-        self.client
-            .batch_execute(&format!("SET search_path TO {}, public", quote(&self.dataset)))
-            .map_err(|e| classify(e, "setting search_path"))?;
-        let stmt = self.client.prepare(sql).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
-        let rows =
-            self.client.query(&stmt, &[]).map_err(|e| classify(e, &format!("query failed: {}", first_line(sql))))?;
-        let mut fields = vec![];
-        let mut arrays: Vec<ArrayRef> = vec![];
-        for (i, c) in stmt.columns().iter().enumerate() {
-            let t = c.type_();
-            let (dt, arr): (arrow::datatypes::DataType, ArrayRef) =
-                if *t == Type::INT8 || *t == Type::INT4 || *t == Type::INT2 {
-                    let mut b = Int64Builder::new();
-                    for r in &rows {
-                        let v: Option<i64> = match *t {
-                            Type::INT2 => r.get::<_, Option<i16>>(i).map(i64::from),
-                            Type::INT4 => r.get::<_, Option<i32>>(i).map(i64::from),
-                            _ => r.get(i),
-                        };
-                        b.append_option(v);
-                    }
-                    (arrow::datatypes::DataType::Int64, Arc::new(b.finish()))
-                } else if *t == Type::FLOAT8 || *t == Type::FLOAT4 {
-                    let mut b = Float64Builder::new();
-                    for r in &rows {
-                        let v: Option<f64> =
-                            if *t == Type::FLOAT4 { r.get::<_, Option<f32>>(i).map(f64::from) } else { r.get(i) };
-                        b.append_option(v);
-                    }
-                    (arrow::datatypes::DataType::Float64, Arc::new(b.finish()))
-                } else if *t == Type::BOOL {
-                    let mut b = BooleanBuilder::new();
-                    for r in &rows {
-                        b.append_option(r.get::<_, Option<bool>>(i));
-                    }
-                    (arrow::datatypes::DataType::Boolean, Arc::new(b.finish()))
-                } else {
-                    // everything else as text, cast by the server
-                    let mut b = StringBuilder::new();
-                    for r in &rows {
-                        let v: Option<String> = match r.try_get::<_, Option<String>>(i) {
-                            Ok(v) => v,
-                            Err(_) => r
-                                .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
-                                .ok()
-                                .flatten()
-                                .map(|d| d.to_rfc3339())
-                                .or_else(|| {
-                                    r.try_get::<_, Option<serde_json::Value>>(i).ok().flatten().map(|v| v.to_string())
-                                }),
-                        };
-                        b.append_option(v);
-                    }
-                    (arrow::datatypes::DataType::Utf8, Arc::new(b.finish()))
-                };
-            fields.push(Field::new(c.name(), dt, true));
-            arrays.push(arr);
-        }
-        if fields.is_empty() {
-            return Ok(vec![]);
-        }
-        Ok(vec![RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)?])
-    }
-}
-
-impl DestinationClient for PgClient {
-    fn initialize_storage(&mut self) -> Result<()> {
-        let ds = quote(&self.dataset);
-        let loads = self.q(LOADS_TABLE);
-        let version = self.q(VERSION_TABLE);
-        let sql = format!(
-            "CREATE SCHEMA IF NOT EXISTS {ds};\n\
-             CREATE TABLE IF NOT EXISTS {loads} (\"load_id\" varchar(64) NOT NULL, \"schema_name\" varchar, \"status\" bigint NOT NULL, \"inserted_at\" timestamp with time zone NOT NULL, \"schema_version_hash\" varchar);\n\
-             CREATE TABLE IF NOT EXISTS {version} (\"version\" bigint NOT NULL, \"engine_version\" bigint NOT NULL, \"inserted_at\" timestamp with time zone NOT NULL, \"schema_name\" varchar NOT NULL, \"version_hash\" varchar NOT NULL, \"schema\" varchar NOT NULL);"
-        );
-        // concurrent pipelines may create the same dataset at once: serialise on a lock per dataset
-        let mut tx = self.client.transaction().map_err(|e| classify(e, "starting a transaction"))?;
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("dlt:{}", self.dataset)])
-            .map_err(|e| classify(e, "locking the dataset"))?;
-        tx.batch_execute(&sql).map_err(|e| classify(e, "creating the dataset"))?;
-        tx.commit().map_err(|e| classify(e, "creating the dataset"))
-    }
-
-    fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()> {
-        // DDL of concurrent pipelines on one dataset is serialised; what exists is read under the lock
-        let dataset = self.dataset.clone();
-        let q = |t: &str| format!("{}.{}", quote(&dataset), quote(t));
-        let mut lock = self.client.transaction().map_err(|e| classify(e, "starting a transaction"))?;
-        lock.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("dlt:{dataset}")])
-            .map_err(|e| classify(e, "locking the dataset"))?;
-        let rows = lock
-            .query(
-                "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
-                &[&dataset],
-            )
-            .map_err(|e| classify(e, "reading information_schema"))?;
-        let mut existing: HashMap<String, Vec<String>> = HashMap::new();
-        for r in rows {
-            existing.entry(r.get(0)).or_default().push(r.get(1));
-        }
-        let mut tx = lock;
-        let stmts = dlt_sql::schema_update_sql(&PgDialect, &dataset, schema, tables, &existing);
-        let known: i64 = tx
-            .query_one(
-                &format!("SELECT count(*) FROM {} WHERE version_hash = $1", q(VERSION_TABLE)),
-                &[&schema.version_hash],
-            )
-            .map_err(|e| classify(e, "reading _dlt_version"))?
-            .get(0);
-        if stmts.is_empty() && known > 0 {
-            return tx.commit().map_err(|e| classify(e, "releasing the dataset lock"));
-        }
-        for s in &stmts {
-            Self::tx_exec(&mut tx, s)?;
-        }
-        if known == 0 {
-            let sql = format!(
-                "INSERT INTO {} (version, engine_version, inserted_at, schema_name, version_hash, schema) VALUES ($1, $2, now(), $3, $4, $5)",
-                q(VERSION_TABLE)
-            );
-            tx.execute(
-                &sql,
-                &[
-                    &(schema.version as i64),
-                    &(schema.engine_version as i64),
-                    &schema.name,
-                    &schema.version_hash,
-                    &schema.to_json(),
-                ],
-            )
-            .map_err(|e| classify(e, "writing _dlt_version"))?;
-        }
-        tx.commit().map_err(|e| classify(e, "committing schema changes"))
-    }
-
-    fn is_loaded(&mut self, load_id: &str) -> Result<bool> {
-        if !self.dataset_exists()? {
-            return Ok(false);
-        }
-        let n: i64 = self
-            .client
-            .query_one(&format!("SELECT count(*) FROM {} WHERE load_id = $1", self.q(LOADS_TABLE)), &[&load_id])
-            .map_err(|e| classify(e, "reading _dlt_loads"))?
-            .get(0);
-        Ok(n > 0)
-    }
-
-    fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
-        let existing = self.table_columns()?;
-        let schema = package.schema;
-        let dlt_sql::StagingPlan { staged, merge_roots } =
-            dlt_sql::staging_plan(schema, package.jobs, package.replace_strategy);
-        let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
-        let dataset = self.dataset.clone();
-        let staging = format!("{dataset}_staging");
-        let sq = |t: &str| format!("{}.{}", quote(&staging), quote(t));
-        let q = |t: &str| format!("{}.{}", quote(&dataset), quote(t));
-        let mut tx = self.client.transaction().map_err(|e| classify(e, "starting a transaction"))?;
-        if !via_staging {
-            for t in package.truncate_tables {
-                if existing.contains_key(t) {
-                    Self::tx_exec(&mut tx, &format!("DELETE FROM {};", q(t)))?;
-                }
-            }
-        }
-        if !staged.is_empty() {
-            Self::tx_exec(&mut tx, &format!("CREATE SCHEMA IF NOT EXISTS {};", quote(&staging)))?;
-            for t in &staged {
-                // tables swapped in by staging-optimized keep every constraint and index
-                let swapped = package.replace_strategy == ReplaceStrategy::StagingOptimized
-                    && package.truncate_tables.contains(t);
-                let including = if swapped { " INCLUDING ALL" } else { "" };
-                Self::tx_exec(
-                    &mut tx,
-                    &format!("DROP TABLE IF EXISTS {s}; CREATE TABLE {s} (LIKE {f}{including});", s = sq(t), f = q(t)),
-                )?;
-            }
-        }
-        for job in package.jobs {
-            let table = schema
-                .tables
-                .get(&job.table)
-                .ok_or_else(|| Error::Package(format!("table `{}` not in schema", job.table)))?;
-            let target = if staged.contains(&job.table) { sq(&job.table) } else { q(&job.table) };
-            copy_job(&mut tx, &target, table, &job.path)?;
-        }
-        let mut present: Vec<String> = existing.keys().cloned().collect();
-        present.extend(staged.iter().cloned());
-        let ctx = dlt_sql::MergeContext {
-            dialect: &PgDialect,
-            schema,
-            dataset: &dataset,
-            staging: &staging,
-            load_id: package.load_id,
-            staged: &staged,
-            existing: &present,
-        };
-        if via_staging && !package.truncate_tables.is_empty() {
-            if package.replace_strategy == ReplaceStrategy::StagingOptimized {
-                // swap the staged tables in; tables without rows in this load are emptied
-                for t in package.truncate_tables {
-                    if staged.contains(t) {
-                        Self::tx_exec(
-                            &mut tx,
-                            &format!(
-                                "DROP TABLE IF EXISTS {}; ALTER TABLE {} SET SCHEMA {};",
-                                q(t),
-                                sq(t),
-                                quote(&dataset)
-                            ),
-                        )?;
-                    } else if existing.contains_key(t) {
-                        Self::tx_exec(&mut tx, &format!("DELETE FROM {};", q(t)))?;
-                    }
-                }
-            } else {
-                for stmt in dlt_sql::replace_from_staging(&ctx, package.truncate_tables) {
-                    Self::tx_exec(&mut tx, &stmt)?;
-                }
-            }
-        }
-        for root in &merge_roots {
-            for stmt in dlt_sql::merge_statements(&ctx, root)? {
-                tracing::info!(target: "dlt::sql", destination = NAME, "{stmt}");
-                tx.batch_execute(&stmt)
-                    .map_err(|e| classify(e, &format!("merging table {root}: {}", first_line(&stmt))))?;
-            }
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO {} (load_id, schema_name, status, inserted_at, schema_version_hash) VALUES ($1, $2, 0, now(), $3)",
-                q(LOADS_TABLE)
-            ),
-            &[&package.load_id, &schema.name, &schema.version_hash],
-        )
-        .map_err(|e| classify(e, "writing _dlt_loads"))?;
-        dlt_core::fault::hit("load.in_transaction");
-        tx.commit().map_err(|e| classify(e, "committing the package"))
-    }
-
-    fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {
-        if !self.dataset_exists()? || !self.table_columns()?.contains_key(STATE_TABLE) {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT s.version, s.engine_version, s.pipeline_name, s.state, s._dlt_load_id FROM {} AS s JOIN {} AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = $1 AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
-            self.q(STATE_TABLE),
-            self.q(LOADS_TABLE)
-        );
-        let rows = self.client.query(&sql, &[&pipeline_name]).map_err(|e| classify(e, "reading stored state"))?;
-        Ok(rows.first().map(|r| StoredState {
-            version: r.get(0),
-            engine_version: r.get(1),
-            pipeline_name: r.get(2),
-            state: r.get(3),
-            load_id: r.get(4),
-        }))
-    }
-
-    fn stored_schema(&mut self, schema_name: &str) -> Result<Option<String>> {
-        if !self.dataset_exists()? {
-            return Ok(None);
-        }
-        let sql = format!(
-            "SELECT schema FROM {} WHERE schema_name = $1 ORDER BY inserted_at DESC LIMIT 1",
-            self.q(VERSION_TABLE)
-        );
-        let rows = self.client.query(&sql, &[&schema_name]).map_err(|e| classify(e, "reading stored schema"))?;
-        Ok(rows.first().map(|r| r.get(0)))
-    }
-
-    fn drop_tables(&mut self, tables: &[String]) -> Result<()> {
-        let existing = self.table_columns()?;
-        let mut tx = self.client.transaction().map_err(|e| classify(e, "starting a transaction"))?;
-        for t in tables {
-            if existing.contains_key(t) {
-                Self::tx_exec(&mut tx, &format!("DROP TABLE {}.{};", quote(&self.dataset), quote(t)))?;
-            }
-        }
-        tx.commit().map_err(|e| classify(e, "committing drops"))
-    }
-
-    fn existing_tables(&mut self) -> Result<Vec<String>> {
-        let mut v: Vec<String> = self.table_columns()?.into_keys().collect();
-        v.sort();
-        Ok(v)
+        copy::copy_job(&mut self.conn, target, table, job).await
     }
 }
 
@@ -640,6 +284,9 @@ impl DestinationClient for PgClient {
 pub struct PostgresFactory;
 
 impl DestinationFactory for PostgresFactory {
+    fn init_template(&self) -> Option<dlt_core::registry::InitTemplate> {
+        Some(dlt_core::registry::InitTemplate { secrets: include_str!("init/secrets.toml"), ..Default::default() })
+    }
     fn name(&self) -> &'static str {
         NAME
     }

@@ -1,7 +1,5 @@
 //! Arrow values to Postgres' binary COPY format.
 
-use std::error::Error as StdError;
-
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int8Array,
     Int16Array, Int32Array, Int64Array, LargeBinaryArray, LargeStringArray, StringArray, Time64MicrosecondArray,
@@ -9,7 +7,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use bytes::{BufMut, BytesMut};
-use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 /// One value of a row being copied.
 #[derive(Debug)]
@@ -41,25 +38,64 @@ pub enum PgValue<'a> {
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000; // 2000-01-01 - 1970-01-01
 const PG_EPOCH_OFFSET_DAYS: i32 = 10_957;
 
-impl ToSql for PgValue<'_> {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+/// The Postgres type a column is copied as (its binary format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgKind {
+    /// text / varchar.
+    Text,
+    /// jsonb.
+    Jsonb,
+    /// smallint.
+    Int2,
+    /// integer.
+    Int4,
+    /// bigint.
+    Int8,
+    /// real.
+    Float4,
+    /// double precision.
+    Float8,
+    /// boolean.
+    Bool,
+    /// timestamp with or without time zone (the same binary format).
+    Timestamp,
+    /// date.
+    Date,
+    /// time.
+    Time,
+    /// numeric.
+    Numeric,
+    /// bytea.
+    Bytea,
+}
+
+impl PgValue<'_> {
+    /// Append the value's binary COPY field (length, then bytes; `-1` for NULL) as `kind`.
+    /// An integer too wide for a `smallint` or `integer` column is an error naming the value.
+    pub fn encode(&self, kind: PgKind, out: &mut BytesMut) -> Result<(), String> {
+        if let PgValue::Null = self {
+            out.put_i32(-1);
+            return Ok(());
+        }
+        let at = out.len();
+        out.put_i32(0);
         match self {
-            PgValue::Null => return Ok(IsNull::Yes),
+            PgValue::Null => unreachable!("handled above"),
             PgValue::Text(s) => out.put_slice(s.as_bytes()),
             PgValue::Jsonb(s) => {
-                if *ty == Type::JSONB {
+                if kind == PgKind::Jsonb {
                     out.put_u8(1);
                 }
                 out.put_slice(s.as_bytes());
             }
-            PgValue::Int(v) => match *ty {
-                Type::INT2 => out.put_i16(i16::try_from(*v)?),
-                Type::INT4 => out.put_i32(i32::try_from(*v)?),
-                Type::NUMERIC => return PgValue::Numeric(*v as i128, 0).to_sql(ty, out),
+            PgValue::Int(v) => match kind {
+                PgKind::Int2 => out.put_i16(i16::try_from(*v).map_err(|_| format!("{v} does not fit a smallint"))?),
+                PgKind::Int4 => out.put_i32(i32::try_from(*v).map_err(|_| format!("{v} does not fit an integer"))?),
+                PgKind::Numeric => write_numeric(*v as i128, 0, out),
                 _ => out.put_i64(*v),
             },
             PgValue::Float(v) => {
-                if *ty == Type::FLOAT4 {
+                if kind == PgKind::Float4 {
                     out.put_f32(*v as f32)
                 } else {
                     out.put_f64(*v)
@@ -72,14 +108,10 @@ impl ToSql for PgValue<'_> {
             PgValue::Numeric(v, scale) => write_numeric(*v, *scale, out),
             PgValue::Bytes(b) => out.put_slice(b),
         }
-        Ok(IsNull::No)
+        let len = (out.len() - at - 4) as i32;
+        out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
     }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
 }
 
 /// Postgres' binary numeric: base-10000 digits, weight, sign and display scale.

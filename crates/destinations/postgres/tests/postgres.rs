@@ -359,3 +359,39 @@ fn tls_modes_against_the_local_server() {
     let err = err.to_string();
     assert!(err.contains("cannot connect") && err.to_lowercase().contains("certificate"), "{err}");
 }
+
+/// The testkit's destination conformance suite, each case in a database of its own, read back
+/// with the plain Postgres client.
+struct PgTarget;
+
+impl dlt_testkit::suite::Target for PgTarget {
+    fn fresh(&self) -> Box<dyn dlt_testkit::suite::Place> {
+        Box::new(Db::new().expect("PostgreSQL is reachable"))
+    }
+}
+
+impl dlt_testkit::suite::Place for Db {
+    fn destination(&self) -> Arc<dyn dlt::Destination> {
+        dlt::destinations::postgres(&self.url).unwrap()
+    }
+
+    fn rows(&self, dataset: &str, table: &str, columns: &[&str]) -> Option<dlt_testkit::suite::Rows> {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let name = format!("{}.{}", q(dataset), q(table)).replace('\'', "''");
+        if self.scalar(&format!("SELECT (to_regclass('{name}') IS NOT NULL)::text")) != "true" {
+            return None;
+        }
+        let cols: Vec<String> = columns.iter().map(|c| format!("{}::text", q(c))).collect();
+        Some(self.strings(&format!("SELECT {} FROM {}.{}", cols.join(", "), q(dataset), q(table))))
+    }
+}
+
+#[test]
+fn conformance_suite() {
+    if Db::new().is_none() {
+        return;
+    }
+    let (ran, skipped) = dlt_testkit::suite::run(&PgTarget);
+    assert!(skipped.is_empty(), "Postgres declares every strategy: {skipped:?}");
+    assert_eq!(ran.len(), dlt_testkit::suite::cases().len());
+}

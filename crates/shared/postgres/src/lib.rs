@@ -3,7 +3,10 @@
 //! ([`tls`]), and which errors a retry may fix ([`classify`]).
 #![warn(missing_docs)]
 
+pub mod connect;
 pub mod tls;
+
+pub use connect::{classify_sqlx, connect, connect_options};
 
 /// A Postgres error as one line (the server's message and SQLSTATE, or the cause chain), and
 /// whether a retry may pass.
@@ -23,10 +26,7 @@ pub struct Classified {
 /// out, unreachable). Terminal: everything else, among it a host name that does not resolve
 /// and a TLS certificate the client refused.
 pub fn classify(e: &postgres::Error, what: &str) -> Classified {
-    let sqlstate = e.code().is_some_and(|c| {
-        let s = c.code();
-        s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
-    });
+    let sqlstate = e.code().is_some_and(|c| transient_sqlstate(c.code()));
     let transient = (e.is_closed() || sqlstate || io_kind(e).is_some_and(retryable_io))
         && !dlt_core::error::is_certificate_failure(e);
     let message = match e.as_db_error() {
@@ -44,6 +44,12 @@ pub fn classify(e: &postgres::Error, what: &str) -> Classified {
     Classified { message, transient }
 }
 
+/// SQLSTATEs a retry may pass: class 08 (connection exceptions), 40001 (serialization
+/// failure), 40P01 (deadlock), 57P03 (cannot connect now), 53300 (too many connections).
+pub fn transient_sqlstate(s: &str) -> bool {
+    s.starts_with("08") || s == "40001" || s == "40P01" || s == "57P03" || s == "53300"
+}
+
 /// The kind of the first I/O error in the cause chain.
 fn io_kind(e: &postgres::Error) -> Option<std::io::ErrorKind> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
@@ -56,7 +62,7 @@ fn io_kind(e: &postgres::Error) -> Option<std::io::ErrorKind> {
     None
 }
 
-fn retryable_io(kind: std::io::ErrorKind) -> bool {
+pub(crate) fn retryable_io(kind: std::io::ErrorKind) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         kind,

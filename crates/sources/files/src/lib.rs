@@ -241,6 +241,9 @@ pub fn resource(name: &str, pattern: &str, base: &Path, kind: Option<FileKind>) 
 pub struct FilesFactory;
 
 impl SourceFactory for FilesFactory {
+    fn init_template(&self) -> Option<dlt_core::registry::InitTemplate> {
+        Some(dlt_core::registry::InitTemplate { pipeline: include_str!("init/pipeline.toml"), ..Default::default() })
+    }
     fn name(&self) -> &'static str {
         "files"
     }

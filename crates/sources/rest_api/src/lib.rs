@@ -724,6 +724,13 @@ impl Iterator for ChildIter {
 pub struct RestApiFactory;
 
 impl SourceFactory for RestApiFactory {
+    fn init_template(&self) -> Option<dlt_core::registry::InitTemplate> {
+        Some(dlt_core::registry::InitTemplate {
+            pipeline: include_str!("init/pipeline.toml"),
+            secrets: include_str!("init/secrets.toml"),
+            ..Default::default()
+        })
+    }
     fn name(&self) -> &'static str {
         "rest_api"
     }

@@ -239,6 +239,13 @@ impl SqlDatabaseFactory {
 }
 
 impl SourceFactory for SqlDatabaseFactory {
+    fn init_template(&self) -> Option<dlt_core::registry::InitTemplate> {
+        Some(dlt_core::registry::InitTemplate {
+            pipeline: include_str!("init/pipeline.toml"),
+            secrets: include_str!("init/secrets.toml"),
+            ..Default::default()
+        })
+    }
     fn name(&self) -> &'static str {
         "sql_database"
     }
