@@ -105,12 +105,12 @@ impl Ctx {
 
     /// Whether `table` exists.
     pub fn exists(&self, table: &str) -> bool {
-        self.place.rows(&self.dataset, table, &["_dlt_load_id"]).is_some()
+        self.place.rows(&self.dataset, table, &["_dlt_id"]).is_some()
     }
 
     /// Number of rows of `table`.
     pub fn count(&self, table: &str) -> usize {
-        self.rows(table, &["_dlt_load_id"]).len()
+        self.rows(table, &["_dlt_id"]).len()
     }
 
     /// The number of completed loads in `_dlt_loads`.

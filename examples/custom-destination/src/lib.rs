@@ -243,8 +243,8 @@ impl DestinationClient for Client {
     }
 }
 
-/// Builds the destination from `[destination] path = "…"` in a pipeline file, or
-/// `DESTINATION__JSONL_FOLDER__PATH`; default `<run dir>/<pipeline name>_jsonl`.
+/// Builds the destination from `[destination] folder = "…"` in a pipeline file, or
+/// `DESTINATION__JSONL_FOLDER__FOLDER`; default `<run dir>/<pipeline name>_jsonl`.
 #[derive(Debug, Default)]
 pub struct JsonlFolderFactory;
 
@@ -255,15 +255,15 @@ impl DestinationFactory for JsonlFolderFactory {
     fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
         let path = ctx
             .config
-            .get(&["destination", NAME], "path")
+            .get(&["destination", NAME], "folder")
             .map(|v| v.as_string())
-            .or_else(|| ctx.explicit.and_then(|t| t.get("path")).and_then(|v| v.as_str()).map(str::to_string))
+            .or_else(|| ctx.explicit.and_then(|t| t.get("folder")).and_then(|v| v.as_str()).map(str::to_string))
             .unwrap_or_else(|| format!("{}_jsonl", ctx.pipeline_name));
         Ok(Arc::new(JsonlFolder::new(ctx.run_dir.join(path))))
     }
     fn init_template(&self) -> Option<InitTemplate> {
         Some(InitTemplate {
-            config: "[destination.jsonl_folder]\n# The folder the tables are written to.\npath = \"data_out\"\n",
+            config: "[destination.jsonl_folder]\n# The folder the tables are written to.\nfolder = \"data_out\"\n",
             ..Default::default()
         })
     }

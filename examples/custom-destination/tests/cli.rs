@@ -20,7 +20,7 @@ fn a_custom_binary_runs_a_pipeline_file_into_the_custom_destination() {
     std::fs::write(
         dir.path().join("events.toml"),
         "[pipeline]\nname = \"ev\"\ndestination = \"jsonl_folder\"\ndataset_name = \"ev_data\"\n\n\
-         [destination]\npath = \"out\"\n\n[source]\ntype = \"files\"\n\n\
+         [destination]\nfolder = \"out\"\n\n[source]\ntype = \"files\"\n\n\
          [[source.resources]]\nname = \"events\"\npath = \"data/events.jsonl\"\n",
     )
     .unwrap();
