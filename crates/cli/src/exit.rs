@@ -76,6 +76,12 @@ pub fn message(e: &anyhow::Error) -> String {
             }
             msg.push_str(&c);
         }
+        // a driver's error is already told in the destination's message (in words that say
+        // what to do); its own text, with the driver's advice, is not repeated
+        let driver = |e: Option<&dlt::Error>| matches!(e, Some(dlt::Error::DestinationDriver { .. }));
+        if driver(cause.downcast_ref::<dlt::Error>()) || driver(cause.downcast_ref::<Box<dlt::Error>>().map(|b| &**b)) {
+            break;
+        }
     }
     while msg.matches("configuration error: ").count() > 1 {
         let last = msg.rfind("configuration error: ").unwrap_or(0);

@@ -108,9 +108,10 @@ impl Ctx {
         self.place.rows(&self.dataset, table, &["_dlt_id"]).is_some()
     }
 
-    /// Number of rows of `table`.
+    /// Number of rows of `table` (0 when it does not exist: a destination may drop a table
+    /// that a replace emptied).
     pub fn count(&self, table: &str) -> usize {
-        self.rows(table, &["_dlt_id"]).len()
+        self.place.rows(&self.dataset, table, &["_dlt_id"]).map(|r| r.len()).unwrap_or(0)
     }
 
     /// The number of completed loads in `_dlt_loads`.

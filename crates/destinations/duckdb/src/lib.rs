@@ -259,7 +259,9 @@ impl Destination for DuckDb {
             memory_limit: self.memory_limit.clone(),
             pipeline_name: self.pipeline_name.clone(),
         };
-        Ok(Box::new(SqlLoader::new(NAME, DuckDbDialect, conn, dataset_name)))
+        Ok(Box::new(
+            SqlLoader::new(NAME, DuckDbDialect, conn, dataset_name).with_transactions(self.caps.supports_transactions),
+        ))
     }
 }
 

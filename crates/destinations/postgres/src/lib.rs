@@ -237,7 +237,10 @@ impl Destination for Postgres {
                 Some(e) => Error::driver(NAME, c.message, c.transient, e),
                 None => Error::Destination { destination: NAME.into(), message: c.message, transient: c.transient },
             })?;
-        Ok(Box::new(SqlLoader::new(NAME, PgDialect, PgConnection { conn }, dataset_name)))
+        Ok(Box::new(
+            SqlLoader::new(NAME, PgDialect, PgConnection { conn }, dataset_name)
+                .with_transactions(self.caps.supports_transactions),
+        ))
     }
 }
 
