@@ -1,6 +1,6 @@
 //! Storage through `object_store`: local folders (`/path`, `file://`), `memory://`, `s3://`,
 //! `gs://`, `az://`/`abfss://`. A [`Store`] is rooted at the bucket URL; every path given to it is
-//! relative to that root and `/`-separated. All calls block on the store's own Tokio runtime.
+//! relative to that root and `/`-separated. Calls block on the pipeline's runtime (`dlt_core::runtime`).
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -97,7 +97,6 @@ pub struct Store {
     protocol: Protocol,
     local_root: Option<PathBuf>,
     secrets: Vec<String>,
-    rt: Arc<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,16 +120,6 @@ fn scheme_of(url: &str) -> Option<(&str, &str)> {
     Some((s, rest))
 }
 
-fn runtime() -> FsResult<Arc<tokio::runtime::Runtime>> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("dlt-filesystem-io")
-        .enable_all()
-        .build()
-        .map(Arc::new)
-        .map_err(|e| FsError::Config(format!("cannot start the I/O runtime: {e}")))
-}
-
 fn root_path(p: &str) -> FsResult<Path> {
     let trimmed = p.trim_matches('/');
     if trimmed.is_empty() {
@@ -147,15 +136,14 @@ impl Store {
             return Err(FsError::Config("bucket_url is empty".into()));
         }
         let secrets = creds.secrets();
-        let rt = runtime()?;
         let Some((scheme, rest)) = scheme_of(bucket_url) else {
-            return Self::local(PathBuf::from(bucket_url), base_dir, secrets, rt);
+            return Self::local(PathBuf::from(bucket_url), base_dir, secrets);
         };
         match scheme.to_ascii_lowercase().as_str() {
             "file" => {
                 // file:///abs/path, file://relative/path, file://localhost/abs/path
                 let rest = rest.strip_prefix("localhost/").map(|r| format!("/{r}")).unwrap_or(rest.to_string());
-                Self::local(PathBuf::from(rest), base_dir, secrets, rt)
+                Self::local(PathBuf::from(rest), base_dir, secrets)
             }
             "memory" => {
                 let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -166,13 +154,12 @@ impl Store {
                     protocol: Protocol::Memory,
                     local_root: None,
                     secrets,
-                    rt,
                 })
             }
-            "s3" | "s3a" => Self::cloud(Protocol::S3, bucket_url, rest, creds, secrets, rt),
-            "gs" | "gcs" => Self::cloud(Protocol::Gcs, bucket_url, rest, creds, secrets, rt),
+            "s3" | "s3a" => Self::cloud(Protocol::S3, bucket_url, rest, creds, secrets),
+            "gs" | "gcs" => Self::cloud(Protocol::Gcs, bucket_url, rest, creds, secrets),
             "az" | "abfs" | "abfss" | "azure" | "adl" => {
-                Self::cloud(Protocol::Azure, bucket_url, rest, creds, secrets, rt)
+                Self::cloud(Protocol::Azure, bucket_url, rest, creds, secrets)
             }
             other => Err(FsError::Config(format!(
                 "bucket_url scheme `{other}://` is not supported (use a local path, file://, memory://, s3://, gs://, az:// or abfss://)"
@@ -180,7 +167,7 @@ impl Store {
         }
     }
 
-    fn local(p: PathBuf, base_dir: &FsPath, secrets: Vec<String>, rt: Arc<tokio::runtime::Runtime>) -> FsResult<Store> {
+    fn local(p: PathBuf, base_dir: &FsPath, secrets: Vec<String>) -> FsResult<Store> {
         let abs = if p.is_absolute() { p } else { base_dir.join(p) };
         std::fs::create_dir_all(&abs)
             .map_err(|e| FsError::Config(format!("cannot create the local bucket folder {}: {e}", abs.display())))?;
@@ -195,7 +182,6 @@ impl Store {
             protocol: Protocol::Local,
             local_root: Some(abs),
             secrets,
-            rt,
         })
     }
 
@@ -206,7 +192,6 @@ impl Store {
         rest: &str,
         creds: &Credentials,
         secrets: Vec<String>,
-        rt: Arc<tokio::runtime::Runtime>,
     ) -> FsResult<Store> {
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         if host.is_empty() {
@@ -226,7 +211,7 @@ impl Store {
                 )));
             }
         };
-        Ok(Store { inner, root: root_path(path)?, url: display, protocol, local_root: None, secrets, rt })
+        Ok(Store { inner, root: root_path(path)?, url: display, protocol, local_root: None, secrets })
     }
 
     /// The bucket URL (no secrets).
@@ -352,16 +337,14 @@ impl Store {
         }
     }
 
-    /// Run a future on the store's runtime (from any thread, also inside another runtime).
+    /// Run a store future to completion from the synchronous code of this crate, on the
+    /// pipeline's runtime (`dlt_core::runtime::block_on`: the caller's multi-threaded runtime,
+    /// or the shared one).
     pub fn block_on<F: std::future::Future + Send>(&self, f: F) -> F::Output
     where
         F::Output: Send,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            std::thread::scope(|s| s.spawn(|| self.rt.block_on(f)).join().expect("I/O thread panicked"))
-        } else {
-            self.rt.block_on(f)
-        }
+        dlt_core::runtime::block_on(f)
     }
 
     /// Write bytes to `rel` (atomic: the object appears whole or not at all).
