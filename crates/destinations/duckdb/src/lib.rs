@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub mod arrow_compat;
+pub use dlt_duckdb_arrow as arrow_compat;
 mod memory;
 
 pub use memory::{DEFAULT_MEMORY_LIMIT, INITIAL_COLUMN_SEGMENT_SIZE};

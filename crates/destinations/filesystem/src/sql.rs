@@ -138,6 +138,6 @@ impl SqlState {
     pub(crate) fn query(&mut self, sql: &str) -> Result<Vec<RecordBatch>> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| err(e, "query failed"))?;
         let batches = stmt.query_arrow([]).map_err(|e| err(e, "query failed"))?;
-        dlt_duckdb::arrow_compat::collect_batches(batches).map_err(|e| err(e, "reading a query result"))
+        dlt_duckdb_arrow::collect_batches(batches).map_err(|e| err(e, "reading a query result"))
     }
 }

@@ -1,9 +1,11 @@
-//! Arrow batches from the `duckdb` crate as the workspace's arrow version.
+//! Arrow batches from the `duckdb` crate as the workspace's arrow version: shared by the DuckDB
+//! destination and the filesystem destination's SQL over files, so neither depends on the other.
 //!
 //! The `duckdb` crate for DuckDB 2.0 is built on arrow 60, while the workspace stays on the arrow
 //! that delta-rs supports (58). Both implement the Arrow C Data Interface, so a batch crosses
 //! over without copying its buffers: exported as a C struct array by one version and imported by
 //! the other.
+#![warn(missing_docs)]
 
 use arrow::array::StructArray;
 use arrow::error::ArrowError;
