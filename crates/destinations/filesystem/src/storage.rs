@@ -158,9 +158,7 @@ impl Store {
             }
             "s3" | "s3a" => Self::cloud(Protocol::S3, bucket_url, rest, creds, secrets),
             "gs" | "gcs" => Self::cloud(Protocol::Gcs, bucket_url, rest, creds, secrets),
-            "az" | "abfs" | "abfss" | "azure" | "adl" => {
-                Self::cloud(Protocol::Azure, bucket_url, rest, creds, secrets)
-            }
+            "az" | "abfs" | "abfss" | "azure" | "adl" => Self::cloud(Protocol::Azure, bucket_url, rest, creds, secrets),
             other => Err(FsError::Config(format!(
                 "bucket_url scheme `{other}://` is not supported (use a local path, file://, memory://, s3://, gs://, az:// or abfss://)"
             ))),
@@ -186,13 +184,7 @@ impl Store {
     }
 
     #[allow(unused_variables, unreachable_code)]
-    fn cloud(
-        protocol: Protocol,
-        url: &str,
-        rest: &str,
-        creds: &Credentials,
-        secrets: Vec<String>,
-    ) -> FsResult<Store> {
+    fn cloud(protocol: Protocol, url: &str, rest: &str, creds: &Credentials, secrets: Vec<String>) -> FsResult<Store> {
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         if host.is_empty() {
             return Err(FsError::Config(format!("bucket_url {url} names no bucket")));
