@@ -367,16 +367,90 @@ fn uuid_text(b: &[u8], out: &mut String) {
     }
 }
 
-/// A `real` as the double its text reads as: the shortest decimal that round-trips to the float4
-/// (what Postgres prints and psycopg2/dlt read, and what MySQL sends for `FLOAT`), so `3.14`
-/// stays `3.14` instead of the exact widening `3.140000104904175`.
+/// A `real` as the double its text reads as: the number Postgres prints for it (and psycopg2 /
+/// dlt read), so `3.14` stays `3.14` instead of the exact widening `3.140000104904175`.
 fn widen_f32(f: f32, scratch: &mut String) -> f64 {
     if !f.is_finite() {
         return f as f64;
     }
-    scratch.clear();
-    let _ = write!(scratch, "{f}");
+    if let Some(v) = float4_integer(f) {
+        return v;
+    }
+    float4_text(f, scratch);
     scratch.parse().unwrap_or(f as f64)
+}
+
+/// A `real` of magnitude 2^24 or more (always an integer) as Postgres prints it. Postgres takes
+/// the shortest decimal strictly inside the float's rounding interval; Rust's formatting also
+/// takes one on its edge, which reads back as the same float by ties-to-even, so 73776096
+/// would become 73776100 where Postgres prints 7.3776096e+07. Exact in integers.
+fn float4_integer(f: f32) -> Option<f64> {
+    let a = f.abs();
+    if a < 16_777_216.0 {
+        return None;
+    }
+    let bits = a.to_bits();
+    let shift = ((bits >> 23) & 0xff) - 150;
+    let exact = u128::from(bits & 0x7f_ffff | 0x80_0000) << shift;
+    let half = if shift == 0 { 0 } else { 1u128 << (shift - 1) };
+    let digits = exact.ilog10() + 1;
+    let mut value = exact;
+    for n in 1..=digits {
+        let p = 10u128.pow(digits - n);
+        let (q, r) = (exact / p, exact % p);
+        let d = if r * 2 > p || (r * 2 == p && q % 2 == 1) { q + 1 } else { q };
+        // rounding up past u128 (near f32::MAX) is never inside the interval
+        let Some(c) = d.checked_mul(p) else { continue };
+        if c.abs_diff(exact) < half || c == exact {
+            value = c;
+            break;
+        }
+    }
+    Some(if f < 0.0 { -(value as f64) } else { value as f64 })
+}
+
+/// Postgres' text of a `real` (`float4out`): the shortest decimal that reads back as the same
+/// float4. Where two shortest decimals are equally near the value, Postgres takes the one with
+/// the even last digit (454631.625 prints as 454631.62); Rust's formatting takes the upper one
+/// (454631.63), so such ties are turned to the even digit here.
+fn float4_text(f: f32, out: &mut String) {
+    out.clear();
+    let _ = write!(out, "{f}");
+    // a tie: the exact value is a short decimal that ends in 5 one digit past the shortest text
+    let mut exact = String::with_capacity(24);
+    let _ = write!(exact, "{}", f as f64);
+    let frac = |s: &str| s.split_once('.').map_or(0, |(_, b)| b.len());
+    if !exact.ends_with('5') || !exact.contains('.') || frac(&exact) != frac(out) + 1 {
+        return;
+    }
+    let down = exact[..exact.len() - 1].trim_end_matches('.').to_string();
+    let even = down.bytes().next_back().is_some_and(|d| d.is_ascii_digit() && (d - b'0').is_multiple_of(2));
+    let pick = if even { down } else { increment_last_digit(&down) };
+    if pick.parse::<f32>().ok() == Some(f) {
+        *out = pick;
+    }
+}
+
+/// A plain decimal (maybe negative) plus one unit in its last digit, with carries.
+fn increment_last_digit(s: &str) -> String {
+    let mut b = s.as_bytes().to_vec();
+    let mut i = b.len();
+    loop {
+        if i == 0 {
+            b.insert(usize::from(b.first() == Some(&b'-')), b'1');
+            break;
+        }
+        i -= 1;
+        match b[i] {
+            b'9' => b[i] = b'0',
+            b'0'..=b'8' => {
+                b[i] += 1;
+                break;
+            }
+            _ => {}
+        }
+    }
+    String::from_utf8(b).expect("ASCII digits")
 }
 
 fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::result::Result<(), String> {
@@ -652,5 +726,40 @@ mod tests {
         for f in [0.3f32, 1.0 / 3.0, 16_777_217.0, f32::MIN_POSITIVE] {
             assert_eq!(widen_f32(f, &mut s) as f32, f);
         }
+        // a tie between two shortest decimals goes to the even digit, as Postgres prints it
+        let tie = 454_631.625_f64 as f32; // exactly representable; 454631.62 and .63 both read back as it
+        assert_eq!(widen_f32(tie, &mut s), 454_631.62);
+        assert_eq!(widen_f32(-tie, &mut s), -454_631.62);
+        assert_eq!(increment_last_digit("-9.99"), "-10.00");
+        assert_eq!(increment_last_digit("199"), "200");
+    }
+
+    /// Every `real` reads as the number the server itself prints: random values and the
+    /// neighbours of known ties, compared with `real::text` of the real server.
+    #[test]
+    fn real_values_match_the_text_postgres_prints() {
+        let url = dlt_testkit::services::postgres_url();
+        let mut c = match postgres::Client::connect(&url, postgres::NoTls) {
+            Ok(c) => c,
+            Err(e) => return dlt_testkit::services::skip_or_fail("PostgreSQL", e),
+        };
+        let rows = c
+            .query(
+                "SELECT r, r::text FROM (SELECT (random() * 10 ^ (random() * 44 - 6))::real AS r \
+                 FROM generate_series(1, 20000) UNION ALL SELECT unnest(ARRAY[454631.625, -454631.625, \
+                 0.5, 1.5, 2.5, 100.375, 3.4028235e38, 1.17549435e-38]::real[])) t",
+                &[],
+            )
+            .unwrap();
+        let mut s = String::new();
+        let mut wrong = vec![];
+        for r in &rows {
+            let (f, text): (f32, String) = (r.get(0), r.get(1));
+            let want: f64 = text.parse().unwrap();
+            if widen_f32(f, &mut s) != want {
+                wrong.push(format!("{text} read as {s}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{} of {} differ: {:?}", wrong.len(), rows.len(), &wrong[..wrong.len().min(10)]);
     }
 }
