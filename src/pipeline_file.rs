@@ -126,6 +126,11 @@ fn to_table(path: &Path, v: serde_json::Value) -> Result<toml::Table> {
 /// [destination]                  # optional, lowest precedence after env and .dlt/*.toml
 /// credentials = "duckdb:///quickstart.duckdb"
 ///
+/// # optional: `staging = "filesystem"` in [pipeline] uploads job files there first and the
+/// # destination loads them from it; its settings as for the destination, or here:
+/// # [staging]
+/// # bucket_url = "stage"
+///
 /// [source]
 /// type = "files"
 /// [[source.resources]]
@@ -153,6 +158,10 @@ pub struct PipelineFile {
     pub export_schema_path: Option<PathBuf>,
     /// `[destination]`.
     pub destination_config: Option<toml::Table>,
+    /// `[pipeline].staging`: a staging destination.
+    pub staging: Option<String>,
+    /// `[staging]`: the staging destination's settings.
+    pub staging_config: Option<toml::Table>,
     /// `[source]`.
     pub source: toml::Table,
 }
@@ -165,7 +174,7 @@ impl PipelineFile {
         // relative paths in the file, and the locations printed, resolve from an absolute path
         let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         for k in doc.keys() {
-            if !matches!(k.as_str(), "pipeline" | "destination" | "source") {
+            if !matches!(k.as_str(), "pipeline" | "destination" | "source" | "staging") {
                 return Err(Error::Config(format!("{}: unknown section [{k}]", path.display())));
             }
         }
@@ -178,6 +187,7 @@ impl PipelineFile {
                 k.as_str(),
                 "name"
                     | "destination"
+                    | "staging"
                     | "dataset_name"
                     | "dev_mode"
                     | "pipelines_dir"
@@ -204,6 +214,8 @@ impl PipelineFile {
             import_schema_path: p.get("import_schema_path").and_then(|v| v.as_str()).map(|d| base.join(d)),
             export_schema_path: p.get("export_schema_path").and_then(|v| v.as_str()).map(|d| base.join(d)),
             destination_config: doc.get("destination").and_then(|v| v.as_table()).cloned(),
+            staging: p.get("staging").and_then(|v| v.as_str()).map(str::to_string),
+            staging_config: doc.get("staging").and_then(|v| v.as_table()).cloned(),
             source: doc
                 .get("source")
                 .and_then(|v| v.as_table())
@@ -245,7 +257,19 @@ impl PipelineFile {
         let run_dir = self.base_dir();
         let config = Config::load(&run_dir, None)?.with_pipeline(&self.name);
         let dest = self.destination(registry, &config, &run_dir)?;
+        let staging = match &self.staging {
+            Some(name) => Some(registry.destination(name)?.build(&DestinationContext {
+                pipeline_name: &self.name,
+                config: &config,
+                run_dir: &run_dir,
+                explicit: self.staging_config.as_ref(),
+            })?),
+            None => None,
+        };
         let mut b = pipeline(&self.name).destination(dest).dev_mode(self.dev_mode).config(config);
+        if let Some(st) = staging {
+            b = b.staging(st);
+        }
         if let Some(d) = &self.dataset_name {
             b = b.dataset_name(d);
         }

@@ -91,6 +91,9 @@ pub struct Capabilities {
     pub preferred_file_format: FileFormat,
     /// Job file formats it can load.
     pub supported_file_formats: Vec<FileFormat>,
+    /// Formats it loads from files staged by a staging destination (dlt's
+    /// `supported_staging_file_formats`); empty: it does not load from staged files.
+    pub supported_staging_file_formats: Vec<FileFormat>,
     /// Maximum table identifier length.
     pub max_identifier_length: usize,
     /// Maximum column identifier length.
@@ -119,6 +122,7 @@ impl Default for Capabilities {
         Capabilities {
             preferred_file_format: FileFormat::Parquet,
             supported_file_formats: vec![FileFormat::Parquet],
+            supported_staging_file_formats: vec![],
             max_identifier_length: 65536,
             max_column_identifier_length: 65536,
             supports_transactions: false,
@@ -148,6 +152,8 @@ setters! {
     preferred_file_format: FileFormat => with_preferred_file_format;
     /// Set [`Capabilities::supported_file_formats`].
     supported_file_formats: Vec<FileFormat> => with_supported_file_formats;
+    /// Set [`Capabilities::supported_staging_file_formats`].
+    supported_staging_file_formats: Vec<FileFormat> => with_supported_staging_file_formats;
     /// Set [`Capabilities::max_identifier_length`].
     max_identifier_length: usize => with_max_identifier_length;
     /// Set [`Capabilities::max_column_identifier_length`].
@@ -248,6 +254,44 @@ pub struct PackageToLoad<'a> {
     pub truncate_tables: &'a [String],
     /// How replaced tables get their new rows.
     pub replace_strategy: ReplaceStrategy,
+    /// The package's job files as a staging destination holds them (empty without staging):
+    /// a destination that loads from staged files loads these instead of the local jobs.
+    pub staged: &'a [StagedFile],
+}
+
+/// One job file uploaded by a staging destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// The table its rows belong to.
+    pub table: String,
+    /// The job's file id (which local job it is).
+    pub file_id: String,
+    /// The full URL (`s3://bucket/dataset/table/<load_id>.<file_id>.parquet`, `file:///…`).
+    pub url: String,
+    /// The file's format.
+    pub format: FileFormat,
+    /// Whether it is gzip-compressed.
+    pub gzip: bool,
+}
+
+/// A destination that can hold a package's job files for another destination to load from
+/// (dlt's `staging=`: the filesystem destination on a bucket in front of a warehouse).
+///
+/// Uploads are idempotent: a job always goes to the same URL, so a retried load uploads over
+/// the same files. Staged files are kept after the load (as dlt does by default).
+#[async_trait::async_trait]
+pub trait Staging: Send + Sync {
+    /// Upload the data jobs of a package (not the `_dlt_pipeline_state` job: the destination
+    /// loads that itself) and say where they are.
+    async fn upload_jobs(
+        &self,
+        dataset: &str,
+        schema_name: &str,
+        load_id: &str,
+        jobs: &[JobFile],
+    ) -> Result<Vec<StagedFile>>;
+    /// Remove staged files.
+    async fn cleanup(&self, files: &[StagedFile]) -> Result<()>;
 }
 
 /// The newest state stored in the destination.
@@ -326,6 +370,10 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     fn display_location(&self) -> String;
     /// Open a client for a dataset.
     async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>>;
+    /// This destination as a staging area for another one, if it can be one.
+    fn as_staging(&self) -> Option<&dyn Staging> {
+        None
+    }
     /// Lines describing what `dataset_name` holds for `dlt pipeline <name> info` beyond the
     /// schema (files and table versions on a bucket, …); none by default.
     async fn dataset_info(&self, _dataset_name: &str) -> Result<Vec<String>> {

@@ -6,6 +6,7 @@ use super::*;
 pub struct PipelineBuilder {
     name: String,
     destination: Option<Arc<dyn Destination>>,
+    staging: Option<Arc<dyn Destination>>,
     dataset_name: Option<String>,
     pipelines_dir: Option<PathBuf>,
     dev_mode: bool,
@@ -22,6 +23,7 @@ impl PipelineBuilder {
         PipelineBuilder {
             name: name.into(),
             destination: None,
+            staging: None,
             dataset_name: None,
             pipelines_dir: None,
             dev_mode: false,
@@ -47,6 +49,14 @@ impl PipelineBuilder {
     /// The destination.
     pub fn destination(mut self, d: Arc<dyn Destination>) -> Self {
         self.destination = Some(d);
+        self
+    }
+    /// A staging destination (dlt's `staging=`): job files are uploaded there first and the
+    /// destination loads them from it. It must be able to stage ([`Destination::as_staging`],
+    /// the filesystem destination) and the destination must load staged files
+    /// (`Capabilities::supported_staging_file_formats`).
+    pub fn staging(mut self, d: Arc<dyn Destination>) -> Self {
+        self.staging = Some(d);
         self
     }
     /// Dataset name (default `<name>_dataset`).
@@ -90,6 +100,24 @@ impl PipelineBuilder {
         }
         let destination =
             self.destination.ok_or_else(|| Error::Config(format!("pipeline `{}` has no destination", self.name)))?;
+        if let Some(st) = &self.staging {
+            if st.as_staging().is_none() {
+                return Err(Error::Config(format!(
+                    "pipeline `{}`: the {} destination cannot stage files for another destination (the \
+                     filesystem destination can)",
+                    self.name,
+                    st.name()
+                )));
+            }
+            if destination.capabilities().supported_staging_file_formats.is_empty() {
+                return Err(Error::Config(format!(
+                    "pipeline `{}`: the {} destination does not load from staged files; remove the staging \
+                     destination",
+                    self.name,
+                    destination.name()
+                )));
+            }
+        }
         let normalizer = self
             .normalizer
             .ok_or_else(|| Error::Config("no normalizer configured (use dlt::pipeline() from the facade)".into()))?;
@@ -135,6 +163,7 @@ impl PipelineBuilder {
         Ok(Pipeline {
             name: self.name,
             destination,
+            staging: self.staging,
             dataset_name,
             working_dir,
             pipelines_dir,

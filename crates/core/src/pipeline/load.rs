@@ -25,8 +25,21 @@ impl Pipeline {
         let mut attempt = 0u32;
         loop {
             let r = block_on(async {
+                // staged first (uploads are idempotent: a retry writes the same files)
+                let staged = match self.staging.as_ref().and_then(|s| s.as_staging()) {
+                    Some(st) => st.upload_jobs(&self.dataset_name, &schema.name, load_id, &jobs).await?,
+                    None => vec![],
+                };
                 let mut client = self.destination.client(&self.dataset_name).await?;
-                try_commit(client.as_mut(), load_id, &schema, &jobs, &pstate, replace_strategy).await
+                let package = PackageToLoad {
+                    load_id,
+                    schema: &schema,
+                    jobs: &jobs,
+                    truncate_tables: &pstate.truncate_tables,
+                    replace_strategy,
+                    staged: &staged,
+                };
+                try_commit(client.as_mut(), &package, &pstate).await
             });
             match r {
                 Ok(()) => break,
@@ -100,12 +113,10 @@ impl Pipeline {
 /// Open storage, skip a package that is already committed, migrate the schema, commit.
 async fn try_commit(
     client: &mut dyn DestinationClient,
-    load_id: &str,
-    schema: &Schema,
-    jobs: &[JobFile],
+    package: &PackageToLoad<'_>,
     pstate: &PackageState,
-    replace_strategy: crate::destination::ReplaceStrategy,
 ) -> Result<()> {
+    let (schema, load_id) = (package.schema, package.load_id);
     client.initialize_storage().await?;
     if client.is_loaded(load_id).await? {
         return Ok(());
@@ -128,13 +139,5 @@ async fn try_commit(
         }
     }
     client.update_stored_schema(schema, &ddl_tables).await?;
-    client
-        .commit_package(&PackageToLoad {
-            load_id,
-            schema,
-            jobs,
-            truncate_tables: &pstate.truncate_tables,
-            replace_strategy,
-        })
-        .await
+    client.commit_package(package).await
 }

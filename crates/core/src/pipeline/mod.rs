@@ -101,6 +101,7 @@ pub fn default_pipelines_dir() -> PathBuf {
 pub struct Pipeline {
     name: String,
     destination: Arc<dyn Destination>,
+    staging: Option<Arc<dyn Destination>>,
     dataset_name: String,
     working_dir: PathBuf,
     pipelines_dir: PathBuf,

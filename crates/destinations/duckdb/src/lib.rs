@@ -13,7 +13,9 @@ pub use memory::{DEFAULT_MEMORY_LIMIT, INITIAL_COLUMN_SEGMENT_SIZE};
 
 use arrow::record_batch::RecordBatch;
 use dlt_core::config::ConfigValue;
-use dlt_core::destination::{Capabilities, Destination, DestinationClient, FileFormat, JobFile, ReplaceStrategy};
+use dlt_core::destination::{
+    Capabilities, Destination, DestinationClient, FileFormat, JobFile, ReplaceStrategy, StagedFile,
+};
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory};
 use dlt_core::resource::MergeStrategy;
@@ -28,6 +30,8 @@ pub fn capabilities() -> Capabilities {
     Capabilities::default()
         .with_preferred_file_format(FileFormat::Parquet)
         .with_supported_file_formats(vec![FileFormat::Parquet])
+        // staged parquet in a local folder (`file://`): DuckDB reads it in place
+        .with_supported_staging_file_formats(vec![FileFormat::Parquet])
         .with_max_identifier_length(65536)
         .with_max_column_identifier_length(65536)
         .with_supports_transactions(true)
@@ -322,6 +326,23 @@ impl SqlConnection for DuckDbConnection {
         let sql =
             format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&job.path.to_string_lossy()));
         let what = format!("loading job {} into table {}", job.path.display(), table.name);
+        let r = self.run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &what))).await;
+        r.map_err(|e| self.explain(e))
+    }
+
+    async fn load_staged(&mut self, target: &str, table: &Table, file: &StagedFile) -> Result<()> {
+        let path = match file.url.strip_prefix("file://") {
+            Some(p) if file.format == FileFormat::Parquet && !file.gzip => p.to_string(),
+            _ => {
+                return Err(Error::Config(format!(
+                    "DuckDB loads staged parquet files from a local folder (file://), not {}; use a local \
+                     bucket_url and loader_file_format = \"parquet\" for the staging destination",
+                    file.url
+                )));
+            }
+        };
+        let sql = format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&path));
+        let what = format!("loading staged file {} into table {}", file.url, table.name);
         let r = self.run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &what))).await;
         r.map_err(|e| self.explain(e))
     }

@@ -36,9 +36,9 @@ use dlt_core::schema::DataType;
 pub use client::{FilesystemClient, StoredTable};
 pub use config::FilesystemConfig;
 pub use convert::OutputFormat;
+pub use dlt_core::destination::{StagedFile, Staging};
 pub use error::{FsError, NAME};
 pub use layout::{DEFAULT_LAYOUT, Layout};
-pub use staging::{StagedFile, Staging};
 pub use storage::{Credentials, Protocol, Store};
 
 /// The error for Delta tables in a build without the `delta` feature.
@@ -189,6 +189,9 @@ impl Destination for Filesystem {
     }
     async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
         Ok(Box::new(self.filesystem_client(dataset_name)?))
+    }
+    fn as_staging(&self) -> Option<&dyn dlt_core::destination::Staging> {
+        Some(self)
     }
     async fn dataset_info(&self, dataset_name: &str) -> Result<Vec<String>> {
         let tables = self.filesystem_client(dataset_name)?.stored_tables()?;

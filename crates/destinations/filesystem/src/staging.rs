@@ -1,15 +1,11 @@
-//! Staging for warehouse destinations (a sketch of the interface): upload a package's job files
-//! to a bucket and get their URLs, for the warehouse's own bulk load (`COPY INTO … FROM 's3://…'`,
-//! BigQuery load jobs from `gs://…`, Databricks `COPY INTO`).
-//!
-//! A warehouse destination that is configured with a filesystem staging destination calls
-//! [`Staging::upload_jobs`] at the start of its `commit_package`, loads from the returned URLs,
-//! and calls [`Staging::cleanup`] after its own commit (dlt keeps staged files unless
-//! `truncate_staging_dataset` is set; a caller may keep them as well). Staged files use the
-//! staging destination's layout under `<bucket_url>/<dataset_name>/`, written as append (dlt
+//! The filesystem destination as a staging area ([`Staging`], the contract's): a package's job
+//! files uploaded to a bucket for a destination's own bulk load (`COPY INTO … FROM 's3://…'`,
+//! BigQuery load jobs from `gs://…`, DuckDB reading a local folder). The pipeline uploads before
+//! it commits and hands the URLs to the destination in `PackageToLoad::staged`. Staged files use
+//! the staging destination's layout under `<bucket_url>/<dataset_name>/`, written as append (dlt
 //! turns replace and merge into append on staging), and no `_dlt_*` files are written there.
 
-use dlt_core::destination::{FileFormat, JobFile};
+use dlt_core::destination::{JobFile, StagedFile, Staging};
 use dlt_core::error::Result;
 use dlt_core::schema::STATE_TABLE;
 
@@ -17,31 +13,9 @@ use crate::Filesystem;
 use crate::convert;
 use crate::layout::PathParams;
 
-/// One uploaded job file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagedFile {
-    /// The table its rows belong to.
-    pub table: String,
-    /// The full URL (`s3://bucket/dataset/table/<load_id>.<file_id>.parquet`).
-    pub url: String,
-    /// The file's format.
-    pub format: FileFormat,
-    /// Whether it is gzip-compressed.
-    pub gzip: bool,
-}
-
-/// Uploads packages' job files for a warehouse to load from.
-pub trait Staging: Send + Sync {
-    /// Upload the data jobs of a package (the `_dlt_pipeline_state` job is skipped: the warehouse
-    /// loads it itself) and return where they are.
-    fn upload_jobs(&self, dataset: &str, schema_name: &str, load_id: &str, jobs: &[JobFile])
-    -> Result<Vec<StagedFile>>;
-    /// Remove staged files after the warehouse loaded them.
-    fn cleanup(&self, files: &[StagedFile]) -> Result<()>;
-}
-
+#[async_trait::async_trait]
 impl Staging for Filesystem {
-    fn upload_jobs(
+    async fn upload_jobs(
         &self,
         dataset: &str,
         schema_name: &str,
@@ -70,6 +44,7 @@ impl Staging for Filesystem {
             shared.store.put_file(&path, prepared.path())?;
             out.push(StagedFile {
                 table: job.table.clone(),
+                file_id: job.file_id.clone(),
                 url: shared.store.url_of(&path),
                 format: shared.output.format,
                 gzip: shared.output.gz_suffix(),
@@ -78,7 +53,7 @@ impl Staging for Filesystem {
         Ok(out)
     }
 
-    fn cleanup(&self, files: &[StagedFile]) -> Result<()> {
+    async fn cleanup(&self, files: &[StagedFile]) -> Result<()> {
         let base = format!("{}/", self.shared.store.url());
         for f in files {
             if let Some(rel) = f.url.strip_prefix(&base) {
@@ -93,6 +68,8 @@ impl Staging for Filesystem {
 mod tests {
     use super::*;
     use crate::FilesystemConfig;
+    use dlt_core::destination::FileFormat;
+    use dlt_core::runtime::block_on as rt;
     use std::sync::Arc;
 
     fn job(dir: &std::path::Path, table: &str, file_id: &str) -> JobFile {
@@ -118,15 +95,15 @@ mod tests {
         c.loader_file_format = FileFormat::Jsonl;
         let fs = Filesystem::new(c).unwrap();
         let jobs = vec![job(dir.path(), "users", "aaaaa11111"), job(dir.path(), STATE_TABLE, "bbbbb22222")];
-        let staged = fs.upload_jobs("ds", "s", "1700000000.5", &jobs).unwrap();
+        let staged = rt(fs.upload_jobs("ds", "s", "1700000000.5", &jobs)).unwrap();
         assert_eq!(staged.len(), 1, "the state job is not staged");
         let local = bucket.canonicalize().unwrap();
         assert_eq!(staged[0].url, format!("file://{}/ds/users/1700000000.5.aaaaa11111.jsonl.gz", local.display()));
         assert_eq!((staged[0].format, staged[0].gzip, staged[0].table.as_str()), (FileFormat::Jsonl, true, "users"));
         assert!(local.join("ds/users/1700000000.5.aaaaa11111.jsonl.gz").exists());
         assert!(!local.join("ds/_dlt_loads").exists());
-        fs.cleanup(&staged).unwrap();
+        rt(fs.cleanup(&staged)).unwrap();
         assert!(!local.join("ds/users/1700000000.5.aaaaa11111.jsonl.gz").exists());
-        assert!(fs.upload_jobs("..", "s", "1", &jobs).is_err());
+        assert!(rt(fs.upload_jobs("..", "s", "1", &jobs)).is_err());
     }
 }

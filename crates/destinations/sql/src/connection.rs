@@ -1,7 +1,7 @@
 //! What a SQL destination's driver provides to the loader.
 
-use dlt_core::destination::JobFile;
-use dlt_core::error::Result;
+use dlt_core::destination::{JobFile, StagedFile};
+use dlt_core::error::{Error, Result};
 use dlt_core::schema::Table;
 
 use arrow::record_batch::RecordBatch;
@@ -21,4 +21,10 @@ pub trait SqlConnection: Send {
     /// The load step: append the rows of one job file to `target` (a qualified, quoted table
     /// name) whose columns `table` describes. An error names the job file and the target.
     async fn load_job(&mut self, target: &str, table: &Table, job: &JobFile) -> Result<()>;
+    /// The load step from a staging destination: append the rows of a staged file (a URL) to
+    /// `target`. Only destinations that declare `supported_staging_file_formats` get called.
+    async fn load_staged(&mut self, target: &str, table: &Table, file: &StagedFile) -> Result<()> {
+        let _ = (target, table);
+        Err(Error::Config(format!("this destination does not load staged files ({})", file.url)))
+    }
 }

@@ -212,10 +212,19 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
                 Error::Package(format!("job {} loads table `{}` that its schema lacks", job.path.display(), job.table))
             })?;
             let target = if staged.contains(&job.table) { self.sq(&staging, &job.table) } else { self.q(&job.table) };
-            tracing::info!(
-                target: "dlt::sql", destination = %self.destination, "load {} into {target}", job.path.display()
-            );
-            self.conn.load_job(&target, table, job).await?;
+            // a staged copy is loaded where there is one (the state job is never staged)
+            match package.staged.iter().find(|f| f.file_id == job.file_id && f.table == job.table) {
+                Some(file) => {
+                    tracing::info!(target: "dlt::sql", destination = %self.destination, "load {} into {target}", file.url);
+                    self.conn.load_staged(&target, table, file).await?;
+                }
+                None => {
+                    tracing::info!(
+                        target: "dlt::sql", destination = %self.destination, "load {} into {target}", job.path.display()
+                    );
+                    self.conn.load_job(&target, table, job).await?;
+                }
+            }
         }
         if !staged.is_empty()
             && let Some(sql) = self.dialect.keep_insertion_order(false)
