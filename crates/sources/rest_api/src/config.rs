@@ -418,9 +418,10 @@ pub struct OffsetPaginator {
     /// Or: dotted path in the JSON body the limit is sent at, instead of a parameter.
     #[serde(default)]
     pub limit_body_path: Option<String>,
-    /// JSONPath of the total item count (default `total`; `""` for none).
-    #[serde(default)]
-    pub total_path: Option<String>,
+    /// JSONPath of the total item count (absent: `total`; `null` or `""`: none, as dlt's
+    /// `total_path=None`).
+    #[serde(default, deserialize_with = "null_is_a_value")]
+    pub total_path: Option<Option<String>>,
     /// Stop before this offset.
     #[serde(default)]
     pub maximum_offset: Option<u64>,
@@ -430,6 +431,12 @@ pub struct OffsetPaginator {
     /// JSONPath of a boolean "more pages" flag.
     #[serde(default)]
     pub has_more_path: Option<String>,
+}
+
+/// A setting whose explicit `null` means Python's `None` (dlt's meaning), not "unset": absent
+/// is `None`, `null` is `Some(None)`.
+fn null_is_a_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// `page_number`.
@@ -448,9 +455,10 @@ pub struct PageNumberPaginator {
     /// Or: dotted path in the JSON body the page is sent at, instead of a parameter.
     #[serde(default)]
     pub page_body_path: Option<String>,
-    /// JSONPath of the total page count (default `total`; `""` for none).
-    #[serde(default)]
-    pub total_path: Option<String>,
+    /// JSONPath of the total page count (absent: `total`; `null` or `""`: none, as dlt's
+    /// `total_path=None`).
+    #[serde(default, deserialize_with = "null_is_a_value")]
+    pub total_path: Option<Option<String>>,
     /// Stop after this page number.
     #[serde(default)]
     pub maximum_page: Option<u64>,

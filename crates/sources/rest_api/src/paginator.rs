@@ -256,6 +256,15 @@ fn opt_path(p: &Option<String>, default: &str) -> PResult<Option<JsonPath>> {
     }
 }
 
+/// `total_path`: absent means `total`; `null` (dlt's `None`) and `""` mean no total.
+fn total_path(p: &Option<Option<String>>) -> PResult<Option<JsonPath>> {
+    match p {
+        None => opt_path(&None, "total"),
+        Some(None) => Ok(None),
+        Some(Some(s)) => opt_path(&Some(s.clone()), "total"),
+    }
+}
+
 impl Paginator {
     /// The paginator a config describes.
     pub fn new(cfg: &PaginatorConfig) -> PResult<Paginator> {
@@ -291,7 +300,7 @@ impl Paginator {
                     current: o.offset.unwrap_or(0) as i64,
                     step: o.limit as i64,
                     base: 0,
-                    total_path: opt_path(&o.total_path, "total")?,
+                    total_path: total_path(&o.total_path)?,
                     maximum: o.maximum_offset.map(|m| m as i64),
                     stop_empty: o.stop_after_empty_page.unwrap_or(true),
                     has_more: opt_path(&o.has_more_path, "")?,
@@ -309,7 +318,7 @@ impl Paginator {
                     current: p.page.map(|x| x as i64).unwrap_or(base),
                     step: 1,
                     base,
-                    total_path: opt_path(&p.total_path, "total")?,
+                    total_path: total_path(&p.total_path)?,
                     maximum: p.maximum_page.map(|m| m as i64),
                     stop_empty: p.stop_after_empty_page.unwrap_or(true),
                     has_more: opt_path(&p.has_more_path, "")?,
@@ -854,7 +863,7 @@ mod tests {
         // 1-based page numbers with a total page count: the last page is requested
         let cfg = PaginatorKind::PageNumber(PageNumberPaginator {
             base_page: Some(1),
-            total_path: Some("total_pages".into()),
+            total_path: Some(Some("total_pages".into())),
             ..Default::default()
         })
         .into();
@@ -890,6 +899,24 @@ mod tests {
             p.update_request(&mut r).unwrap();
         }
         (sent, discards)
+    }
+
+    #[test]
+    fn a_null_total_path_means_no_total_as_in_dlt() {
+        let kind = |v: Value| serde_json::from_value::<PaginatorKind>(v).unwrap();
+        let with = |v: Value| match Paginator::new(&kind(v).into()).unwrap() {
+            Paginator::Range(r) => r.total_path.map(|p| p.to_string()),
+            _ => panic!("a range paginator"),
+        };
+        // absent: dlt's default `total`; null (Python's None) and "": no total
+        assert_eq!(with(json!({"type": "page_number", "base_page": 1})).as_deref(), Some("total"));
+        assert_eq!(with(json!({"type": "page_number", "base_page": 1, "total_path": null})), None);
+        assert_eq!(with(json!({"type": "offset", "limit": 5, "total_path": null})), None);
+        assert_eq!(with(json!({"type": "offset", "limit": 5, "total_path": ""})), None);
+        assert_eq!(
+            with(json!({"type": "offset", "limit": 5, "total_path": "meta.count"})).as_deref(),
+            Some("meta.count")
+        );
     }
 
     #[test]
@@ -977,7 +1004,7 @@ mod tests {
             limit: 10,
             offset_body_path: Some("paging.offset".into()),
             limit_body_path: Some("paging.limit".into()),
-            total_path: Some("".into()),
+            total_path: Some(Some("".into())),
             ..Default::default()
         })
         .into();
@@ -994,7 +1021,7 @@ mod tests {
         let cfg = PaginatorKind::PageNumber(PageNumberPaginator {
             base_page: Some(1),
             page_body_path: Some("page".into()),
-            total_path: Some("".into()),
+            total_path: Some(Some("".into())),
             ..Default::default()
         })
         .into();
