@@ -36,7 +36,19 @@ pub(crate) fn connect(c: &Credentials) -> Result<Conn> {
         other => return Err(Error::Config(format!("mysql: unknown ssl_mode `{other}`"))),
     }
     .map(|s| s.with_root_cert_path(root));
+    // `unix_socket` (as in dlt's `mysql+pymysql://…?unix_socket=/run/mysqld/mysqld.sock`): the
+    // connection goes through the socket, never silently over TCP
+    let socket = c.option("unix_socket").map(str::to_string);
+    if let Some(s) = &socket
+        && !std::path::Path::new(s).exists()
+    {
+        return Err(Error::Config(format!(
+            "mysql: unix_socket {s} does not exist; give the server's socket (`SELECT @@socket` on the \
+             server tells it, e.g. /run/mysqld/mysqld.sock) or remove unix_socket to connect over TCP"
+        )));
+    }
     let opts = OptsBuilder::new()
+        .socket(socket)
         .ip_or_hostname(Some(c.host.clone().unwrap_or_else(|| "localhost".into())))
         .tcp_port(c.port.unwrap_or(3306))
         .user(c.username.clone())

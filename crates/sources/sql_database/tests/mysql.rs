@@ -166,3 +166,29 @@ fn incremental_columns_and_errors() {
     let err = SqlDatabase::from_url("mysql://root:hunter2@127.0.0.1:1/x").unwrap().into_source().unwrap_err();
     assert!(err.is_transient() && !err.to_string().contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_unix_socket_in_the_url_is_used_and_a_missing_one_is_an_error() {
+    let Some(db) = MyDb::new() else { return };
+    db.exec("CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO t VALUES (1), (2)");
+    let socket = db.strings("SELECT @@socket")[0][0].clone().unwrap_or_default();
+    if !std::path::Path::new(&socket).exists() {
+        return dlt_testkit::services::skip_or_fail("the MySQL/MariaDB socket", format!("{socket} is not here"));
+    }
+    // a host that does not resolve: only the socket reaches the server
+    let (base, _) = db.url.split_once("//").unwrap();
+    let rest = db.url.split_once("//").unwrap().1;
+    let (auth, _) = rest.split_once('@').map(|(a, h)| (a, h)).unwrap_or(("root", rest));
+    let url = format!("{base}//{auth}@no-such-host.invalid/{}?unix_socket={socket}", db.name);
+    let dest = Dest::new();
+    let src = SqlDatabase::from_url(&url).unwrap().table_names(["t"]).into_source().unwrap();
+    dest.pipeline("my_sock", "my_sock").run(src).unwrap();
+    assert_eq!(
+        dest.strings("SELECT id::VARCHAR FROM my_sock.t ORDER BY id"),
+        [1, 2].map(|i| vec![Some(i.to_string())]).to_vec()
+    );
+    // a socket that is not there is an error naming it, not a TCP connection
+    let bad = format!("{base}//{auth}@127.0.0.1/{}?unix_socket=/nonexistent/mysqld.sock", db.name);
+    let err = SqlDatabase::from_url(&bad).unwrap().table_names(["t"]).into_source().unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/mysqld.sock") && err.contains("unix_socket"), "{err}");
+}
