@@ -178,7 +178,7 @@ fn a_unix_socket_in_the_url_is_used_and_a_missing_one_is_an_error() {
     // a host that does not resolve: only the socket reaches the server
     let (base, _) = db.url.split_once("//").unwrap();
     let rest = db.url.split_once("//").unwrap().1;
-    let (auth, _) = rest.split_once('@').map(|(a, h)| (a, h)).unwrap_or(("root", rest));
+    let (auth, _) = rest.split_once('@').unwrap_or(("root", rest));
     let url = format!("{base}//{auth}@no-such-host.invalid/{}?unix_socket={socket}", db.name);
     let dest = Dest::new();
     let src = SqlDatabase::from_url(&url).unwrap().table_names(["t"]).into_source().unwrap();
