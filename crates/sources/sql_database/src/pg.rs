@@ -139,6 +139,9 @@ enum Wire {
     Float4,
     Float8,
     Numeric,
+    /// An unbounded `numeric` read into dlt's default decimal(38, 9) without a hint: a value
+    /// that does not fit exactly is an error, never rounded silently.
+    NumericExact,
     Text,
     Jsonb,
     Uuid,
@@ -256,6 +259,13 @@ fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
             Some(w) => (expr, w),
             None => cast(&expr, c.type_(), kind),
         };
+        // rounding an unbounded numeric is chosen by a hint, never silent
+        let unhinted_default = match &job.query {
+            Some(_) => t.columns.iter().find(|x| x.output_name == name),
+            None => t.columns.get(i),
+        }
+        .is_some_and(|col| col.mapped.default_decimal && col.hint.is_none());
+        let wire = if wire == Wire::Numeric && unhinted_default { Wire::NumericExact } else { wire };
         names.push(name);
         kinds.push(kind);
         wires.push(wire);
@@ -313,7 +323,7 @@ fn be_i64(b: &[u8]) -> i64 {
 
 /// Decode Postgres' binary `numeric` into an integer scaled by `10^scale`, rounding half away
 /// from zero; `None` when it does not fit `precision` digits.
-fn numeric(b: &[u8], precision: u8, scale: i8) -> std::result::Result<Option<i128>, String> {
+fn numeric(b: &[u8], precision: u8, scale: i8, exact: bool) -> std::result::Result<Option<i128>, String> {
     if b.len() < 8 {
         return Err("truncated numeric".into());
     }
@@ -328,6 +338,7 @@ fn numeric(b: &[u8], precision: u8, scale: i8) -> std::result::Result<Option<i12
     }
     let mut acc: i128 = 0;
     let mut round_up = false;
+    let mut lost = false;
     for i in 0..ndigits {
         let d = be_i16(&b[8 + 2 * i..]) as i128;
         // power of ten of this base-10000 digit in the scaled result
@@ -340,11 +351,22 @@ fn numeric(b: &[u8], precision: u8, scale: i8) -> std::result::Result<Option<i12
             let div = pow10((-e) as u32).expect("small");
             acc += d / div;
             round_up = (d % div) * 2 >= div;
+            lost = d % div != 0 || (i + 1..ndigits).any(|j| be_i16(&b[8 + 2 * j..]) != 0);
             break;
         } else {
             round_up = d >= 5000;
+            lost = (i..ndigits).any(|j| be_i16(&b[8 + 2 * j..]) != 0);
             break;
         }
+    }
+    if exact && lost {
+        return Err(format!(
+            "{} has more than {scale} decimal places, and the column is an unbounded `numeric` read as \
+             dlt's default decimal({precision},{scale}); to load it, give the column a hint: a wider \
+             decimal (`data_type = \"decimal\", precision = 38, scale = 18`), `data_type = \"text\"` or \
+             `\"double\"`, or `data_type = \"decimal\", precision = {precision}, scale = {scale}` to round",
+            numeric_text(b)
+        ));
     }
     if round_up {
         acc += 1;
@@ -353,6 +375,28 @@ fn numeric(b: &[u8], precision: u8, scale: i8) -> std::result::Result<Option<i12
         acc = -acc;
     }
     Ok(fits(acc, precision).then_some(acc))
+}
+
+/// A binary numeric as decimal text (for messages): base-10000 groups placed at their weight.
+fn numeric_text(b: &[u8]) -> String {
+    let (n, weight, sign) = (be_i16(&b[0..]) as i32, be_i16(&b[2..]) as i32, be_i16(&b[4..]) as u16);
+    let group = |w: i32| -> i16 {
+        let i = weight - w;
+        if (0..n).contains(&i) { be_i16(&b[8 + 2 * i as usize..]) } else { 0 }
+    };
+    let mut int = String::new();
+    for w in (0..=weight.max(0)).rev() {
+        int.push_str(&format!("{:04}", group(w)));
+    }
+    let mut frac = String::new();
+    for w in (weight - n + 1..=-1).rev() {
+        frac.push_str(&format!("{:04}", group(w)));
+    }
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let frac = frac.trim_end_matches('0');
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") }
 }
 
 fn uuid_text(b: &[u8], out: &mut String) {
@@ -464,10 +508,12 @@ fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::r
             b.append_value(widen_f32(f32::from_bits(be_i32(v) as u32), scratch))
         }
         (Wire::Float8, ColBuilder::Double(b)) if v.len() == 8 => b.append_value(f64::from_bits(be_i64(v) as u64)),
-        (Wire::Numeric, ColBuilder::Decimal(b, p, s)) => match numeric(v, *p, *s)? {
-            Some(x) => b.append_value(x),
-            None => return Err(format!("value does not fit decimal({p},{s})")),
-        },
+        (Wire::Numeric | Wire::NumericExact, ColBuilder::Decimal(b, p, s)) => {
+            match numeric(v, *p, *s, wire == Wire::NumericExact)? {
+                Some(x) => b.append_value(x),
+                None => return Err(format!("value does not fit decimal({p},{s})")),
+            }
+        }
         (Wire::Text, ColBuilder::Text(b)) => b.append_value(std::str::from_utf8(v).map_err(|e| e.to_string())?),
         (Wire::Jsonb, ColBuilder::Text(b)) => {
             let body = v.get(1..).ok_or_else(len_err)?;
@@ -698,16 +744,26 @@ mod tests {
     fn numeric_decoding() {
         // 12345.678 = [1, 2345, 6780] weight 1
         let b = num(&[1, 2345, 6780], 1, 0, 3);
-        assert_eq!(numeric(&b, 10, 3).unwrap(), Some(12_345_678));
-        assert_eq!(numeric(&b, 10, 2).unwrap(), Some(1_234_568));
-        assert_eq!(numeric(&b, 10, 0).unwrap(), Some(12_346));
-        assert_eq!(numeric(&b, 4, 0).unwrap(), None);
+        assert_eq!(numeric(&b, 10, 3, false).unwrap(), Some(12_345_678));
+        assert_eq!(numeric(&b, 10, 2, false).unwrap(), Some(1_234_568));
+        assert_eq!(numeric(&b, 10, 0, false).unwrap(), Some(12_346));
+        assert_eq!(numeric(&b, 4, 0, false).unwrap(), None);
         // -0.0005 = [5] weight -1 → rounds to -0.001 at scale 3
         let b = num(&[5], -1, 0x4000, 4);
-        assert_eq!(numeric(&b, 5, 3).unwrap(), Some(-1));
-        assert_eq!(numeric(&b, 5, 4).unwrap(), Some(-5));
-        assert_eq!(numeric(&num(&[], 0, 0, 0), 5, 2).unwrap(), Some(0));
-        assert!(numeric(&num(&[], 0, 0xC000, 0), 5, 2).is_err());
+        assert_eq!(numeric(&b, 5, 3, false).unwrap(), Some(-1));
+        assert_eq!(numeric(&b, 5, 4, false).unwrap(), Some(-5));
+        assert_eq!(numeric(&num(&[], 0, 0, 0), 5, 2, false).unwrap(), Some(0));
+        assert!(numeric(&num(&[], 0, 0xC000, 0), 5, 2, false).is_err());
+        // exact: a value that does not fit the scale is an error naming it; one that does, loads
+        let tiny = num(&[1], -8, 0x4000, 32); // -1e-32
+        let err = numeric(&tiny, 38, 9, true).unwrap_err();
+        assert!(err.starts_with("-0.00000000000000000000000000000001 has more than 9 decimal places"), "{err}");
+        let b = num(&[1, 0, 5], 0, 0, 8); // 1.00000005: fits 9 places
+        assert_eq!(numeric(&b, 38, 9, true).unwrap(), Some(1_000_000_050));
+        let b = num(&[1, 0, 0, 5], 0, 0, 12); // 1.000000000005
+        assert!(numeric(&b, 38, 9, true).unwrap_err().starts_with("1.000000000005 has more"));
+        assert_eq!(numeric_text(&num(&[12, 3400], 1, 0, 0)), "123400");
+        assert_eq!(numeric_text(&num(&[5], -1, 0, 4)), "0.0005");
         let mut s = String::new();
         uuid_text(&[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 1, 2, 3, 4, 5, 6, 7], &mut s);
         assert_eq!(s, "12345678-9abc-def0-0001-020304050607");

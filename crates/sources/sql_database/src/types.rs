@@ -8,7 +8,7 @@
 //! | `integer`, `bigint`, `oid` | `tinyint` (incl. `tinyint(1)`), `mediumint`, `int`, `bigint` (signed or unsigned), `year`, `bit(n)` | any other name with `INT` | Int → Int64 | bigint |
 //! | `real`, `double precision` | `float`, `double`, `real` | `REAL`, `FLOA…`, `DOUB…` | Double → Float64 | double |
 //! | `numeric(p,s)`, p ≤ 38 | `decimal(p,s)`, p ≤ 38 | `NUMERIC(p,s)`, `DECIMAL(p,s)` | Decimal → Decimal128(p,s) | decimal (p,s) |
-//! | `numeric` (unbounded) | — | `NUMERIC`, `DECIMAL` | Decimal → Decimal128(38,9), rounded half away from zero | decimal (dlt default 38,9) |
+//! | `numeric` (unbounded) | — | `NUMERIC`, `DECIMAL` | Decimal → Decimal128(38,9); Postgres: a value with more than 9 places is an error unless a hint chooses the type (rounding: `decimal`, 38, 9) | decimal (dlt default 38,9) |
 //! | `numeric(p,s)`, p > 38 | `decimal(p,s)`, p > 38 | `DECIMAL(p,s)`, p > 38 | Text → Utf8 (exact digits) | text |
 //! | `text`, `varchar(n)`, `char(n)`, `name`, `"char"`, `citext` | `char(n)`, `varchar(n)`, `*text` | `…CHAR…`, `…TEXT…`, `CLOB`, no type | Text → Utf8 | text (precision n at `full_with_precision`) |
 //! | enum types | `enum`, `set` | — | Text → Utf8 | text (the longest value's length at `full_with_precision`, as dlt) |

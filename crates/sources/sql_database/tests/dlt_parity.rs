@@ -20,7 +20,7 @@ use common::{Dest, MyDb, PgSchema};
 use dlt_conformance::compare::py_eq;
 use dlt_conformance::{CompareOptions, format_report, to_pretty_json, try_compare};
 use dlt_core::resource::Source;
-use dlt_sql_database::SqlDatabase;
+use dlt_sql_database::{SqlDatabase, TableOptions};
 use serde_json::{Map, Value, json};
 
 const TABLE: &str = "all_types";
@@ -312,7 +312,23 @@ fn same_columns_and_values_as_python_dlt() {
     pg.exec(include_str!("fixtures/postgres_all_types.sql"));
     my.exec(include_str!("fixtures/mysql_all_types.sql"));
     // the names make_expected.py uses
-    let pg_src = SqlDatabase::from_url(&pg.url).unwrap().schema(&pg.name).table_names([TABLE]).into_source().unwrap();
+    // dlt-rs refuses to round the unbounded numeric silently: rounding is chosen by a hint
+    let round: dlt_core::schema::Column =
+        serde_json::from_value(json!({"name": "c_num_unbounded", "data_type": "decimal", "precision": 38, "scale": 9}))
+            .unwrap();
+    let pg_src = SqlDatabase::from_url(&pg.url)
+        .unwrap()
+        .schema(&pg.name)
+        .table_names([TABLE])
+        .table(
+            TABLE,
+            TableOptions {
+                columns: [("c_num_unbounded".to_string(), round)].into_iter().collect(),
+                ..Default::default()
+            },
+        )
+        .into_source()
+        .unwrap();
     let my_src = SqlDatabase::from_url(&my.url).unwrap().table_names([TABLE]).into_source().unwrap();
     let runs = vec![
         run(0, "postgres", "sql_parity_postgres", "pg_parity", pg_src),

@@ -119,12 +119,36 @@ fn compare_all_types(pg: &PgSchema, dest: &Dest, dataset: &str) {
     assert_eq!(at(3, "c_inet"), "10.0.0.1");
 }
 
+/// The unbounded `numeric` column hinted to dlt's default decimal: rounding chosen by the user.
+fn rounded(db: SqlDatabase) -> SqlDatabase {
+    let hint: dlt_core::schema::Column = serde_json::from_value(
+        serde_json::json!({"name": "c_num_unbounded", "data_type": "decimal", "precision": 38, "scale": 9}),
+    )
+    .unwrap();
+    let columns = [("c_num_unbounded".to_string(), hint)].into_iter().collect();
+    db.table("all_types", dlt_sql_database::TableOptions { columns, ..Default::default() })
+}
+
+#[test]
+fn an_unbounded_numeric_that_does_not_fit_is_an_error_naming_the_value_and_the_hint() {
+    let Some(pg) = PgSchema::new() else { return };
+    pg.exec(ALL_TYPES);
+    let dest = Dest::new();
+    let src = SqlDatabase::from_url(&pg.url).unwrap().schema(&pg.name).into_source().unwrap();
+    let err = dest.pipeline("pg_exact", "pg_exact").run(src).unwrap_err().to_string();
+    for part in ["`all_types`", "`c_num_unbounded`", "12345.6789012345678", "scale = 18", "to round"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    // nothing of the table was loaded
+    assert!(dest.columns("pg_exact", "all_types").is_empty());
+}
+
 #[test]
 fn every_type_round_trips_as_arrow() {
     let Some(pg) = PgSchema::new() else { return };
     pg.exec(ALL_TYPES);
     let dest = Dest::new();
-    let src = SqlDatabase::from_url(&pg.url).unwrap().schema(&pg.name).chunk_size(3).into_source().unwrap();
+    let src = rounded(SqlDatabase::from_url(&pg.url).unwrap().schema(&pg.name).chunk_size(3)).into_source().unwrap();
     assert_eq!(src.resources.len(), 1);
     let mut p = dest.pipeline("pg_types", "pg_types");
     let info = p.run(src).unwrap();
@@ -148,7 +172,8 @@ fn every_type_round_trips_as_rows() {
     let Some(pg) = PgSchema::new() else { return };
     pg.exec(ALL_TYPES);
     let dest = Dest::new();
-    let src = SqlDatabase::from_url(&pg.url).unwrap().schema(&pg.name).backend(Backend::Rows).into_source().unwrap();
+    let src =
+        rounded(SqlDatabase::from_url(&pg.url).unwrap().schema(&pg.name).backend(Backend::Rows)).into_source().unwrap();
     dest.pipeline("pg_rows", "pg_rows").run(src).unwrap();
     compare_all_types(&pg, &dest, "pg_rows");
     let names: Vec<String> = dest.columns("pg_rows", "all_types").into_iter().map(|c| c.0).collect();
