@@ -365,10 +365,19 @@ impl SqlDatabase {
                         Error::Config(format!("sql_database: table `{}` has no column `{cname}` to hint", t.name))
                     })?;
                     let mut merged = col.dlt_column(self.reflection_level);
+                    let decimal = dlt_core::schema::DataType::Decimal;
                     if let Some(dt) = hint.data_type
                         && Some(dt) != merged.data_type
                     {
                         col.set_kind(ValueKind::from_data_type(dt, hint.precision, hint.scale, hint.timezone));
+                        merged = col.dlt_column(ReflectionLevel::Full);
+                    } else if hint.data_type.or(merged.data_type) == Some(decimal)
+                        && (hint.precision.is_some() || hint.scale.is_some())
+                    {
+                        // a decimal's precision and scale also change how values are read (and
+                        // are how a user chooses rounding)
+                        let (p, s) = (hint.precision.or(Some(38)), hint.scale.or(Some(9)));
+                        col.set_kind(ValueKind::from_data_type(decimal, p, s, None));
                         merged = col.dlt_column(ReflectionLevel::Full);
                     }
                     merged.merge_hints(hint);

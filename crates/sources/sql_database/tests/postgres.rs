@@ -144,6 +144,27 @@ fn an_unbounded_numeric_that_does_not_fit_is_an_error_naming_the_value_and_the_h
 }
 
 #[test]
+fn a_decimal_hint_sets_the_scale_values_are_read_at() {
+    let Some(pg) = PgSchema::new() else { return };
+    pg.exec("CREATE TABLE {s}.n (id int PRIMARY KEY, v numeric); INSERT INTO {s}.n VALUES (1, 1.000000000000000001), (2, -2.5)");
+    let hint: dlt_core::schema::Column =
+        serde_json::from_value(serde_json::json!({"name": "v", "precision": 38, "scale": 18})).unwrap();
+    let columns = [("v".to_string(), hint)].into_iter().collect();
+    let src = SqlDatabase::from_url(&pg.url)
+        .unwrap()
+        .schema(&pg.name)
+        .table("n", dlt_sql_database::TableOptions { columns, ..Default::default() })
+        .into_source()
+        .unwrap();
+    let dest = Dest::new();
+    dest.pipeline("pg_scale", "pg_scale").run(src).unwrap();
+    assert_eq!(
+        dest.strings("SELECT v::VARCHAR FROM pg_scale.n ORDER BY id"),
+        [vec![Some("1.000000000000000001".to_string())], vec![Some("-2.500000000000000000".to_string())]]
+    );
+}
+
+#[test]
 fn every_type_round_trips_as_arrow() {
     let Some(pg) = PgSchema::new() else { return };
     pg.exec(ALL_TYPES);
