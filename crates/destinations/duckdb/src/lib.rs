@@ -286,6 +286,14 @@ impl DuckDbConnection {
         blocking(move || f(&conn.lock().unwrap_or_else(|p| p.into_inner()))).await
     }
 
+    /// The load step: the rows of a local parquet file appended to `target` by column name
+    /// (`what` names the file and table in an error).
+    async fn insert_parquet(&self, target: &str, path: &str, what: String) -> Result<()> {
+        let sql = format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(path));
+        let r = self.run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &what))).await;
+        r.map_err(|e| self.explain(e))
+    }
+
     /// An out-of-memory error comes back with the setting that changes the limit and how to
     /// go on.
     fn explain(&self, e: Error) -> Error {
@@ -323,11 +331,8 @@ impl SqlConnection for DuckDbConnection {
                 transient: false,
             });
         }
-        let sql =
-            format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&job.path.to_string_lossy()));
         let what = format!("loading job {} into table {}", job.path.display(), table.name);
-        let r = self.run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &what))).await;
-        r.map_err(|e| self.explain(e))
+        self.insert_parquet(target, &job.path.to_string_lossy(), what).await
     }
 
     async fn load_staged(&mut self, target: &str, table: &Table, file: &StagedFile) -> Result<()> {
@@ -341,10 +346,8 @@ impl SqlConnection for DuckDbConnection {
                 )));
             }
         };
-        let sql = format!("INSERT INTO {target} BY NAME SELECT * FROM read_parquet({});", lit(&path));
         let what = format!("loading staged file {} into table {}", file.url, table.name);
-        let r = self.run(move |c| c.execute_batch(&sql).map_err(|e| classify(e, &what))).await;
-        r.map_err(|e| self.explain(e))
+        self.insert_parquet(target, &path, what).await
     }
 }
 

@@ -366,18 +366,22 @@ impl SqlDatabase {
                     })?;
                     let mut merged = col.dlt_column(self.reflection_level);
                     let decimal = dlt_core::schema::DataType::Decimal;
-                    if let Some(dt) = hint.data_type
-                        && Some(dt) != merged.data_type
-                    {
-                        col.set_kind(ValueKind::from_data_type(dt, hint.precision, hint.scale, hint.timezone));
-                        merged = col.dlt_column(ReflectionLevel::Full);
-                    } else if hint.data_type.or(merged.data_type) == Some(decimal)
-                        && (hint.precision.is_some() || hint.scale.is_some())
-                    {
-                        // a decimal's precision and scale also change how values are read (and
-                        // are how a user chooses rounding)
-                        let (p, s) = (hint.precision.or(Some(38)), hint.scale.or(Some(9)));
-                        col.set_kind(ValueKind::from_data_type(decimal, p, s, None));
+                    // another data_type changes how values are read; so do a decimal's precision
+                    // and scale (which is also how a user chooses rounding)
+                    let read_as = match hint.data_type {
+                        Some(dt) if Some(dt) != merged.data_type => {
+                            Some(ValueKind::from_data_type(dt, hint.precision, hint.scale, hint.timezone))
+                        }
+                        _ if hint.data_type.or(merged.data_type) == Some(decimal)
+                            && (hint.precision.is_some() || hint.scale.is_some()) =>
+                        {
+                            let (p, s) = (hint.precision.or(Some(38)), hint.scale.or(Some(9)));
+                            Some(ValueKind::from_data_type(decimal, p, s, None))
+                        }
+                        _ => None,
+                    };
+                    if let Some(kind) = read_as {
+                        col.set_kind(kind);
                         merged = col.dlt_column(ReflectionLevel::Full);
                     }
                     merged.merge_hints(hint);
