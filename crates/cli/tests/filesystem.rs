@@ -45,6 +45,16 @@ impl Project {
             .unwrap()
     }
 
+    fn dlt_with_fault(&self, fault: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dlt"))
+            .current_dir(&self.root)
+            .env("DLT_DATA_DIR", self.root.join("dlt-data"))
+            .env("DLT_FAULT", fault)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     fn count(&self, table: &str) -> i64 {
         let c = duckdb::Connection::open_in_memory().unwrap();
         let glob = self.root.join(format!("bucket/ds/{table}/*.parquet"));
@@ -84,6 +94,44 @@ fn run_into_files_and_sync_state_from_the_bucket() {
     let json: Value = serde_json::from_slice(&p.dlt(&["run", "pipeline.toml", "--json"]).stdout).unwrap();
     assert!(json["row_counts"].get("issues").is_none(), "{json}");
     assert_eq!(p.count("issues"), 5);
+}
+
+/// Data files of the bucket's tables with their modification times.
+fn data_files(root: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
+    let mut out = vec![];
+    for t in ["issues", "issues__tags"] {
+        for e in std::fs::read_dir(root.join("bucket/ds").join(t)).into_iter().flatten().flatten() {
+            out.push((format!("{t}/{}", e.file_name().to_string_lossy()), e.metadata().unwrap().modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_killed_load_resumes_with_the_jobs_left() {
+    // the filesystem destination has no transactions: each completed job is recorded in the
+    // package, so a load killed between two jobs resumes with the jobs that are left
+    let p = Project::new();
+    // jobs run in file name order: the state job, issues, issues__tags
+    let o = p.dlt_with_fault("load.after_job.2", &["run", "pipeline.toml"]);
+    assert!(!o.status.success(), "the fault stops the process");
+    let written = data_files(&p.root);
+    assert_eq!(written.len(), 1, "one job completed before the kill: {written:?}");
+    let loads = p.root.join("bucket/ds/_dlt_loads");
+    assert!(std::fs::read_dir(&loads).map(|r| r.count()).unwrap_or(0) == 0, "not committed");
+    let pending = p.root.join("dlt-data/pipelines/fs_cli/load/normalized");
+    let package = std::fs::read_dir(&pending).unwrap().flatten().next().expect("a pending package").path();
+    assert_eq!(std::fs::read_dir(package.join("completed_jobs")).unwrap().count(), 2);
+
+    // the next run loads the pending package first; its cursor then finds nothing new
+    ok(&p.dlt(&["run", "pipeline.toml"]));
+    let after = data_files(&p.root);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.contains(&written[0]), "the completed job's file is not written again: {after:?} {written:?}");
+    assert_eq!(p.count("issues"), 5);
+    assert_eq!(p.count("issues__tags"), 10);
+    assert_eq!(std::fs::read_dir(p.root.join("bucket/ds/_dlt_loads")).unwrap().count(), 1);
 }
 
 #[test]

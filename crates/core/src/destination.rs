@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::naming::{NamingConvention, SnakeCase};
 use crate::resource::MergeStrategy;
 use crate::schema::{DataType, Schema};
@@ -257,6 +257,66 @@ pub struct PackageToLoad<'a> {
     /// The package's job files as a staging destination holds them (empty without staging):
     /// a destination that loads from staged files loads these instead of the local jobs.
     pub staged: &'a [StagedFile],
+    /// An earlier attempt of a destination without transactions began this package: its
+    /// replaced tables are emptied and its staging tables hold the rows of its completed jobs,
+    /// so [`DestinationClient::begin_package`] must not empty them again. Never set for a
+    /// transactional destination (a failed attempt was rolled back whole).
+    pub resumed: bool,
+}
+
+impl PackageToLoad<'_> {
+    /// The staged copy of a job, if the package was staged.
+    pub fn staged_file(&self, job: &JobFile) -> Option<&StagedFile> {
+        self.staged.iter().find(|f| f.file_id == job.file_id && f.table == job.table)
+    }
+}
+
+/// What became of one job ([`DestinationClient::load_job`], [`DestinationClient::run_follow_up`]).
+#[derive(Debug)]
+pub enum JobStatus {
+    /// Its rows are in the destination (or, in a transaction, will be at commit).
+    Completed,
+    /// It failed for a reason that may pass (a lost connection, a lock, a rate limit): the
+    /// loader runs it again after a pause.
+    Retry(Error),
+    /// It failed for good (bad data, a missing permission): the package stops here, stays
+    /// pending, and the reason is written to its `failed_jobs` folder.
+    Failed(Error),
+}
+
+impl JobStatus {
+    /// From a result: an error is a retry when [`Error::is_transient`], else a failure.
+    pub fn from_result(r: Result<()>) -> JobStatus {
+        match r {
+            Ok(()) => JobStatus::Completed,
+            Err(e) if e.is_transient() => JobStatus::Retry(e),
+            Err(e) => JobStatus::Failed(e),
+        }
+    }
+}
+
+/// Work a destination does after a package's data jobs (dlt's table-chain follow-up jobs):
+/// merge SQL for a merged table chain, a copy from staging tables, a Delta commit. The
+/// destination names them in [`DestinationClient::follow_up_jobs`]; the loader runs each with
+/// [`DestinationClient::run_follow_up`], retries it like a data job, and (without
+/// transactions) records the ones that completed, so a resumed package does not run them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUpJob {
+    /// The (root) table it works on.
+    pub table: String,
+    /// What it does (`merge`, `replace`, `delta`), unique per table within a package.
+    pub kind: String,
+}
+
+impl FollowUpJob {
+    /// A follow-up job.
+    pub fn new(table: impl Into<String>, kind: impl Into<String>) -> Self {
+        FollowUpJob { table: table.into(), kind: kind.into() }
+    }
+    /// `<table>.<kind>`: how the package state records it.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.table, self.kind)
+    }
 }
 
 /// One job file uploaded by a staging destination.
@@ -292,6 +352,55 @@ pub trait Staging: Send + Sync {
     ) -> Result<Vec<StagedFile>>;
     /// Remove staged files.
     async fn cleanup(&self, files: &[StagedFile]) -> Result<()>;
+    /// The format of the files it stages (a destination must list it in its
+    /// `supported_staging_file_formats`); parquet by default.
+    fn staged_format(&self) -> FileFormat {
+        FileFormat::Parquet
+    }
+}
+
+/// The job file formats dlt-rs' normalizer writes.
+pub const WRITTEN_FORMATS: &[FileFormat] = &[FileFormat::Parquet];
+
+/// Choose the job file format of a pipeline from the destination's capabilities, as dlt
+/// does: its preferred format, else the first supported one, that the normalizer writes. With a
+/// staging destination, the format it stages must also be one the destination loads from
+/// staged files. Called when a pipeline is built, so a mismatch fails before anything is
+/// extracted.
+pub fn negotiate_job_format(
+    destination: &str,
+    caps: &Capabilities,
+    staging: Option<(&str, FileFormat)>,
+) -> Result<FileFormat> {
+    let names = |v: &[FileFormat]| v.iter().map(|f| f.extension()).collect::<Vec<_>>().join(", ");
+    if let Some((staging_name, staged)) = staging
+        && !caps.supported_staging_file_formats.contains(&staged)
+    {
+        return Err(Error::Config(format!(
+            "the {staging_name} staging destination writes {} files, and the {destination} destination loads \
+             staged files in {}: set the staging destination's loader_file_format to one of those",
+            staged.extension(),
+            if caps.supported_staging_file_formats.is_empty() {
+                "no format".to_string()
+            } else {
+                names(&caps.supported_staging_file_formats)
+            }
+        )));
+    }
+    std::iter::once(&caps.preferred_file_format)
+        .chain(caps.supported_file_formats.iter())
+        .find(|f| {
+            WRITTEN_FORMATS.contains(f)
+                && (caps.supported_file_formats.contains(f) || caps.supported_file_formats.is_empty())
+        })
+        .copied()
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "the {destination} destination loads job files in {}, and dlt-rs writes job files in {}",
+                names(&caps.supported_file_formats),
+                names(WRITTEN_FORMATS)
+            ))
+        })
 }
 
 /// The newest state stored in the destination.
@@ -323,12 +432,26 @@ pub trait SqlClient: Send {
 /// A connection to a destination for one dataset: what the pipeline needs to load a package
 /// exactly once and to restore state.
 ///
-/// The commit protocol follows [`Capabilities::supports_transactions`]: a transactional
-/// destination commits a package's data, its state row and its `_dlt_loads` row in one
-/// transaction. A destination without multi-table transactions makes every step of
-/// [`DestinationClient::commit_package`] re-runnable and writes the `_dlt_loads` row last;
-/// [`DestinationClient::stored_state`] ignores state rows of loads without one, so a package
-/// interrupted half-way is loaded again, never counted twice.
+/// The loader drives a package job by job:
+/// [`begin_package`](DestinationClient::begin_package), then
+/// [`load_job`](DestinationClient::load_job) for every data job not completed yet, then each of
+/// the [`follow_up_jobs`](DestinationClient::follow_up_jobs), then
+/// [`complete_package`](DestinationClient::complete_package), which writes the `_dlt_loads` row.
+/// A job that returns [`JobStatus::Retry`] is run again after a pause; one that returns
+/// [`JobStatus::Failed`] stops the package (it stays pending, nothing loaded is lost).
+///
+/// The commit protocol follows [`Capabilities::supports_transactions`]:
+/// - a transactional destination opens a transaction in `begin_package` and commits data,
+///   state row and `_dlt_loads` row together in `complete_package`. When anything fails the
+///   loader calls [`abort_package`](DestinationClient::abort_package) and retries the whole
+///   package.
+/// - a destination without multi-table transactions makes every job re-runnable (a job
+///   interrupted between loading and being recorded runs again and must not duplicate rows)
+///   and writes the `_dlt_loads` row last. The loader records each completed job in the
+///   package on disk, so a retry or a later run resumes with the jobs that are left; replaced
+///   tables are emptied once ([`PackageToLoad::resumed`]).
+///   [`stored_state`](DestinationClient::stored_state) ignores state rows of loads without a
+///   `_dlt_loads` row, so a package interrupted half-way is never counted as loaded.
 #[async_trait::async_trait]
 pub trait DestinationClient: Send {
     /// Create the dataset and the system tables if missing.
@@ -338,9 +461,26 @@ pub trait DestinationClient: Send {
     async fn update_stored_schema(&mut self, schema: &Schema, tables: &[String]) -> Result<()>;
     /// Whether `_dlt_loads` already holds this load id (a commit that finished before a crash).
     async fn is_loaded(&mut self, load_id: &str) -> Result<bool>;
-    /// Load all jobs of a package, truncate replaced tables, and write the `_dlt_loads` row,
-    /// all or nothing where the destination has transactions.
-    async fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()>;
+    /// Start loading a package: open the transaction (if any), empty replaced tables and
+    /// prepare staging tables (unless [`PackageToLoad::resumed`]).
+    async fn begin_package(&mut self, package: &PackageToLoad<'_>) -> Result<()>;
+    /// Load one data job (its staged copy where [`PackageToLoad::staged_file`] has one).
+    async fn load_job(&mut self, package: &PackageToLoad<'_>, job: &JobFile) -> JobStatus;
+    /// The follow-up jobs of a package, asked once its data jobs completed; none by default.
+    async fn follow_up_jobs(&mut self, package: &PackageToLoad<'_>) -> Result<Vec<FollowUpJob>> {
+        let _ = package;
+        Ok(vec![])
+    }
+    /// Run one follow-up job.
+    async fn run_follow_up(&mut self, package: &PackageToLoad<'_>, job: &FollowUpJob) -> JobStatus {
+        let _ = package;
+        JobStatus::Failed(Error::Package(format!("this destination has no follow-up job `{}`", job.key())))
+    }
+    /// Finish a package: write its `_dlt_loads` row (last) and commit.
+    async fn complete_package(&mut self, package: &PackageToLoad<'_>) -> Result<()>;
+    /// Give up the current attempt of a package: roll back an open transaction. Nothing by
+    /// default.
+    async fn abort_package(&mut self) {}
     /// The newest pipeline state of a completed load.
     async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>>;
     /// The newest stored schema document of a schema name.
@@ -384,6 +524,25 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_formats_are_negotiated() {
+        let caps = Capabilities::default()
+            .with_preferred_file_format(FileFormat::Jsonl)
+            .with_supported_file_formats(vec![FileFormat::Jsonl, FileFormat::Parquet])
+            .with_supported_staging_file_formats(vec![FileFormat::Parquet]);
+        // the preferred format is skipped when the normalizer does not write it
+        assert_eq!(negotiate_job_format("d", &caps, None).unwrap(), FileFormat::Parquet);
+        assert_eq!(
+            negotiate_job_format("d", &caps, Some(("filesystem", FileFormat::Parquet))).unwrap(),
+            FileFormat::Parquet
+        );
+        let e = negotiate_job_format("d", &caps, Some(("filesystem", FileFormat::Csv))).unwrap_err().to_string();
+        assert!(e.contains("writes csv files") && e.contains("staged files in parquet"), "{e}");
+        let jsonl_only = Capabilities::default().with_supported_file_formats(vec![FileFormat::Jsonl]);
+        let e = negotiate_job_format("d", &jsonl_only, None).unwrap_err().to_string();
+        assert!(e.contains("loads job files in jsonl"), "{e}");
+    }
 
     #[test]
     fn job_file_names() {

@@ -106,6 +106,19 @@ pub enum Error {
     /// JSON (de)serialization error.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),
+    /// A job of a load package failed for good. The package stays pending with the reason in
+    /// its `failed_jobs` folder; nothing it loaded before is lost.
+    #[error(
+        "job {job} failed: {source}. The package stays pending (nothing is lost): fix the cause and \
+         run the pipeline again, or give the package up with `dlt pipeline <name> drop-pending-packages`"
+    )]
+    JobFailed {
+        /// The job file (or `<table>.<kind>.followup`).
+        job: String,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
+    },
     /// A step of a run failed; wraps the cause.
     #[error("pipeline step {step} failed{}: {source}", load_id.as_ref().map(|l| format!(" for load package {l}")).unwrap_or_default())]
     StepFailed {
@@ -175,7 +188,7 @@ impl Error {
     /// The innermost cause (unwraps step failures).
     pub fn root(&self) -> &Error {
         match self {
-            Error::StepFailed { source, .. } => source.root(),
+            Error::StepFailed { source, .. } | Error::JobFailed { source, .. } => source.root(),
             e => e,
         }
     }

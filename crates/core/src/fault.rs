@@ -4,7 +4,8 @@
 //!
 //! Points: `extract.item.<n>` (while extracting the n-th item), `extract.items_written`, `normalize.before_publish`, `load.in_transaction`
 //! (all jobs inserted, nothing committed), `load.after_commit` (committed in the destination,
-//! package not yet moved locally).
+//! package not yet moved locally), `load.after_job.<n>` (the n-th job of an attempt completed and
+//! recorded, the next not started: a destination without transactions resumes from here).
 
 fn spec() -> Option<&'static (String, String)> {
     static SPEC: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();

@@ -46,6 +46,14 @@ pub struct PackageState {
     /// Completion time (RFC 3339), once loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded_at: Option<String>,
+    /// An attempt of a destination without transactions began loading the package (replaced
+    /// tables emptied, staging tables made): a later attempt resumes with the jobs left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub begun: bool,
+    /// Follow-up jobs (`<table>.<kind>`) completed by an attempt of a destination without
+    /// transactions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed_follow_ups: Vec<String>,
 }
 
 /// The stage a package is in.

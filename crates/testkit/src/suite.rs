@@ -25,7 +25,7 @@ use dlt_core::schema::WriteDisposition;
 use dlt_core::{Pipeline, PipelineBuilder};
 use serde_json::{Value, json};
 
-use crate::fault::{Fault, Faulty};
+use crate::fault::{Fault, Faulty, JobFault};
 
 /// Text cells of rows (`None` is NULL).
 pub type Rows = Vec<Vec<Option<String>>>;
@@ -291,6 +291,55 @@ fn a_failed_package_stays_pending_and_loads_once(c: &Ctx) {
     assert_eq!(c.loads(), 2);
 }
 
+fn a_retried_job_loads_once(c: &Ctx) {
+    // one job fails before loading, the next after loading (its acknowledgement lost)
+    let faulty = Arc::new(
+        Faulty::scripted(c.place.destination(), []).with_job_faults([JobFault::RetryBefore, JobFault::RetryAfter]),
+    );
+    let mut p = c.pipeline_to("suite_job_retry", faulty.clone());
+    p.run(res("items", items(&[1, 2, 3], "a"))).unwrap();
+    assert_eq!(faulty.injected(), (2, 0));
+    assert_eq!(text(&c.rows("items", &["id"])), ["1", "2", "3"], "every row once");
+    assert_eq!(c.count("items__tags"), 6, "every nested row once");
+    assert_eq!(c.loads(), 1);
+}
+
+fn a_failed_job_keeps_the_package_pending(c: &Ctx) {
+    let faulty =
+        Arc::new(Faulty::scripted(c.place.destination(), []).with_job_faults([JobFault::Pass, JobFault::Fail]));
+    let transactional = faulty.capabilities().supports_transactions;
+    let mut p = c.pipeline_to("suite_job_failed", faulty.clone());
+    let err = p.run(res("items", items(&[1, 2], "a"))).expect_err("a failed job fails the run");
+    let msg = err.to_string();
+    assert!(msg.contains("stays pending") && msg.contains("injected terminal failure"), "the error says so: {msg}");
+    assert_eq!(faulty.job_runs(), 2);
+    // the package is pending, with the failed job's reason next to it
+    let pending = p.working_dir().join("load").join("normalized");
+    let packages: Vec<_> = std::fs::read_dir(&pending).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(packages.len(), 1, "one pending package");
+    let package = &packages[0];
+    let failed: Vec<String> = std::fs::read_dir(package.join("failed_jobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(failed.iter().any(|f| f.ends_with(".exception") && f != "package.exception"), "{failed:?}");
+    let files = |d: &str| std::fs::read_dir(package.join(d)).map(|r| r.count()).unwrap_or(0) as u32;
+    let (left, done) = (files("new_jobs"), files("completed_jobs"));
+    if transactional {
+        assert_eq!(done, 0, "a transactional attempt records nothing before its commit");
+        assert!(c.count("items") == 0 && c.loads() == 0, "nothing of the failed package is visible");
+    } else {
+        assert_eq!(done, 1, "the job that completed is recorded");
+    }
+    // the cause is gone: the pending package resumes and loads once
+    p.load().unwrap();
+    assert_eq!(faulty.job_runs(), 2 + left, "only the jobs left run again");
+    assert_eq!(text(&c.rows("items", &["id"])), ["1", "2"]);
+    assert_eq!(c.count("items__tags"), 4);
+    assert_eq!(c.loads(), 1);
+}
+
 fn has_merge(caps: &dlt_core::destination::Capabilities, s: MergeStrategy) -> bool {
     caps.merge_strategies.contains(&s) && caps.merge_table_formats.is_empty()
 }
@@ -334,6 +383,12 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "a_failed_package_stays_pending_and_loads_once",
             run: a_failed_package_stays_pending_and_loads_once,
+            applies: |_| true,
+        },
+        Case { name: "a_retried_job_loads_once", run: a_retried_job_loads_once, applies: |_| true },
+        Case {
+            name: "a_failed_job_keeps_the_package_pending",
+            run: a_failed_job_keeps_the_package_pending,
             applies: |_| true,
         },
     ]

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dlt::dlt_core::destination::{
-    Capabilities, Destination, DestinationClient, FileFormat, PackageToLoad, ReplaceStrategy, StoredState,
+    Capabilities, Destination, DestinationClient, FileFormat, JobFile, JobStatus, PackageToLoad, ReplaceStrategy,
+    StoredState,
 };
 use dlt::dlt_core::registry::{DestinationContext, DestinationFactory, InitTemplate};
 use dlt::dlt_core::schema::{LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE};
@@ -172,8 +173,9 @@ impl DestinationClient for Client {
         Ok(self.completed_loads()?.iter().any(|l| l == load_id))
     }
 
-    async fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
-        // replaced tables lose the files of earlier loads (this load's files are rewritten below)
+    async fn begin_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        // replaced tables lose the files of earlier loads (this load's files are kept: a resumed
+        // package keeps what its completed jobs wrote)
         for t in package.truncate_tables {
             let dir = self.dir.join(t);
             let Ok(rd) = fs::read_dir(&dir) else { continue };
@@ -183,14 +185,20 @@ impl DestinationClient for Client {
                 }
             }
         }
-        for job in package.jobs {
-            if job.format != FileFormat::Parquet {
-                return Err(Error::Config(format!("{NAME} loads parquet job files, got {}", job.path.display())));
-            }
-            let lines = Self::job_lines(&job.path)?;
-            let path = self.dir.join(&job.table).join(format!("{}.{}.jsonl", package.load_id, job.file_id));
-            Self::write(&path, &lines)?;
+        Ok(())
+    }
+
+    async fn load_job(&mut self, package: &PackageToLoad<'_>, job: &JobFile) -> JobStatus {
+        if job.format != FileFormat::Parquet {
+            let e = Error::Config(format!("{NAME} loads parquet job files, got {}", job.path.display()));
+            return JobStatus::Failed(e);
         }
+        // the same job always writes the same file: running it again overwrites it
+        let path = self.dir.join(&job.table).join(format!("{}.{}.jsonl", package.load_id, job.file_id));
+        JobStatus::from_result(Self::job_lines(&job.path).and_then(|lines| Self::write(&path, &lines)))
+    }
+
+    async fn complete_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
         // last: the load is complete only with this row
         let row = json!({
             "load_id": package.load_id, "schema_name": package.schema.name, "status": 0,

@@ -118,6 +118,14 @@ impl PipelineBuilder {
                 )));
             }
         }
+        // job file formats from the capabilities: a mismatch fails before anything is extracted
+        let staged =
+            self.staging.as_ref().and_then(|st| st.as_staging().map(|s| (st.name().to_string(), s.staged_format())));
+        crate::destination::negotiate_job_format(
+            destination.name(),
+            destination.capabilities(),
+            staged.as_ref().map(|(n, f)| (n.as_str(), *f)),
+        )?;
         let normalizer = self
             .normalizer
             .ok_or_else(|| Error::Config("no normalizer configured (use dlt::pipeline() from the facade)".into()))?;

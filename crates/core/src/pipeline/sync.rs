@@ -103,5 +103,10 @@ impl Pipeline {
 
 /// Wait before retry `attempt` (1-based): `backoff_ms` doubled per attempt.
 pub(super) fn backoff(backoff_ms: u64, attempt: u32) {
-    std::thread::sleep(std::time::Duration::from_millis(backoff_ms.saturating_mul(1 << attempt.min(10))));
+    std::thread::sleep(backoff_duration(backoff_ms, attempt));
+}
+
+/// The pause before retry number `attempt`: `backoff_ms` doubled per retry.
+pub(super) fn backoff_duration(backoff_ms: u64, attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(backoff_ms.saturating_mul(1 << attempt.min(10)))
 }

@@ -7,7 +7,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use dlt_core::destination::{DestinationClient, FileFormat, JobFile, PackageToLoad, SqlClient, StoredState};
+use dlt_core::destination::{
+    DestinationClient, FileFormat, FollowUpJob, JobFile, JobStatus, PackageToLoad, SqlClient, StoredState,
+};
 use dlt_core::error::Result;
 use dlt_core::schema::{LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE, WriteDisposition};
 use serde_json::{Value, json};
@@ -39,6 +41,28 @@ pub struct Journal {
     pub deletes: Vec<String>,
 }
 
+/// Follow-up job kinds.
+const DELTA_COMMIT: &str = "delta";
+const DELTA_MERGE: &str = "delta-merge";
+
+/// The plan of the package being loaded.
+#[derive(Debug)]
+struct FsPackage {
+    load_id: String,
+    /// Tables stored as Delta tables.
+    delta: BTreeSet<String>,
+    /// Merged (Delta) root tables.
+    merge_roots: Vec<String>,
+    /// Every table of a merged chain.
+    merge_tables: BTreeSet<String>,
+    /// (table, dataset-relative folder) of each Delta table.
+    delta_dirs: Vec<(String, String)>,
+    /// (file id, dataset-relative path) of each plain job file.
+    adds: Vec<(String, String)>,
+    /// The journal written by `begin`.
+    journal: Option<Journal>,
+}
+
 /// A table of a dataset as stored: what `dlt pipeline NAME info` lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTable {
@@ -56,6 +80,7 @@ pub struct StoredTable {
 pub struct FilesystemClient {
     shared: Arc<Shared>,
     dataset: String,
+    package: Option<FsPackage>,
     #[cfg(feature = "sql")]
     sql: Option<crate::sql::SqlState>,
 }
@@ -108,6 +133,7 @@ impl FilesystemClient {
         Ok(FilesystemClient {
             shared,
             dataset: dataset.to_string(),
+            package: None,
             #[cfg(feature = "sql")]
             sql: None,
         })
@@ -354,8 +380,9 @@ impl FilesystemClient {
         Ok(())
     }
 
-    /// Commit a package: see the crate docs for the order of steps.
-    fn commit(&mut self, package: &PackageToLoad<'_>) -> FsResult<()> {
+    /// Plan a package: check every job, decide which tables are Delta tables and where each
+    /// plain job file goes. Nothing is written.
+    fn plan(&self, package: &PackageToLoad<'_>) -> FsResult<FsPackage> {
         let schema = package.schema;
         let load_id = package.load_id;
         let output = self.shared.output;
@@ -370,7 +397,6 @@ impl FilesystemClient {
         if let Some(t) = delta.iter().next() {
             return Err(FsError::Unsupported(format!("table `{t}`: {}", crate::DELTA_NOT_BUILT)));
         }
-        // nothing is written before every check passed
         for job in package.jobs {
             if job.table == STATE_TABLE {
                 continue;
@@ -390,7 +416,7 @@ impl FilesystemClient {
             }
         }
         let package_time = dlt_core::ids::load_id_time(load_id).unwrap_or_else(Utc::now);
-        // merged Delta tables: their root tables (checked now), each merged with its whole chain
+        // merged Delta tables: their root tables, each merged with its whole chain
         let mut merge_roots: Vec<String> = vec![];
         for t in &delta {
             let root = schema.root_table_name(t).to_string();
@@ -399,8 +425,9 @@ impl FilesystemClient {
             }
         }
         #[cfg(feature = "delta")]
-        let merge_specs =
-            merge_roots.iter().map(|r| crate::delta_merge::merge_spec(schema, r)).collect::<FsResult<Vec<_>>>()?;
+        for r in &merge_roots {
+            crate::delta_merge::merge_spec(schema, r)?;
+        }
         let mut merge_tables: BTreeSet<String> = BTreeSet::new();
         for r in &merge_roots {
             merge_tables.extend(schema.table_chain(r));
@@ -416,7 +443,7 @@ impl FilesystemClient {
             };
             delta_dirs.push((t.clone(), self.ds(dir)));
         }
-        let mut adds: Vec<(&JobFile, String)> = vec![];
+        let mut adds: Vec<(String, String)> = vec![];
         for job in package.jobs.iter().filter(|j| j.table != STATE_TABLE && !delta.contains(&j.table)) {
             self.table_prefix(&schema.name, &job.table)?;
             let mut rel = self.shared.layout.render(&PathParams {
@@ -431,7 +458,7 @@ impl FilesystemClient {
             if output.gz_suffix() {
                 rel.push_str(".gz");
             }
-            adds.push((job, rel));
+            adds.push((job.file_id.clone(), rel));
         }
         let add_set: HashSet<&str> = adds.iter().map(|(_, r)| r.as_str()).collect();
         if add_set.len() != adds.len() {
@@ -440,6 +467,36 @@ impl FilesystemClient {
                 self.shared.layout.template()
             )));
         }
+        Ok(FsPackage {
+            load_id: load_id.to_string(),
+            delta,
+            merge_roots,
+            merge_tables,
+            delta_dirs,
+            adds,
+            journal: None,
+        })
+    }
+
+    /// The plan of `package` (made once per package).
+    fn package(&mut self, package: &PackageToLoad<'_>) -> FsResult<&mut FsPackage> {
+        if self.package.as_ref().is_none_or(|p| p.load_id != package.load_id) {
+            self.package = Some(self.plan(package)?);
+        }
+        Ok(self.package.as_mut().expect("just planned"))
+    }
+
+    /// Begin a package: write its journal (the files it adds and the replaced files it
+    /// deletes once committed). Re-runnable: a resumed package keeps the files its completed
+    /// jobs wrote.
+    fn begin(&mut self, package: &PackageToLoad<'_>) -> FsResult<()> {
+        let schema = package.schema;
+        let load_id = package.load_id;
+        let (delta, adds) = {
+            let p = self.package(package)?;
+            (p.delta.clone(), p.adds.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())
+        };
+        let add_set: HashSet<&str> = adds.iter().map(String::as_str).collect();
         // files to replace: everything under the replaced tables' prefixes, listed before writing
         let mut deletes: BTreeSet<String> = BTreeSet::new();
         for t in package.truncate_tables.iter().filter(|t| !delta.contains(*t)) {
@@ -460,41 +517,105 @@ impl FilesystemClient {
         let journal = Journal {
             load_id: load_id.to_string(),
             schema_name: schema.name.clone(),
-            adds: adds.iter().map(|(_, r)| r.clone()).collect(),
+            adds: adds.clone(),
             deletes: deletes.into_iter().collect(),
         };
         let jv = serde_json::to_value(&journal).map_err(|e| FsError::Config(e.to_string()))?;
         self.write_json(&self.journal_path(load_id), &jv)?;
-        for (job, rel) in &adds {
-            let prepared = convert::prepare(&job.path, output)?;
-            self.store().put_file(&self.ds(rel), prepared.path())?;
-        }
-        // Delta tables: one commit per table (parents first); a retry skips committed tables
+        self.package(package)?.journal = Some(journal);
+        Ok(())
+    }
+
+    /// Write one plain job file where the layout puts it (Delta tables and the state job are
+    /// written by follow-up jobs and at completion).
+    fn load_one(&mut self, package: &PackageToLoad<'_>, job: &JobFile) -> FsResult<()> {
+        let output = self.shared.output;
+        let rel = {
+            let p = self.package(package)?;
+            if job.table == STATE_TABLE || p.delta.contains(&job.table) {
+                return Ok(());
+            }
+            p.adds.iter().find(|(id, _)| id == &job.file_id).map(|(_, r)| r.clone())
+        };
+        let Some(rel) = rel else {
+            return Err(FsError::Job {
+                path: job.path.display().to_string(),
+                message: "not part of the package".into(),
+            });
+        };
+        let prepared = convert::prepare(&job.path, output)?;
+        self.store().put_file(&self.ds(&rel), prepared.path())?;
+        Ok(())
+    }
+
+    /// The follow-up jobs: one Delta commit per Delta table (parents first), one Delta merge
+    /// per merged root table.
+    fn follow_ups(&mut self, package: &PackageToLoad<'_>) -> FsResult<Vec<FollowUpJob>> {
+        let p = self.package(package)?;
+        let mut out: Vec<FollowUpJob> = package
+            .schema
+            .tables
+            .keys()
+            .filter(|t| p.delta.contains(*t) && !p.merge_tables.contains(*t))
+            .map(|t| FollowUpJob::new(t.as_str(), DELTA_COMMIT))
+            .collect();
+        out.extend(p.merge_roots.iter().map(|r| FollowUpJob::new(r.as_str(), DELTA_MERGE)));
+        Ok(out)
+    }
+
+    /// Run a follow-up job: commit a table's job files as one Delta version (a retry finds the
+    /// version this load already wrote and skips it).
+    fn follow_up(&mut self, package: &PackageToLoad<'_>, job: &FollowUpJob) -> FsResult<()> {
         #[cfg(feature = "delta")]
-        for t in schema.tables.keys().filter(|t| delta.contains(*t) && !merge_tables.contains(*t)) {
-            let (_, dir) = delta_dirs.iter().find(|(d, _)| d == t).expect("listed above");
-            let job = crate::delta::DeltaJob {
-                table: &schema.tables[t],
-                files: package.jobs.iter().filter(|j| &j.table == t).map(|j| j.path.as_path()).collect(),
-                overwrite: package.truncate_tables.contains(t),
+        {
+            let schema = package.schema;
+            let load_id = package.load_id;
+            let delta_dirs = self.package(package)?.delta_dirs.clone();
+            let dir_of = |t: &str| delta_dirs.iter().find(|(d, _)| d == t).map(|(_, dir)| dir.clone());
+            let files_of = |t: &str| -> Vec<&std::path::Path> {
+                package.jobs.iter().filter(|j| j.table == t).map(|j| j.path.as_path()).collect()
             };
-            crate::delta::write(self.store(), dir, &job, load_id)?;
+            match job.kind.as_str() {
+                DELTA_COMMIT => {
+                    let (Some(dir), Some(table)) = (dir_of(&job.table), schema.tables.get(&job.table)) else {
+                        return Err(FsError::Config(format!("`{}` is not a Delta table of this package", job.table)));
+                    };
+                    let dj = crate::delta::DeltaJob {
+                        table,
+                        files: files_of(&job.table),
+                        overwrite: package.truncate_tables.contains(&job.table),
+                    };
+                    return crate::delta::write(self.store(), &dir, &dj, load_id);
+                }
+                DELTA_MERGE => {
+                    let spec = crate::delta_merge::merge_spec(schema, &job.table)?;
+                    let mut chain = vec![];
+                    for t in schema.table_chain(&job.table) {
+                        let dir = dir_of(&t).ok_or_else(|| FsError::Config(format!("`{t}` has no Delta folder")))?;
+                        chain.push(crate::delta_merge::ChainTable {
+                            table: &schema.tables[&t],
+                            dir,
+                            files: files_of(&t),
+                        });
+                    }
+                    return crate::delta_merge::merge(self.store(), &spec, &chain, load_id);
+                }
+                _ => {}
+            }
         }
-        #[cfg(feature = "delta")]
-        for (root, spec) in merge_roots.iter().zip(&merge_specs) {
-            let chain: Vec<crate::delta_merge::ChainTable<'_>> = schema
-                .table_chain(root)
-                .iter()
-                .map(|t| crate::delta_merge::ChainTable {
-                    table: &schema.tables[t],
-                    dir: delta_dirs.iter().find(|(d, _)| d == t).expect("listed above").1.clone(),
-                    files: package.jobs.iter().filter(|j| &j.table == t).map(|j| j.path.as_path()).collect(),
-                })
-                .collect();
-            crate::delta_merge::merge(self.store(), spec, &chain, load_id)?;
-        }
-        #[cfg(not(feature = "delta"))]
-        let _ = (&delta_dirs, &merge_tables);
+        let _ = package;
+        Err(FsError::Config(format!("unknown follow-up job `{}`", job.key())))
+    }
+
+    /// Complete a package: the state file, then the `_dlt_loads` file (the commit point), then
+    /// the replaced files are deleted and the journal with them.
+    fn complete(&mut self, package: &PackageToLoad<'_>) -> FsResult<()> {
+        let schema = package.schema;
+        let load_id = package.load_id;
+        let journal = match self.package(package)?.journal.take() {
+            Some(j) => j,
+            None => self.read_journal(load_id)?.unwrap_or_default(),
+        };
         dlt_core::fault::hit("load.in_transaction");
         if let Some(state_job) = package.jobs.iter().find(|j| j.table == STATE_TABLE) {
             let doc = Self::state_doc(state_job)?;
@@ -528,6 +649,7 @@ impl FilesystemClient {
         {
             self.cleanup_states(p)?;
         }
+        self.package = None;
         #[cfg(feature = "sql")]
         {
             self.sql = None;
@@ -713,8 +835,24 @@ impl DestinationClient for FilesystemClient {
         Ok(self.committed_loads()?.contains(load_id))
     }
 
-    async fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
-        Ok(self.commit(package)?)
+    async fn begin_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        Ok(self.begin(package)?)
+    }
+
+    async fn load_job(&mut self, package: &PackageToLoad<'_>, job: &JobFile) -> JobStatus {
+        JobStatus::from_result(self.load_one(package, job).map_err(Into::into))
+    }
+
+    async fn follow_up_jobs(&mut self, package: &PackageToLoad<'_>) -> Result<Vec<FollowUpJob>> {
+        Ok(self.follow_ups(package)?)
+    }
+
+    async fn run_follow_up(&mut self, package: &PackageToLoad<'_>, job: &FollowUpJob) -> JobStatus {
+        JobStatus::from_result(self.follow_up(package, job).map_err(Into::into))
+    }
+
+    async fn complete_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        Ok(self.complete(package)?)
     }
 
     async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {

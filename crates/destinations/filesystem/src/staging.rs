@@ -5,7 +5,7 @@
 //! the staging destination's layout under `<bucket_url>/<dataset_name>/`, written as append (dlt
 //! turns replace and merge into append on staging), and no `_dlt_*` files are written there.
 
-use dlt_core::destination::{JobFile, StagedFile, Staging};
+use dlt_core::destination::{FileFormat, JobFile, StagedFile, Staging};
 use dlt_core::error::Result;
 use dlt_core::schema::STATE_TABLE;
 
@@ -15,6 +15,10 @@ use crate::layout::PathParams;
 
 #[async_trait::async_trait]
 impl Staging for Filesystem {
+    fn staged_format(&self) -> FileFormat {
+        self.shared.output.format
+    }
+
     async fn upload_jobs(
         &self,
         dataset: &str,

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
-use dlt_core::destination::{DestinationClient, PackageToLoad, ReplaceStrategy, SqlClient, StoredState};
+use dlt_core::destination::{
+    DestinationClient, FollowUpJob, JobFile, JobStatus, PackageToLoad, ReplaceStrategy, SqlClient, StoredState,
+};
 use dlt_core::error::{Error, Result};
 use dlt_core::schema::{LOADS_TABLE, STATE_TABLE, Schema, VERSION_TABLE};
 
@@ -25,6 +27,12 @@ pub struct SqlLoader<C, D> {
     dataset: String,
     transactional: bool,
     search_path_set: bool,
+    /// A package's transaction is open.
+    in_transaction: bool,
+    /// The dialect's keep-insertion-order setting is on (rows being staged).
+    insertion_order_kept: bool,
+    /// The staging plan of the package being loaded (by load id).
+    plan: Option<(String, crate::StagingPlan)>,
 }
 
 impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
@@ -37,6 +45,9 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
             dataset: dataset.into(),
             transactional: true,
             search_path_set: false,
+            in_transaction: false,
+            insertion_order_kept: false,
+            plan: None,
         }
     }
 
@@ -181,13 +192,28 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
         Ok(())
     }
 
-    async fn load(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+    /// The package's staging plan (computed once per package).
+    fn plan(&mut self, package: &PackageToLoad<'_>) -> &crate::StagingPlan {
+        if self.plan.as_ref().is_none_or(|(id, _)| id != package.load_id) {
+            let plan = crate::staging_plan(package.schema, package.jobs, package.replace_strategy);
+            self.plan = Some((package.load_id.to_string(), plan));
+        }
+        &self.plan.as_ref().expect("just set").1
+    }
+
+    fn staging_dataset(&self) -> String {
+        format!("{}_staging", self.dataset)
+    }
+
+    async fn begin_package_inner(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
         let existing = self.table_columns().await?;
-        let schema = package.schema;
-        let crate::StagingPlan { staged, merge_roots } =
-            crate::staging_plan(schema, package.jobs, package.replace_strategy);
+        let staged = self.plan(package).staged.clone();
         let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
-        let staging = format!("{}_staging", self.dataset);
+        let staging = self.staging_dataset();
+        // a resumed package (no transactions) keeps what its completed jobs loaded
+        if package.resumed {
+            return Ok(());
+        }
         if !via_staging {
             for t in package.truncate_tables.iter().filter(|t| existing.contains_key(*t)) {
                 self.exec(&format!("DELETE FROM {} WHERE 1=1;", self.q(t))).await?;
@@ -202,72 +228,98 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
                 let sql = self.dialect.create_staging_table(&self.sq(&staging, t), &self.q(t), swapped);
                 self.exec(&sql).await?;
             }
-            // staged rows keep their file order: in-load dedup picks the first (or last) row
-            if let Some(sql) = self.dialect.keep_insertion_order(true) {
-                self.exec(&sql).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_job_inner(&mut self, package: &PackageToLoad<'_>, job: &JobFile) -> Result<()> {
+        let table = package.schema.tables.get(&job.table).ok_or_else(|| {
+            Error::Package(format!("job {} loads table `{}` that its schema lacks", job.path.display(), job.table))
+        })?;
+        let to_staging = self.plan(package).staged.contains(&job.table);
+        let target = if to_staging { self.sq(&self.staging_dataset(), &job.table) } else { self.q(&job.table) };
+        // staged rows keep their file order: in-load dedup picks the first (or last) row
+        if to_staging
+            && !self.insertion_order_kept
+            && let Some(sql) = self.dialect.keep_insertion_order(true)
+        {
+            self.exec(&sql).await?;
+            self.insertion_order_kept = true;
+        }
+        // a staged copy is loaded where there is one (the state job is never staged)
+        match package.staged_file(job) {
+            Some(file) => {
+                tracing::info!(target: "dlt::sql", destination = %self.destination, "load {} into {target}", file.url);
+                self.conn.load_staged(&target, table, file).await
+            }
+            None => {
+                tracing::info!(
+                    target: "dlt::sql", destination = %self.destination, "load {} into {target}", job.path.display()
+                );
+                self.conn.load_job(&target, table, job).await
             }
         }
-        for job in package.jobs {
-            let table = schema.tables.get(&job.table).ok_or_else(|| {
-                Error::Package(format!("job {} loads table `{}` that its schema lacks", job.path.display(), job.table))
-            })?;
-            let target = if staged.contains(&job.table) { self.sq(&staging, &job.table) } else { self.q(&job.table) };
-            // a staged copy is loaded where there is one (the state job is never staged)
-            match package.staged.iter().find(|f| f.file_id == job.file_id && f.table == job.table) {
-                Some(file) => {
-                    tracing::info!(target: "dlt::sql", destination = %self.destination, "load {} into {target}", file.url);
-                    self.conn.load_staged(&target, table, file).await?;
+    }
+
+    /// The statements of one follow-up job, built against the tables that exist now.
+    async fn follow_up_sql(&mut self, package: &PackageToLoad<'_>, job: &FollowUpJob) -> Result<Vec<String>> {
+        let existing = self.table_columns().await?;
+        let crate::StagingPlan { staged, .. } = self.plan(package).clone();
+        let staging = self.staging_dataset();
+        let mut present: Vec<String> = existing.keys().cloned().collect();
+        present.extend(staged.iter().cloned());
+        let ctx = MergeContext {
+            dialect: &self.dialect,
+            schema: package.schema,
+            dataset: &self.dataset,
+            staging: &staging,
+            load_id: package.load_id,
+            staged: &staged,
+            existing: &present,
+        };
+        let mut stmts = vec![];
+        match job.kind.as_str() {
+            REPLACE => {
+                let swap = package.replace_strategy == ReplaceStrategy::StagingOptimized;
+                let mut copied = vec![];
+                for t in replaced_in_chain(package, &job.table) {
+                    let swapped = swap && staged.contains(&t);
+                    match self.dialect.swap_table(
+                        &self.sq(&staging, &t),
+                        &self.q(&t),
+                        &self.dialect.quote(&self.dataset),
+                    ) {
+                        Some(sql) if swapped => stmts.push(sql),
+                        _ => copied.push(t),
+                    }
                 }
-                None => {
-                    tracing::info!(
-                        target: "dlt::sql", destination = %self.destination, "load {} into {target}", job.path.display()
-                    );
-                    self.conn.load_job(&target, table, job).await?;
-                }
+                stmts.extend(crate::replace_from_staging(&ctx, &copied));
             }
+            MERGE => stmts.extend(crate::merge_statements(&ctx, &job.table)?),
+            other => return Err(self.error(format!("unknown follow-up job `{other}` for table {}", job.table))),
         }
-        if !staged.is_empty()
+        Ok(stmts)
+    }
+
+    async fn run_follow_up_inner(&mut self, package: &PackageToLoad<'_>, job: &FollowUpJob) -> Result<()> {
+        let what = match job.kind.as_str() {
+            REPLACE => format!("replacing table {} from staging", job.table),
+            _ => format!("merging table {}", job.table),
+        };
+        let stmts = self.follow_up_sql(package, job).await.map_err(|e| e.context(&what))?;
+        for sql in stmts {
+            tracing::info!(target: "dlt::sql", destination = %self.destination, "{sql}");
+            self.conn.execute(&sql).await.map_err(|e| e.context(&what))?;
+        }
+        Ok(())
+    }
+
+    async fn complete_package_inner(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        if self.insertion_order_kept
             && let Some(sql) = self.dialect.keep_insertion_order(false)
         {
             self.exec(&sql).await?;
-        }
-        let mut present: Vec<String> = existing.keys().cloned().collect();
-        present.extend(staged.iter().cloned());
-        let mut stmts: Vec<(String, String)> = vec![];
-        {
-            let ctx = MergeContext {
-                dialect: &self.dialect,
-                schema,
-                dataset: &self.dataset,
-                staging: &staging,
-                load_id: package.load_id,
-                staged: &staged,
-                existing: &present,
-            };
-            if via_staging && !package.truncate_tables.is_empty() {
-                let swap = package.replace_strategy == ReplaceStrategy::StagingOptimized;
-                let mut copied = vec![];
-                for t in package.truncate_tables {
-                    let swapped = swap && staged.contains(t);
-                    match self.dialect.swap_table(&self.sq(&staging, t), &self.q(t), &self.dialect.quote(&self.dataset))
-                    {
-                        Some(sql) if swapped => stmts.push((format!("replacing table {t}"), sql)),
-                        _ => copied.push(t.clone()),
-                    }
-                }
-                for s in crate::replace_from_staging(&ctx, &copied) {
-                    stmts.push(("replacing from staging".into(), s));
-                }
-            }
-            for root in &merge_roots {
-                for s in crate::merge_statements(&ctx, root)? {
-                    stmts.push((format!("merging table {root}"), s));
-                }
-            }
-        }
-        for (what, sql) in stmts {
-            tracing::info!(target: "dlt::sql", destination = %self.destination, "{sql}");
-            self.conn.execute(&sql).await.map_err(|e| e.context(&what))?;
+            self.insertion_order_kept = false;
         }
         let cols = ["load_id", "schema_name", "status", "inserted_at", "schema_version_hash"]
             .map(|c| self.dialect.quote(c))
@@ -276,14 +328,22 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
             "INSERT INTO {} ({cols}) VALUES ({}, {}, 0, {}, {});",
             self.q(LOADS_TABLE),
             self.lit(package.load_id),
-            self.lit(&schema.name),
+            self.lit(&package.schema.name),
             self.dialect.now(),
-            self.lit(&schema.version_hash)
+            self.lit(&package.schema.version_hash)
         );
         self.exec(&sql).await?;
         dlt_core::fault::hit("load.in_transaction");
         Ok(())
     }
+}
+
+const REPLACE: &str = "replace";
+const MERGE: &str = "merge";
+
+/// The replaced tables of the chain under root table `root`, nested first.
+fn replaced_in_chain(package: &PackageToLoad<'_>, root: &str) -> Vec<String> {
+    package.truncate_tables.iter().filter(|t| package.schema.root_table_name(t) == root).cloned().collect()
 }
 
 #[async_trait::async_trait]
@@ -318,14 +378,51 @@ impl<C: SqlConnection, D: Dialect> DestinationClient for SqlLoader<C, D> {
         Ok(self.count(&sql).await? > 0)
     }
 
-    async fn commit_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
-        let tx = self.transactional;
-        if tx {
+    async fn begin_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        if self.transactional {
             let begin = self.dialect.begin();
             self.exec(begin).await?;
+            self.in_transaction = true;
         }
-        let r = self.load(package).await;
+        self.begin_package_inner(package).await
+    }
+
+    async fn load_job(&mut self, package: &PackageToLoad<'_>, job: &JobFile) -> JobStatus {
+        JobStatus::from_result(self.load_job_inner(package, job).await)
+    }
+
+    async fn follow_up_jobs(&mut self, package: &PackageToLoad<'_>) -> Result<Vec<FollowUpJob>> {
+        let mut jobs = vec![];
+        if package.replace_strategy != ReplaceStrategy::TruncateAndInsert {
+            for t in package.truncate_tables {
+                let root = package.schema.root_table_name(t);
+                if !jobs.iter().any(|j: &FollowUpJob| j.table == root) {
+                    jobs.push(FollowUpJob::new(root, REPLACE));
+                }
+            }
+        }
+        for root in self.plan(package).merge_roots.clone() {
+            jobs.push(FollowUpJob::new(root, MERGE));
+        }
+        Ok(jobs)
+    }
+
+    async fn run_follow_up(&mut self, package: &PackageToLoad<'_>, job: &FollowUpJob) -> JobStatus {
+        JobStatus::from_result(self.run_follow_up_inner(package, job).await)
+    }
+
+    async fn complete_package(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
+        let r = self.complete_package_inner(package).await;
+        let tx = std::mem::take(&mut self.in_transaction);
         self.finish(tx, r).await
+    }
+
+    async fn abort_package(&mut self) {
+        if std::mem::take(&mut self.in_transaction)
+            && let Err(e) = self.conn.execute("ROLLBACK;").await
+        {
+            tracing::warn!("rolling back an aborted package failed: {e}");
+        }
     }
 
     async fn stored_state(&mut self, pipeline_name: &str) -> Result<Option<StoredState>> {
