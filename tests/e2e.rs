@@ -394,6 +394,11 @@ fn duckdb_insert_from_staging_and_unsupported_strategy() {
     let mut p = build("staging-optimized");
     let err = p.run(r(vec![json!({"id": 3})])).unwrap_err().to_string();
     assert!(err.contains("does not support the replace strategy `staging-optimized`"), "{err}");
+    // refused before extraction: nothing is left pending
+    for stage in ["normalize/extracted", "load/normalized"] {
+        let d = p.working_dir().join(stage);
+        assert_eq!(std::fs::read_dir(&d).map(|r| r.count()).unwrap_or(0), 0, "{}", d.display());
+    }
 }
 
 #[test]

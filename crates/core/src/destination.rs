@@ -365,14 +365,24 @@ pub const WRITTEN_FORMATS: &[FileFormat] = &[FileFormat::Parquet];
 /// Choose the job file format of a pipeline from the destination's capabilities, as dlt
 /// does: its preferred format, else the first supported one, that the normalizer writes. With a
 /// staging destination, the format it stages must also be one the destination loads from
-/// staged files. Called when a pipeline is built, so a mismatch fails before anything is
-/// extracted.
+/// staged files, and the default decimal must be the one job files carry. Called when a
+/// pipeline is built, so a mismatch fails before anything is extracted.
 pub fn negotiate_job_format(
     destination: &str,
     caps: &Capabilities,
     staging: Option<(&str, FileFormat)>,
 ) -> Result<FileFormat> {
     let names = |v: &[FileFormat]| v.iter().map(|f| f.extension()).collect::<Vec<_>>().join(", ");
+    // job files carry decimals without hints as decimal(38, 9) (dlt's default, and every dlt
+    // destination's): a destination with another default would get values at a scale its
+    // columns do not have
+    if caps.decimal_precision != (38, 9) {
+        return Err(Error::Config(format!(
+            "the {destination} destination declares decimal({}, {}) as its default decimal; dlt-rs writes \
+             decimals without precision hints as decimal(38, 9)",
+            caps.decimal_precision.0, caps.decimal_precision.1
+        )));
+    }
     if let Some((staging_name, staged)) = staging
         && !caps.supported_staging_file_formats.contains(&staged)
     {
@@ -542,6 +552,8 @@ mod tests {
         let jsonl_only = Capabilities::default().with_supported_file_formats(vec![FileFormat::Jsonl]);
         let e = negotiate_job_format("d", &jsonl_only, None).unwrap_err().to_string();
         assert!(e.contains("loads job files in jsonl"), "{e}");
+        let wide = Capabilities::default().with_decimal_precision((76, 38));
+        assert!(negotiate_job_format("d", &wide, None).is_err());
     }
 
     #[test]

@@ -57,6 +57,8 @@ impl Pipeline {
         let mut decided_tables: HashMap<String, ContractMode> = HashMap::new();
         // hints the destination cannot carry out are refused before anything is read
         let caps = self.destination.capabilities().clone();
+        // a replace strategy the destination lacks is refused now, not when loading
+        self.replace_strategy()?;
         for r in &source.resources {
             crate::validate::resource_hints(&r.name, &r.hints, &caps, self.destination.name())?;
         }
