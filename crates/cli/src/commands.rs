@@ -97,7 +97,13 @@ fn run_file(
     *opened = Some((pf.name.clone(), pipeline.working_dir().to_path_buf()));
     check_identity(&pipeline, &pf, file, force)?;
     remember_pipeline_file(&pipeline, file);
-    let source = pf.source(registry, pipeline.config())?;
+    // a source sets itself up (connects, reflects) as the extract step starts
+    // a source sets itself up (connects, reflects) as the extract step starts; a configuration
+    // mistake stays one
+    let source = pf.source(registry, pipeline.config()).map_err(|e| match e {
+        e @ dlt::Error::Config(_) => e,
+        e => dlt::Error::StepFailed { step: dlt::Step::Extract, load_id: None, source: Box::new(e) },
+    })?;
     let info = pipeline.run_with_refresh(source, refresh)?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&info)?);

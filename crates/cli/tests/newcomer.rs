@@ -307,6 +307,22 @@ fn a_wrong_sql_database_schema_lists_the_real_ones() {
     assert!(e.contains("schema `public` does not exist") && e.contains("test"), "{e}");
 }
 
+#[test]
+fn an_unreachable_database_is_a_source_error_of_the_extract_step_with_the_url_as_written() {
+    let p = Project::new();
+    // nothing listens on port 1; the URL as a user writes it, with a socket option
+    p.write(
+        "p.toml",
+        "[pipeline]\nname = \"unreachable\"\ndataset_name = \"ds\"\n\n[source]\ntype = \"sql_database\"\n\
+         credentials = \"mysql+pymysql://root:hunter2@127.0.0.1:1/h_src?charset=utf8mb4\"\n",
+    );
+    let e = exit(&p.dlt(&["run", "p.toml"]), 3);
+    assert!(e.contains("pipeline step extract failed"), "{e}");
+    assert!(e.contains("source `sql_database` failed"), "{e}");
+    assert!(e.contains("mysql+pymysql://root:***@127.0.0.1:1/h_src?charset=utf8mb4"), "{e}");
+    assert!(!e.contains("hunter2") && !e.contains("%5F"), "{e}");
+}
+
 // 4. dataset named like the pipeline on DuckDB
 
 #[test]

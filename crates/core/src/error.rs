@@ -64,6 +64,17 @@ pub enum Error {
         /// Whether retrying may help.
         transient: bool,
     },
+    /// A source could not be set up before any of its resources ran (connecting, reflecting
+    /// tables, authenticating).
+    #[error("source `{source_name}` failed: {message}")]
+    SourceSetup {
+        /// The source name.
+        source_name: String,
+        /// What happened.
+        message: String,
+        /// Whether retrying may help.
+        transient: bool,
+    },
     /// The schema rejected data or a change.
     #[error("schema error: {0}")]
     Schema(String),
@@ -167,7 +178,8 @@ impl Error {
         match self {
             Error::Destination { transient, .. }
             | Error::DestinationDriver { transient, .. }
-            | Error::Source { transient, .. } => *transient,
+            | Error::Source { transient, .. }
+            | Error::SourceSetup { transient, .. } => *transient,
             Error::StepFailed { source, .. } => source.is_transient(),
             Error::Io { source, .. } => matches!(
                 source.kind(),

@@ -132,6 +132,10 @@ impl Pipeline {
                 };
                 let item = item.map_err(|e| match e {
                     e @ (Error::BadInput { .. } | Error::Source { .. }) => e,
+                    // a source's connection failing while this resource runs: this resource failed
+                    Error::SourceSetup { message, transient, .. } => {
+                        Error::Source { resource: name.clone(), message, transient }
+                    }
                     e => Error::Source {
                         resource: name.clone(),
                         message: format!("item #{idx}: {e}"),

@@ -74,7 +74,7 @@ impl ColBuilder {
     pub(crate) fn append_text(&mut self, s: &str) -> std::result::Result<(), String> {
         match self {
             ColBuilder::Bool(b) => b.append_value(parse_bool(s).ok_or_else(|| format!("`{s}` is not a boolean"))?),
-            ColBuilder::Int(b) => b.append_value(parse_int(s).ok_or_else(|| format!("`{s}` is not a 64-bit integer"))?),
+            ColBuilder::Int(b) => b.append_value(parse_int(s).ok_or_else(|| int_error(s))?),
             ColBuilder::Double(b) => b.append_value(parse_float(s).ok_or_else(|| format!("`{s}` is not a number"))?),
             ColBuilder::Decimal(b, p, sc) => {
                 let v = parse_decimal(s, *sc)
@@ -85,7 +85,7 @@ impl ColBuilder {
             ColBuilder::Text(b) => b.append_value(s),
             ColBuilder::Binary(b) => b.append_value(s.as_bytes()),
             ColBuilder::Date(b) => b.append_value(parse_date(s).ok_or_else(|| format!("`{s}` is not a date"))?),
-            ColBuilder::Time(b) => b.append_value(parse_time(s).ok_or_else(|| format!("`{s}` is not a time of day"))?),
+            ColBuilder::Time(b) => b.append_value(parse_time(s).ok_or_else(|| time_error(s))?),
             ColBuilder::Timestamp(b, _) => {
                 b.append_value(parse_timestamp(s).ok_or_else(|| format!("`{s}` is not a timestamp"))?)
             }
@@ -110,6 +110,36 @@ impl ColBuilder {
                 Arc::new(if *tz { a.with_timezone("UTC") } else { a })
             }
         }
+    }
+}
+
+/// Why `s` is not a 64-bit integer, with the column hint that loads it when it is an integer
+/// beyond 64 bits (an unsigned BIGINT reaches 2^64 - 1).
+fn int_error(s: &str) -> String {
+    let digits = s.trim().strip_prefix('-').unwrap_or(s.trim());
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        format!(
+            "`{s}` does not fit a 64-bit integer; load the column as a decimal with the column hint \
+             data_type = \"decimal\", precision = 20, scale = 0 (or as text with data_type = \"text\")"
+        )
+    } else {
+        format!("`{s}` is not a 64-bit integer")
+    }
+}
+
+/// Why `s` is not a time of day, with the column hint that loads a duration (a MySQL/MariaDB
+/// TIME holds -838:59:59 … 838:59:59).
+fn time_error(s: &str) -> String {
+    let t = s.trim().strip_prefix('-').unwrap_or(s.trim());
+    let duration =
+        t.split(':').count() == 3 && t.split(':').next().is_some_and(|h| h.bytes().all(|b| b.is_ascii_digit()));
+    if duration {
+        format!(
+            "`{s}` is not a time of day (0 to 24 h) but a duration; load the column as text with the column \
+             hint data_type = \"text\""
+        )
+    } else {
+        format!("`{s}` is not a time of day")
     }
 }
 

@@ -154,7 +154,8 @@ impl Credentials {
         Ok(c)
     }
 
-    /// The URL with the password (and secret-looking query values) masked, for messages.
+    /// The URL with the password (and secret-looking query values) masked, for messages: parts
+    /// as written, not percent-encoded.
     pub fn display(&self) -> String {
         self.url_with(false)
     }
@@ -173,7 +174,7 @@ impl Credentials {
             }
         } else {
             if let Some(u) = &self.username {
-                s.push_str(&encode(u));
+                s.push_str(&if reveal { encode(u) } else { u.clone() });
                 if let Some(p) = &self.password {
                     s.push(':');
                     s.push_str(&if reveal { encode(p.expose()) } else { "***".to_string() });
@@ -190,7 +191,7 @@ impl Credentials {
             }
             if let Some(d) = &self.database {
                 s.push('/');
-                s.push_str(&encode(d));
+                s.push_str(&if reveal { encode(d) } else { d.clone() });
             }
         }
         if !self.query.is_empty() {
@@ -198,8 +199,11 @@ impl Credentials {
                 .query
                 .iter()
                 .map(|(k, v)| {
-                    let v = if !reveal && is_secret_key(k) { "***".to_string() } else { encode_query_value(v) };
-                    format!("{}={v}", encode(k))
+                    if !reveal {
+                        // for people: as written, secrets masked
+                        return format!("{k}={}", if is_secret_key(k) { "***" } else { v });
+                    }
+                    format!("{}={}", encode(k), encode_query_value(v))
                 })
                 .collect();
             s.push('?');
@@ -269,5 +273,12 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
         let q = Credentials::parse("postgresql://u@h/db?password=hunter2").unwrap();
         assert!(!q.display().contains("hunter2"));
+        // messages show the URL as written (not percent-encoded), the password masked
+        let m =
+            Credentials::parse("mysql+pymysql://root:x@localhost/h_src?unix_socket=/run/mysqld/mysqld.sock").unwrap();
+        assert_eq!(m.display(), "mysql+pymysql://root:***@localhost/h_src?unix_socket=/run/mysqld/mysqld.sock");
+        let odd = Credentials::parse("postgresql://us%40er@h/my%20db?application_name=a%20b").unwrap();
+        assert_eq!(odd.display(), "postgresql://us@er@h/my db?application_name=a b");
+        assert_eq!(Credentials::parse(&odd.url()).unwrap(), odd);
     }
 }

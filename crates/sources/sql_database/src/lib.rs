@@ -73,7 +73,17 @@ pub(crate) fn no_such_schema(schema: &str, existing: &[String]) -> Error {
 }
 
 pub(crate) fn source_error(message: String, transient: bool) -> Error {
-    Error::Source { resource: "sql_database".into(), message, transient }
+    Error::SourceSetup { source_name: "sql_database".into(), message, transient }
+}
+
+/// An error of the reader of `resource`, named after it.
+fn resource_error(resource: &str, e: Error) -> Error {
+    match e {
+        Error::Source { message, transient, .. } | Error::SourceSetup { message, transient, .. } => {
+            Error::Source { resource: resource.to_string(), message, transient }
+        }
+        e => e,
+    }
 }
 
 /// How rows reach the pipeline.
@@ -814,11 +824,7 @@ impl Scheduler {
                     None => run(&job, &mut { emit }),
                 };
                 if let Err(e) = result {
-                    let e = match e {
-                        Error::Source { message, transient, .. } => Error::Source { resource, message, transient },
-                        e => e,
-                    };
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send(Err(resource_error(&resource, e)));
                 }
             })
             .map_err(|e| Error::io("sql_database reader thread", e))?;
@@ -832,7 +838,10 @@ impl Scheduler {
             let pre = self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&i);
             match pre {
                 Some(rx) => Ok(rx),
-                None => self.job(i, Some(ctx)).and_then(|job| self.spawn(i, job)),
+                None => self
+                    .job(i, Some(ctx))
+                    .and_then(|job| self.spawn(i, job))
+                    .map_err(|e| resource_error(&self.templates[i].resource, e)),
             }
         };
         // connections in use: this table's readers, then the tables started ahead

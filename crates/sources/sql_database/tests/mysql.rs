@@ -192,3 +192,47 @@ fn a_unix_socket_in_the_url_is_used_and_a_missing_one_is_an_error() {
     let err = SqlDatabase::from_url(&bad).unwrap().table_names(["t"]).into_source().unwrap_err().to_string();
     assert!(err.contains("/nonexistent/mysqld.sock") && err.contains("unix_socket"), "{err}");
 }
+
+/// (column, data_type, precision and scale)
+type Hint<'a> = (&'a str, &'a str, Option<(u32, u32)>);
+
+#[test]
+fn values_beyond_the_reflected_type_name_the_hint_that_loads_them() {
+    let Some(db) = MyDb::new() else { return };
+    db.exec(
+        "CREATE TABLE wide (id INT PRIMARY KEY, u BIGINT UNSIGNED, d TIME);
+         INSERT INTO wide VALUES (1, 18446744073709551615, '100:00:00'), (2, 7, '-01:30:00'), (3, 9223372036854775808, '12:00:00')",
+    );
+    let dest = Dest::new();
+    let source = |hints: &[Hint]| {
+        let mut columns = indexmap::IndexMap::new();
+        for (name, ty, prec) in hints {
+            let mut c = dlt_core::schema::Column::new(*name, dlt_core::schema::DataType::parse(ty).unwrap());
+            if let Some((p, s)) = prec {
+                c.precision = Some(*p);
+                c.scale = Some(*s);
+            }
+            columns.insert(name.to_string(), c);
+        }
+        SqlDatabase::from_url(&db.url)
+            .unwrap()
+            .table("wide", TableOptions { columns, ..Default::default() })
+            .into_source()
+            .unwrap()
+    };
+    // an unsigned BIGINT beyond 2^63 - 1: the error names table, column, value and the hint
+    let err = dest.pipeline("my_wide", "my_wide").run(source(&[("d", "text", None)])).unwrap_err().to_string();
+    assert!(err.contains("`wide`") && err.contains("`u`") && err.contains("18446744073709551615"), "{err}");
+    assert!(err.contains("data_type = \"decimal\", precision = 20, scale = 0"), "{err}");
+    assert!(err.contains("pipeline step extract"), "{err}");
+    // a TIME beyond a day: the same, with the text hint
+    let err =
+        dest.pipeline("my_wide2", "my_wide2").run(source(&[("u", "decimal", Some((20, 0)))])).unwrap_err().to_string();
+    assert!(err.contains("`d`") && err.contains("100:00:00") && err.contains("data_type = \"text\""), "{err}");
+    // with both hints every value loads as the server has it
+    dest.pipeline("my_wide3", "my_wide3").run(source(&[("u", "decimal", Some((20, 0))), ("d", "text", None)])).unwrap();
+    let got = dest.strings("SELECT u::VARCHAR, d FROM my_wide3.wide ORDER BY id");
+    let want = db.strings("SELECT CAST(u AS CHAR), CAST(d AS CHAR) FROM wide ORDER BY id");
+    assert_eq!(got, want);
+    assert_eq!(got[0][0].as_deref(), Some("18446744073709551615"));
+}
