@@ -340,7 +340,7 @@ impl SqlDatabase {
         let (schema_name, all) = match self.credentials.dialect {
             Dialect::Postgres => pg::reflect(&mut pg::connect(&self.credentials)?, schema)?,
             Dialect::Mysql => mysql::reflect(&mut mysql::connect(&self.credentials)?, schema)?,
-            Dialect::Sqlite => sqlite::reflect(&sqlite::connect(&self.credentials, &self.base_dir)?, schema)?,
+            Dialect::Sqlite => sqlite::reflect(&self.credentials, &self.base_dir, schema)?,
         };
         let mut tables = match &self.table_names {
             Some(names) => {
