@@ -339,7 +339,7 @@ impl SqlDatabase {
         let schema = self.schema.as_deref();
         let (schema_name, all) = match self.credentials.dialect {
             Dialect::Postgres => pg::reflect(&mut pg::connect(&self.credentials)?, schema)?,
-            Dialect::Mysql => mysql::reflect(&mut mysql::connect(&self.credentials)?, schema)?,
+            Dialect::Mysql => mysql::reflect(&self.credentials, schema)?,
             Dialect::Sqlite => sqlite::reflect(&self.credentials, &self.base_dir, schema)?,
         };
         let mut tables = match &self.table_names {
