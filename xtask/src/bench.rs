@@ -32,6 +32,8 @@ enum Input {
     Rest { page: u64 },
     /// The Postgres table `b_src.bench_rows` of `bench/gen_pg.sql` in the database `dlt_bench`.
     Postgres,
+    /// The same table in MariaDB (`bench/gen_mysql.sql`, database `b_src` on 127.0.0.1:3306).
+    Mariadb,
     /// W4: `gen_json.py merge_base` loaded first (untimed), then the timed merge of
     /// `gen_json.py merge_batch` (primary key `id`).
     Merge { base: &'static str, base_records: u64, batch: &'static str, updated: u64 },
@@ -50,7 +52,7 @@ struct Workload {
     reference: Option<Reference>,
 }
 
-const WORKLOADS: [Workload; 11] = [
+const WORKLOADS: [Workload; 12] = [
     Workload {
         id: "W1",
         records: 1_000_000,
@@ -137,6 +139,15 @@ const WORKLOADS: [Workload; 11] = [
         reference: Some(Reference { wall_s: 36.9, cpu_s: 44.1, rows_per_s: 135_500.0, rss_mb: 1_429.0 }),
     },
     Workload {
+        // W2's table in MariaDB → DuckDB
+        id: "W2m",
+        records: 5_000_000,
+        input: Input::Mariadb,
+        destination: "duckdb",
+        expected: &[("bench_rows", 5_000_000)],
+        reference: None,
+    },
+    Workload {
         // W2 with the table read as 2 key ranges at once (`partitions = 2`)
         id: "W2p",
         records: 5_000_000,
@@ -171,7 +182,7 @@ struct Run {
 }
 
 pub fn bench(ctx: &Ctx, args: Vec<OsString>) -> Result<i32> {
-    let usage = "usage: cargo xtask bench <W1|W1s|W1fs|W1sfs|W1x5|REST|W4|W5s|W2|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
+    let usage = "usage: cargo xtask bench <W1|W1s|W1fs|W1sfs|W1x5|REST|W4|W5s|W2|W2m|W2p|W3> [--runs N] [--keep] [--no-record] [--bin DLT] \
                  [--with-dlt]";
     let mut workload = None;
     let mut runs = 1usize;
@@ -339,6 +350,7 @@ fn prepare(ctx: &Ctx, w: &Workload) -> Result<Prepared> {
         }
         Input::Rest { .. } => Ok(Prepared { server: Some(start_json_server(ctx, w)?), ..none }),
         Input::Postgres => Ok(Prepared { pg_url: Some(ensure_pg_table(ctx, w)?), ..none }),
+        Input::Mariadb => Ok(Prepared { pg_url: Some(ensure_mariadb_table(ctx, w)?), ..none }),
         Input::Merge { base, base_records, batch, updated } => {
             let n = base_records.to_string();
             let base = ensure_data(ctx, base, &["merge_base".into(), n.clone()])?;
@@ -464,6 +476,21 @@ fn sql_database_extras(python: &Path) -> Result<()> {
     Ok(())
 }
 
+/// pymysql for Python dlt's MariaDB runs (SQLAlchemy's reflection).
+fn mysql_extras(python: &Path) -> Result<()> {
+    let have = || {
+        Command::new(python).args(["-c", "import pymysql"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    };
+    if !have() {
+        eprintln!("xtask: installing pymysql for Python dlt (once)");
+        run(
+            Command::new(python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "pymysql"]),
+            "pip must reach PyPI to install pymysql",
+        )?;
+    }
+    Ok(())
+}
+
 /// `url` with a placeholder password when it has none (`scheme://user@host` → `user:x@`).
 fn with_password(url: &str) -> String {
     match url.split_once("://") {
@@ -492,6 +519,40 @@ fn ensure_pg_table(ctx: &Ctx, w: &Workload) -> Result<String> {
         )?;
     }
     Ok(url)
+}
+
+/// The W2m table, generated once by bench/gen_mysql.sql into the MariaDB database `b_src`.
+fn ensure_mariadb_table(ctx: &Ctx, w: &Workload) -> Result<String> {
+    let client = |sql: &str| {
+        Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1", "-N", "-B", "-e", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if client("SELECT 1").is_none() {
+        bail!("MariaDB on 127.0.0.1:3306 (user root, no password) and its `mariadb` client are needed for W2m");
+    }
+    if client("SELECT count(*) FROM b_src.bench_rows").as_deref() != Some(w.records.to_string().as_str()) {
+        eprintln!("xtask: generating MariaDB b_src.bench_rows ({} rows; once, kept)", thousands(w.records));
+        let script = fs::read_to_string(ctx.repo.join("bench/gen_mysql.sql"))
+            .context("cannot read bench/gen_mysql.sql")?
+            .replace("@NROWS@", &w.records.to_string());
+        let mut child = Command::new("mariadb")
+            .args(["-uroot", "-h127.0.0.1"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .context("the mariadb client is needed for the W2m data")?;
+        std::io::Write::write_all(child.stdin.as_mut().context("mariadb stdin")?, script.as_bytes())?;
+        drop(child.stdin.take());
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("generating the W2m table failed ({})", describe_status(st));
+        }
+    }
+    Ok("mysql://root@127.0.0.1:3306/b_src".to_string())
 }
 
 /// Generate a workload's input once into `<cache>/bench/` (`gen_json.py <args> FILE`).
@@ -584,7 +645,7 @@ fn pipeline_file(w: &Workload, prepared: &Prepared) -> String {
                  endpoint = {{ path = \"items\", params = {{ _page = 1, _limit = {page} }} }}\n"
             );
         }
-        Input::Postgres => {
+        Input::Postgres | Input::Mariadb => {
             let _ = write!(
                 f,
                 "[source]\ntype = \"sql_database\"\ncredentials = \"{}\"\nschema = \"b_src\"\n\
@@ -908,6 +969,17 @@ fn measure_python_dlt(ctx: &Ctx, w: &Workload, prepared: &Prepared, dir: &Path) 
                 .args(["--base-url", &format!("http://127.0.0.1:{port}/"), "--page", &page.to_string()])
                 .arg("--dest-path")
                 .arg(dir.join("py.duckdb"));
+        }
+        Input::Mariadb => {
+            let url = prepared.pg_url.as_deref().context("no database")?;
+            sql_database_extras(&python)?;
+            mysql_extras(&python)?;
+            // connectorx reads MySQL URLs; dlt's fastest backend for MariaDB
+            cmd.arg(ctx.repo.join("bench/dlt_load.py"))
+                .args(["--name", "bench", "--sql-table", "b_src.bench_rows", "--backend", "connectorx"])
+                .args(["--sql-url", &url.replace("mysql://", "mysql+pymysql://"), "--format", "parquet", "--workdir"])
+                .arg(dir.join("pipelines"));
+            dest(&mut cmd);
         }
         Input::Postgres => {
             let url = prepared.pg_url.as_deref().context("no database")?;

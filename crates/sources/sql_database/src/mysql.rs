@@ -25,9 +25,9 @@ fn classify(e: sqlx::Error, what: &str) -> Error {
     let transient = match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
         // 1040 too many connections, 1205 lock wait timeout, 1213 deadlock
-        sqlx::Error::Database(d) => d
-            .try_downcast_ref::<MySqlDatabaseError>()
-            .is_some_and(|m| matches!(m.number(), 1040 | 1205 | 1213)),
+        sqlx::Error::Database(d) => {
+            d.try_downcast_ref::<MySqlDatabaseError>().is_some_and(|m| matches!(m.number(), 1040 | 1205 | 1213))
+        }
         _ => false,
     } && !dlt_core::error::is_certificate_failure(&e);
     source_error(format!("{what}: {e}"), transient)
