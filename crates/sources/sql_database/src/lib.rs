@@ -34,6 +34,7 @@ mod mysql;
 mod pg;
 pub mod query;
 mod sqlite;
+mod stream;
 pub mod table;
 pub mod types;
 

@@ -12,9 +12,9 @@ use dlt_core::runtime::block_on;
 use futures_util::TryStreamExt;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlRow, MySqlSslMode};
 // every statement is built here from quoted identifiers and hex literals
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Decode, Row, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, ConnectOptions, Decode, Row, ValueRef};
 
-use crate::batch::BatchBuilder;
+use crate::batch::{BatchBuilder, ColBuilder};
 use crate::credentials::{Credentials, Dialect};
 use crate::query::{self, quote_ident};
 use crate::table::{SqlColumn, TableSchema};
@@ -201,78 +201,43 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(RecordBatch) -> bool) -> 
     let reading = |e: sqlx::Error| classify(e, &format!("reading table `{table}`"));
     let mut conn = block_on(connect(&job.credentials))?;
     let mut stream = sqlx::raw_sql(AssertSqlSafe(sql.as_str())).fetch(&mut conn);
-    // the columns: the table's, or (a query adapter's SQL) those of the first row
-    let mut first: Option<MySqlRow> = None;
-    let (names, kinds): (Vec<String>, Vec<ValueKind>) = match &job.query {
-        None => t.columns.iter().map(|c| (c.output_name.clone(), c.kind())).unzip(),
-        Some(_) => {
-            first = block_on(stream.try_next()).map_err(reading)?;
-            let Some(r) = &first else { return Ok(()) };
-            r.columns()
-                .iter()
-                .map(|rc| {
-                    let n = rc.name().to_string();
-                    match t.columns.iter().find(|c| c.name == n || c.output_name == n) {
-                        Some(c) => (c.output_name.clone(), c.kind()),
-                        None => (n, natural_kind(rc.type_info().name())),
-                    }
-                })
-                .unzip()
-        }
+    // a query adapter's SQL: its columns are those of the first row (none: nothing to read)
+    let first = match &job.query {
+        Some(_) => match block_on(stream.try_next()).map_err(reading)? {
+            Some(r) => Some(r),
+            None => return Ok(()),
+        },
+        None => None,
     };
+    let (names, kinds) = crate::stream::columns(t, first.as_ref(), natural_kind);
     let mut bb = BatchBuilder::new(&names, &kinds, job.chunk_size.min(65_536));
-    let mut row_no: u64 = 0;
-    let mut done = false;
-    while !done {
-        let filled: Result<()> = block_on(async {
-            loop {
-                let row = match first.take() {
-                    Some(r) => r,
-                    None => match stream.try_next().await.map_err(reading)? {
-                        Some(r) => r,
-                        None => {
-                            done = true;
-                            return Ok(());
-                        }
-                    },
-                };
-                row_no += 1;
-                for (i, col) in bb.cols.iter_mut().enumerate() {
-                    let err = |m: String| {
-                        source_error(format!("table `{table}`, column `{}`, row {row_no}: {m}", names[i]), false)
-                    };
-                    let v = row.try_get_raw(i).map_err(reading)?;
-                    if v.is_null() {
+    let put_row = |row: &MySqlRow, cols: &mut [ColBuilder], row_no: u64| -> Result<()> {
+        for (i, col) in cols.iter_mut().enumerate() {
+            let err =
+                |m: String| source_error(format!("table `{table}`, column `{}`, row {row_no}: {m}", names[i]), false);
+            let v = row.try_get_raw(i).map_err(reading)?;
+            if v.is_null() {
+                col.append_null();
+                continue;
+            }
+            let b = <&[u8] as Decode<sqlx::MySql>>::decode(v).map_err(|e| err(e.to_string()))?;
+            match (kinds[i], col) {
+                (ValueKind::Binary, ColBuilder::Binary(bin)) => bin.append_value(b),
+                (kind, col) => {
+                    let s = std::str::from_utf8(b).map_err(|e| err(e.to_string()))?;
+                    let zero_date =
+                        matches!(kind, ValueKind::Date | ValueKind::Timestamp { .. }) && s.starts_with("0000-00-00");
+                    if zero_date {
                         col.append_null();
-                        continue;
+                    } else {
+                        col.append_text(s).map_err(err)?;
                     }
-                    let b = <&[u8] as Decode<sqlx::MySql>>::decode(v).map_err(|e| err(e.to_string()))?;
-                    match (kinds[i], col) {
-                        (ValueKind::Binary, crate::batch::ColBuilder::Binary(bin)) => bin.append_value(b),
-                        (kind, col) => {
-                            let s = std::str::from_utf8(b).map_err(|e| err(e.to_string()))?;
-                            let zero_date = matches!(kind, ValueKind::Date | ValueKind::Timestamp { .. })
-                                && s.starts_with("0000-00-00");
-                            if zero_date {
-                                col.append_null();
-                            } else {
-                                col.append_text(s).map_err(err)?;
-                            }
-                        }
-                    }
-                }
-                bb.rows += 1;
-                if bb.rows >= job.chunk_size {
-                    return Ok(());
                 }
             }
-        });
-        filled?;
-        if bb.rows > 0 && !emit(bb.finish()?) {
-            return Ok(());
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    crate::stream::drain(stream, first, &mut bb, job.chunk_size, &put_row, &reading, emit)
 }
 
 /// The smallest and largest key of a partitioned table (within its incremental window).

@@ -14,13 +14,13 @@ use dlt_core::runtime::block_on;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteValueRef};
 // every statement is built here from quoted identifiers; values are bound parameters
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection, Decode, Row, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Decode, Row, TypeInfo, ValueRef};
 
 use crate::batch::{BatchBuilder, ColBuilder, fits, pow10};
 use crate::credentials::{Credentials, Dialect};
 use crate::query::{self, SqlParam, quote_ident};
 use crate::table::{SqlColumn, TableSchema};
-use crate::types::{self, ValueKind};
+use crate::types;
 use crate::{ReadJob, source_error};
 
 fn classify(e: sqlx::Error, what: &str) -> Error {
@@ -219,59 +219,24 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(RecordBatch) -> bool) -> 
     let reading = |e: sqlx::Error| classify(e, &format!("reading table `{table}`"));
     let mut conn = block_on(connect(&job.credentials, &job.base_dir))?;
     let mut rows = bind(sqlx::query(AssertSqlSafe(sql.as_str())), params).fetch(&mut conn);
-    // the columns: the table's, or (a query adapter's SQL) those of the first row
-    let mut first: Option<SqliteRow> = None;
-    let (names, kinds): (Vec<String>, Vec<ValueKind>) = match &job.query {
-        None => t.columns.iter().map(|c| (c.output_name.clone(), c.kind())).unzip(),
-        Some(_) => {
-            first = block_on(rows.try_next()).map_err(reading)?;
-            let Some(r) = &first else { return Ok(()) };
-            r.columns()
-                .iter()
-                .map(|rc| {
-                    let n = rc.name().to_string();
-                    match t.columns.iter().find(|c| c.name == n || c.output_name == n) {
-                        Some(c) => (c.output_name.clone(), c.kind()),
-                        None => (n, types::sqlite(rc.type_info().name()).kind),
-                    }
-                })
-                .unzip()
-        }
+    // a query adapter's SQL: its columns are those of the first row (none: nothing to read)
+    let first = match &job.query {
+        Some(_) => match block_on(rows.try_next()).map_err(reading)? {
+            Some(r) => Some(r),
+            None => return Ok(()),
+        },
+        None => None,
     };
+    let (names, kinds) = crate::stream::columns(t, first.as_ref(), |n| types::sqlite(n).kind);
     let mut bb = BatchBuilder::new(&names, &kinds, job.chunk_size.min(65_536));
-    let mut row_no: u64 = 0;
-    let mut done = false;
-    while !done {
-        // one batch per trip into the runtime; the batch goes to the pipeline outside it
-        let filled: Result<()> = block_on(async {
-            loop {
-                let row = match first.take() {
-                    Some(r) => r,
-                    None => match rows.try_next().await.map_err(reading)? {
-                        Some(r) => r,
-                        None => {
-                            done = true;
-                            return Ok(());
-                        }
-                    },
-                };
-                row_no += 1;
-                for (i, col) in bb.cols.iter_mut().enumerate() {
-                    let v = row.try_get_raw(i).map_err(reading)?;
-                    put(col, v).map_err(|m| {
-                        source_error(format!("table `{table}`, column `{}`, row {row_no}: {m}", names[i]), false)
-                    })?;
-                }
-                bb.rows += 1;
-                if bb.rows >= job.chunk_size {
-                    return Ok(());
-                }
-            }
-        });
-        filled?;
-        if bb.rows > 0 && !emit(bb.finish()?) {
-            return Ok(());
+    let put_row = |row: &SqliteRow, cols: &mut [ColBuilder], row_no: u64| -> Result<()> {
+        for (i, col) in cols.iter_mut().enumerate() {
+            let v = row.try_get_raw(i).map_err(reading)?;
+            put(col, v).map_err(|m| {
+                source_error(format!("table `{table}`, column `{}`, row {row_no}: {m}", names[i]), false)
+            })?;
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    crate::stream::drain(rows, first, &mut bb, job.chunk_size, &put_row, &reading, emit)
 }
