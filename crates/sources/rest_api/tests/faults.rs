@@ -294,3 +294,30 @@ fn post_bodies_take_parent_and_incremental_placeholders() {
     assert_eq!(posts.len(), 2);
     assert_eq!(posts[0].header("content-type"), Some("application/json"));
 }
+
+#[test]
+fn query_parameters_go_out_in_the_order_written() {
+    // what reaches the wire: a recording server is the only peer that shows the order
+    let srv = FaultServer::start(|_, _| Reply::json(200, r#"[{"id": 1}]"#));
+    let toml = format!(
+        "[client]\nbase_url = \"{}\"\n\n[[resources]]\nname = \"items\"\n\
+         endpoint = {{ path = \"items\", paginator = \"single_page\", params = {{ zeta = 1, alpha = \"a\", mid = 2 }} }}\n",
+        srv.url
+    );
+    let c = RestApiConfig::from_toml_str(&toml).unwrap();
+    let (items, err) = collect(&c);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(items.len(), 1);
+    let target = &srv.requests()[0].target;
+    assert!(target.ends_with("items?zeta=1&alpha=a&mid=2"), "{target}");
+    // JSON configs keep their order too
+    let c = RestApiConfig::from_json(json!({
+        "client": {"base_url": srv.url},
+        "resources": [{"name": "items", "endpoint": {"path": "items", "paginator": "single_page",
+                       "params": {"zeta": 1, "alpha": "a", "mid": 2}}}]
+    }))
+    .unwrap();
+    collect(&c);
+    let target = &srv.requests()[1].target;
+    assert!(target.ends_with("items?zeta=1&alpha=a&mid=2"), "{target}");
+}
