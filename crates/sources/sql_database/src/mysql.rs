@@ -164,11 +164,7 @@ pub(crate) fn reflect(c: &Credentials, schema: Option<&str>) -> Result<(String, 
         for r in rows(&mut conn, &sql, "reflecting primary keys").await? {
             let (t, c) = (text(&r, 0).unwrap_or_default(), text(&r, 1).unwrap_or_default());
             if let Some(t) = tables.iter_mut().find(|x| x.name == t) {
-                if let Some(col) = t.column_mut(&c) {
-                    col.primary_key = true;
-                    col.nullable = false;
-                }
-                t.primary_key.push(c);
+                t.add_primary_key(c);
             }
         }
         Ok((schema, tables))

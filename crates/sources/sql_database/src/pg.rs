@@ -119,11 +119,7 @@ pub(crate) fn reflect(client: &mut postgres::Client, schema: Option<&str>) -> Re
     for r in client.query(PK_SQL, &[&schema]).map_err(|e| classify(e, "reflecting primary keys"))? {
         let (t, c): (String, String) = (r.get(0), r.get(1));
         if let Some(t) = tables.iter_mut().find(|x| x.name == t) {
-            if let Some(col) = t.column_mut(&c) {
-                col.primary_key = true;
-                col.nullable = false;
-            }
-            t.primary_key.push(c);
+            t.add_primary_key(c);
         }
     }
     Ok((schema, tables))

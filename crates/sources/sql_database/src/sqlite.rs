@@ -98,16 +98,15 @@ pub(crate) fn reflect(
                 let decl = text(&r, 2).unwrap_or_default();
                 let notnull = r.try_get::<i64, _>(3).unwrap_or(0) != 0;
                 let pk_pos = r.try_get::<i64, _>(5).unwrap_or(0);
-                let mut col = SqlColumn::new(cname.clone(), decl.clone(), types::sqlite(&decl), !notnull);
+                t.columns.push(SqlColumn::new(cname.clone(), decl.clone(), types::sqlite(&decl), !notnull));
                 if pk_pos > 0 {
-                    col.primary_key = true;
-                    col.nullable = false;
                     pk.push((pk_pos, cname));
                 }
-                t.columns.push(col);
             }
             pk.sort();
-            t.primary_key = pk.into_iter().map(|(_, c)| c).collect();
+            for (_, c) in pk {
+                t.add_primary_key(c);
+            }
             tables.push(t);
         }
         conn.close().await.ok();

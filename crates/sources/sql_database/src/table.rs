@@ -99,6 +99,16 @@ impl TableSchema {
         self.columns.len() != n
     }
 
+    /// Append `column` to the primary key (the next key column in order); the column, if
+    /// reflected, becomes a non-nullable key column.
+    pub fn add_primary_key(&mut self, column: String) {
+        if let Some(col) = self.column_mut(&column) {
+            col.primary_key = true;
+            col.nullable = false;
+        }
+        self.primary_key.push(column);
+    }
+
     /// Output names of the primary-key columns that are read, in key order.
     pub fn primary_key_output(&self) -> Vec<String> {
         self.primary_key.iter().filter_map(|k| self.column(k)).map(|c| c.output_name.clone()).collect()
