@@ -186,14 +186,11 @@ impl PackageRun<'_> {
                 let job = &mut jobs[i];
                 match status {
                     JobStatus::Completed => break,
-                    JobStatus::Retry(e) if !self.transactional && self.retries < self.max_retries => {
+                    JobStatus::Retry(e) => {
+                        if !self.take_retry(&format!("job {}", job_name(job)), &e) {
+                            return Err(e);
+                        }
                         // only this job runs again: renamed to its next retry number, as dlt does
-                        self.retries += 1;
-                        tracing::warn!(
-                            "job {} failed with a transient error, retry {}: {e}",
-                            job_name(job),
-                            self.retries
-                        );
                         let to = job.path.with_file_name(JobFile::file_name(
                             &job.table,
                             &job.file_id,
@@ -205,7 +202,6 @@ impl PackageRun<'_> {
                         job.path = to;
                         tokio::time::sleep(backoff_duration(self.backoff_ms, self.retries)).await;
                     }
-                    JobStatus::Retry(e) => return Err(e),
                     JobStatus::Failed(e) => return Err(self.job_failed(&job_name(job), e)),
                 }
             }
@@ -228,15 +224,12 @@ impl PackageRun<'_> {
             loop {
                 match client.run_follow_up(&self.package(pstate, jobs, staged), &f).await {
                     JobStatus::Completed => break,
-                    JobStatus::Retry(e) if !self.transactional && self.retries < self.max_retries => {
-                        self.retries += 1;
-                        tracing::warn!(
-                            "follow-up job {key} failed with a transient error, retry {}: {e}",
-                            self.retries
-                        );
+                    JobStatus::Retry(e) => {
+                        if !self.take_retry(&format!("follow-up job {key}"), &e) {
+                            return Err(e);
+                        }
                         tokio::time::sleep(backoff_duration(self.backoff_ms, self.retries)).await;
                     }
-                    JobStatus::Retry(e) => return Err(e),
                     JobStatus::Failed(e) => return Err(self.job_failed(&format!("{key}.followup"), e)),
                 }
             }
@@ -246,6 +239,18 @@ impl PackageRun<'_> {
             }
         }
         client.complete_package(&self.package(pstate, jobs, staged)).await
+    }
+
+    /// Whether a job that asked for a retry runs again here: only without transactions (a
+    /// transactional attempt is retried whole) and while the package's budget lasts. Counts
+    /// the retry.
+    fn take_retry(&mut self, job: &str, e: &Error) -> bool {
+        if self.transactional || self.retries >= self.max_retries {
+            return false;
+        }
+        self.retries += 1;
+        tracing::warn!("{job} failed with a transient error, retry {}: {e}", self.retries);
+        true
     }
 
     /// A job that failed for good: its reason goes to `failed_jobs/<job>.exception`; the job
