@@ -206,14 +206,14 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
     }
 
     async fn begin_package_inner(&mut self, package: &PackageToLoad<'_>) -> Result<()> {
-        let existing = self.table_columns().await?;
-        let staged = self.plan(package).staged.clone();
-        let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
-        let staging = self.staging_dataset();
         // a resumed package (no transactions) keeps what its completed jobs loaded
         if package.resumed {
             return Ok(());
         }
+        let existing = self.table_columns().await?;
+        let staged = self.plan(package).staged.clone();
+        let via_staging = package.replace_strategy != ReplaceStrategy::TruncateAndInsert;
+        let staging = self.staging_dataset();
         if !via_staging {
             for t in package.truncate_tables.iter().filter(|t| existing.contains_key(*t)) {
                 self.exec(&format!("DELETE FROM {} WHERE 1=1;", self.q(t))).await?;
