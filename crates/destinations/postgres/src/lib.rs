@@ -211,6 +211,28 @@ impl Postgres {
     }
 }
 
+/// The connection settings of a parsed client config (its first host and port).
+fn conn_params(config: &postgres::Config) -> Result<dlt_postgres_conn::ConnParams> {
+    let password = match config.get_password() {
+        Some(p) => {
+            Some(String::from_utf8(p.to_vec()).map_err(|_| Error::Config("postgres password is not UTF-8".into()))?)
+        }
+        None => None,
+    };
+    Ok(dlt_postgres_conn::ConnParams {
+        host: config.get_hosts().first().map(|h| match h {
+            postgres::config::Host::Tcp(h) => h.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        }),
+        port: config.get_ports().first().copied(),
+        user: config.get_user().map(str::to_string),
+        password,
+        dbname: config.get_dbname().map(str::to_string),
+        application_name: config.get_application_name().map(str::to_string),
+        options: config.get_options().map(str::to_string),
+    })
+}
+
 /// A sqlx error as the destination's error, its cause kept, transient by SQLSTATE / I/O kind.
 fn classify(e: sqlx::Error, what: &str) -> Error {
     let c = dlt_postgres_conn::classify_sqlx(&e, what);
@@ -229,7 +251,11 @@ impl Destination for Postgres {
         self.display.clone()
     }
     async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
-        let options = dlt_postgres_conn::connect_options(&self.config, &self.ssl_mode, self.ssl_root_cert.as_deref())?;
+        let options = dlt_postgres_conn::connect_options(
+            &conn_params(&self.config)?,
+            &self.ssl_mode,
+            self.ssl_root_cert.as_deref(),
+        );
         let timeout = self.config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
         let conn = dlt_postgres_conn::connect(&options, timeout, &format!("cannot connect to {}", self.display))
             .await

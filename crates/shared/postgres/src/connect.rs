@@ -1,44 +1,61 @@
-//! Connecting with sqlx, the design's Postgres driver: libpq-style settings (a parsed
-//! connection string or its fields) and a TLS mode into sqlx's options, and sqlx's errors into
+//! Connecting with sqlx, the design's Postgres driver: libpq-style settings ([`ConnParams`])
+//! and a TLS mode into sqlx's options, and sqlx's errors into
 //! [`Classified`] by SQLSTATE and I/O kind.
 
 use std::path::Path;
 use std::time::Duration;
 
-use dlt_core::error::{Error, Result};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 
 use crate::Classified;
 use crate::tls::SslMode;
 
-/// sqlx options from a parsed connection string (host, port, user, password, database,
-/// application name, `-c` options) and the TLS mode. Statement logging is off: dlt-rs logs
-/// its SQL itself (target `dlt::sql`).
-pub fn connect_options(config: &postgres::Config, mode: &SslMode, root: Option<&Path>) -> Result<PgConnectOptions> {
+/// Where and as whom to connect, as libpq names the settings (a parsed connection string or
+/// its fields): the part of a connection that is not TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnParams {
+    /// Host name or address, or the directory of a Unix socket (a path starting with `/`).
+    pub host: Option<String>,
+    /// Port (also the socket's suffix).
+    pub port: Option<u16>,
+    /// User name.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Database name.
+    pub dbname: Option<String>,
+    /// `application_name`.
+    pub application_name: Option<String>,
+    /// libpq's `options`: `-c key=value` settings for the session.
+    pub options: Option<String>,
+}
+
+/// sqlx options from the connection settings and the TLS mode. Statement logging is off:
+/// dlt-rs logs its SQL itself (target `dlt::sql`).
+pub fn connect_options(params: &ConnParams, mode: &SslMode, root: Option<&Path>) -> PgConnectOptions {
     let mut o = PgConnectOptions::new_without_pgpass();
-    match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => o = o.host(h),
-        Some(postgres::config::Host::Unix(p)) => o = o.socket(p),
+    match params.host.as_deref() {
+        Some(h) if h.starts_with('/') => o = o.socket(h),
+        Some(h) => o = o.host(h),
         None => {}
     }
-    if let Some(p) = config.get_ports().first() {
-        o = o.port(*p);
+    if let Some(p) = params.port {
+        o = o.port(p);
     }
-    if let Some(u) = config.get_user() {
+    if let Some(u) = &params.user {
         o = o.username(u);
     }
-    if let Some(p) = config.get_password() {
-        let p = std::str::from_utf8(p).map_err(|_| Error::Config("postgres password is not UTF-8".into()))?;
+    if let Some(p) = &params.password {
         o = o.password(p);
     }
-    if let Some(d) = config.get_dbname() {
+    if let Some(d) = &params.dbname {
         o = o.database(d);
     }
-    if let Some(a) = config.get_application_name() {
+    if let Some(a) = &params.application_name {
         o = o.application_name(a);
     }
-    if let Some(opts) = config.get_options() {
+    if let Some(opts) = &params.options {
         // libpq's `options`: `-c key=value` pairs
         let pairs: Vec<(String, String)> = opts
             .split_whitespace()
@@ -58,7 +75,7 @@ pub fn connect_options(config: &postgres::Config, mode: &SslMode, root: Option<&
     if let Some(r) = root {
         o = o.ssl_root_cert(r);
     }
-    Ok(o.disable_statement_logging())
+    o.disable_statement_logging()
 }
 
 /// Connect within `timeout` (a connection that takes longer is a transient error).
@@ -77,8 +94,12 @@ pub async fn connect(
     }
 }
 
-/// Classify a sqlx error raised while doing `what`, from its SQLSTATE or I/O kind: the same
-/// classes as [`crate::classify`].
+/// Classify a sqlx error raised while doing `what`, from the driver's own facts, not its wording.
+/// Transient: SQLSTATE class 08 (connection exceptions), 40001 (serialization failure), 40P01
+/// (deadlock), 57P03 (cannot connect now), 53300 (too many connections); and socket errors a
+/// later attempt can pass (refused, reset, aborted, timed out, unreachable). Terminal:
+/// everything else, among it a host name that does not resolve and a TLS certificate the
+/// client refused.
 pub fn classify_sqlx(e: &sqlx::Error, what: &str) -> Classified {
     let transient = match e {
         sqlx::Error::Database(db) => db.code().is_some_and(|c| crate::transient_sqlstate(&c)),

@@ -160,7 +160,8 @@ impl Credentials {
         self.url_with(false)
     }
 
-    /// The full URL, password included (for the client libraries only).
+    /// The full URL, password included (the round-trip tests compare it).
+    #[cfg(test)]
     pub(crate) fn url(&self) -> String {
         self.url_with(true)
     }

@@ -339,7 +339,7 @@ impl SqlDatabase {
     pub fn reflect(&self) -> Result<Vec<TableSchema>> {
         let schema = self.schema.as_deref();
         let (schema_name, all) = match self.credentials.dialect {
-            Dialect::Postgres => pg::reflect(&mut pg::connect(&self.credentials)?, schema)?,
+            Dialect::Postgres => pg::reflect(&self.credentials, schema)?,
             Dialect::Mysql => mysql::reflect(&self.credentials, schema)?,
             Dialect::Sqlite => sqlite::reflect(&self.credentials, &self.base_dir, schema)?,
         };

@@ -1,13 +1,23 @@
-//! Postgres: connection (rustls TLS from the Postgres destination), reflection from the
-//! catalogs, and reading with `COPY (SELECT …) TO STDOUT (FORMAT binary)` decoded straight into
-//! Arrow builders.
+//! Postgres through sqlx: connection (sqlx's rustls TLS, libpq's `sslmode`), reflection from
+//! the catalogs, and reading with `COPY (SELECT …) TO STDOUT (FORMAT binary)` decoded straight
+//! from the socket's messages into Arrow builders.
+//!
+//! Like the other sqlx readers, each reader thread drives the connection on the shared runtime
+//! with [`block_on`], one batch per trip, and hands the finished batch to the pipeline outside
+//! the async code.
 
 use std::fmt::Write as _;
-use std::io::Read;
-use std::str::FromStr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use dlt_core::error::{Error, Result};
-use postgres::types::{Kind, Type};
+use dlt_core::runtime::block_on;
+use dlt_postgres_conn::ConnParams;
+use dlt_postgres_conn::tls::{self, SslMode};
+use futures_util::{Stream, TryStreamExt};
+use sqlx::postgres::{PgConnection, PgRow, PgTypeInfo, PgTypeKind};
+// every statement is built here from quoted identifiers and escaped literals
+use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement};
 
 use crate::batch::{BatchBuilder, ColBuilder, fits, pow10};
 use crate::credentials::Credentials;
@@ -21,31 +31,80 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 
-pub(crate) fn classify(e: postgres::Error, what: &str) -> Error {
-    let c = dlt_postgres_conn::classify(&e, what);
+fn classify(e: sqlx::Error, what: &str) -> Error {
+    let c = dlt_postgres_conn::classify_sqlx(&e, what);
     source_error(c.message, c.transient)
 }
 
+/// The URL options a Postgres connection takes (libpq's names).
+const OPTIONS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "application_name",
+    "options",
+    "connect_timeout",
+];
+
+/// The connection settings, TLS mode, CA file and connect timeout of credentials: the URL's
+/// parts, overridden by libpq options in its query (`?host=/var/run/postgresql` for a socket).
+fn settings(c: &Credentials) -> Result<(ConnParams, SslMode, Option<PathBuf>, Duration)> {
+    let mut p = ConnParams {
+        host: c.host.clone(),
+        port: c.port,
+        user: c.username.clone(),
+        password: c.password.as_ref().map(|s| s.expose().to_string()),
+        dbname: c.database.clone(),
+        application_name: Some("dlt-rs sql_database".into()),
+        options: None,
+    };
+    let (mut mode, mut root, mut timeout) = (SslMode::default(), None, Duration::from_secs(10));
+    let bad = |k: &str, v: &str, want: &str| {
+        Error::Config(format!("sql_database: postgres option {k}={v} in {} is not {want}", c.display()))
+    };
+    for (k, v) in &c.query {
+        match k.as_str() {
+            "sslmode" => mode = tls::parse_mode(v)?,
+            "sslrootcert" => root = Some(PathBuf::from(v)),
+            "host" => p.host = Some(v.clone()),
+            "port" => p.port = Some(v.parse().map_err(|_| bad(k, v, "a port number"))?),
+            "user" => p.user = Some(v.clone()),
+            "password" => p.password = Some(v.clone()),
+            "dbname" => p.dbname = Some(v.clone()),
+            "application_name" => p.application_name = Some(v.clone()),
+            "options" => p.options = Some(v.clone()),
+            "connect_timeout" => {
+                let secs: u64 = v.parse().map_err(|_| bad(k, v, "a number of seconds"))?;
+                timeout = Duration::from_secs(secs.max(1));
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "sql_database: postgres option `{other}` in {} is not supported; the options are {}",
+                    c.display(),
+                    OPTIONS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok((p, mode, root, timeout))
+}
+
 /// Open a connection (session in UTC, intervals in ISO 8601).
-pub(crate) fn connect(c: &Credentials) -> Result<postgres::Client> {
-    let mut plain = c.clone();
-    plain.drivername = "postgresql".into();
-    let (client_url, mode, root) = dlt_postgres_conn::tls::split_tls_options(&plain.url())?;
-    let mut cfg = postgres::Config::from_str(&client_url)
-        .map_err(|e| Error::Config(format!("invalid postgres credentials {}: {e}", c.display())))?;
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    cfg.application_name("dlt-rs sql_database");
-    let mut client = match dlt_postgres_conn::tls::connector(&mode, root.as_ref())? {
-        None => cfg.connect(postgres::NoTls),
-        Some(t) => cfg.connect(t),
-    }
-    .map_err(|e| classify(e, &format!("cannot connect to {}", c.display())))?;
-    client
-        .batch_execute("SET TimeZone = 'UTC'; SET intervalstyle = 'iso_8601'")
-        .map_err(|e| classify(e, "setting up the session"))?;
-    Ok(client)
+async fn connect(c: &Credentials) -> Result<PgConnection> {
+    let (params, mode, root, timeout) = settings(c)?;
+    let options = dlt_postgres_conn::connect_options(&params, &mode, root.as_deref())
+        .options([("TimeZone", "UTC"), ("intervalstyle", "iso_8601")]);
+    dlt_postgres_conn::connect(&options, timeout, &format!("cannot connect to {}", c.display()))
+        .await
+        .map_err(|(c, _)| source_error(c.message, c.transient))
+}
+
+async fn execute(conn: &mut PgConnection, sql: &str, what: &str) -> Result<()> {
+    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|_| ()).map_err(|e| classify(e, what))
 }
 
 const REFLECT_SQL: &str = "\
@@ -72,57 +131,133 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
 WHERE i.indisprimary AND n.nspname = $1 \
 ORDER BY c.relname, k.ord";
 
+fn text(r: &PgRow, i: usize) -> Result<String> {
+    r.try_get(i).map_err(|e| source_error(format!("reading the catalog: {e}"), false))
+}
+
 /// All tables (and views) of a schema (`None` = `current_schema()`).
-pub(crate) fn reflect(client: &mut postgres::Client, schema: Option<&str>) -> Result<(String, Vec<TableSchema>)> {
-    let schema = match schema {
-        Some(s) => s.to_string(),
-        None => client
-            .query_one("SELECT current_schema()::text", &[])
-            .map_err(|e| classify(e, "reading the current schema"))?
-            .get::<_, Option<String>>(0)
-            .unwrap_or_else(|| "public".into()),
-    };
-    let rows = client.query(REFLECT_SQL, &[&schema]).map_err(|e| classify(e, "reflecting tables"))?;
-    if rows.is_empty() {
-        let schemas: Vec<String> = client
-            .query(
+pub(crate) fn reflect(c: &Credentials, schema: Option<&str>) -> Result<(String, Vec<TableSchema>)> {
+    block_on(async {
+        let mut conn = connect(c).await?;
+        let schema = match schema {
+            Some(s) => s.to_string(),
+            None => sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()::text")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| classify(e, "reading the current schema"))?
+                .unwrap_or_else(|| "public".into()),
+        };
+        let rows = sqlx::query(REFLECT_SQL)
+            .bind(&schema)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| classify(e, "reflecting tables"))?;
+        if rows.is_empty() {
+            let schemas: Vec<String> = sqlx::query_scalar(
                 "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' \
                  AND nspname <> 'information_schema' ORDER BY 1",
-                &[],
             )
-            .map_err(|e| classify(e, "listing schemas"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if !schemas.contains(&schema) {
-            return Err(crate::no_such_schema(&schema, &schemas));
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| classify(e, "listing schemas"))?;
+            if !schemas.contains(&schema) {
+                return Err(crate::no_such_schema(&schema, &schemas));
+            }
+        }
+        let mut tables: Vec<TableSchema> = vec![];
+        for r in &rows {
+            let tname = text(r, 0)?;
+            let relkind = text(r, 1)?;
+            let typmod: i32 = r.try_get(7).map_err(|e| classify(e, "reflecting tables"))?;
+            let enum_len: Option<i32> = r.try_get(9).map_err(|e| classify(e, "reflecting tables"))?;
+            let not_null: bool = r.try_get(8).map_err(|e| classify(e, "reflecting tables"))?;
+            let mapped: Mapped = types::postgres(&text(r, 4)?, &text(r, 5)?, &text(r, 6)?, typmod, enum_len);
+            let col = SqlColumn::new(text(r, 2)?, text(r, 3)?, mapped, !not_null);
+            match tables.last_mut() {
+                Some(t) if t.name == tname => t.columns.push(col),
+                _ => tables.push(TableSchema {
+                    schema: Some(schema.clone()),
+                    name: tname,
+                    is_view: matches!(relkind.as_str(), "v" | "m"),
+                    columns: vec![col],
+                    primary_key: vec![],
+                }),
+            }
+        }
+        let keys = sqlx::query(PK_SQL)
+            .bind(&schema)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| classify(e, "reflecting primary keys"))?;
+        for r in &keys {
+            let (t, c) = (text(r, 0)?, text(r, 1)?);
+            if let Some(t) = tables.iter_mut().find(|x| x.name == t) {
+                t.add_primary_key(c);
+            }
+        }
+        let _ = conn.close().await;
+        Ok((schema, tables))
+    })
+}
+
+/// What a result column's type is, as far as decoding goes (by the OIDs of the built-in types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Oid,
+    Float4,
+    Float8,
+    Numeric,
+    /// `text`, `varchar`, `bpchar`, `name` and enums: UTF-8 text on the wire.
+    TextLike,
+    Json,
+    Jsonb,
+    Uuid,
+    Bytea,
+    Date,
+    Time,
+    TimeTz,
+    Timestamp,
+    TimestampTz,
+    Inet,
+    /// Arrays and composite types (read as JSON).
+    Structured,
+    Other,
+}
+
+impl PgType {
+    fn of(t: &PgTypeInfo) -> PgType {
+        match t.kind() {
+            PgTypeKind::Enum(_) => return PgType::TextLike,
+            PgTypeKind::Array(_) | PgTypeKind::Composite(_) => return PgType::Structured,
+            _ => {}
+        }
+        match t.oid().map(|o| o.0) {
+            Some(16) => PgType::Bool,
+            Some(21) => PgType::Int2,
+            Some(23) => PgType::Int4,
+            Some(20) => PgType::Int8,
+            Some(26) => PgType::Oid,
+            Some(700) => PgType::Float4,
+            Some(701) => PgType::Float8,
+            Some(1700) => PgType::Numeric,
+            Some(25 | 1043 | 1042 | 19) => PgType::TextLike,
+            Some(114) => PgType::Json,
+            Some(3802) => PgType::Jsonb,
+            Some(2950) => PgType::Uuid,
+            Some(17) => PgType::Bytea,
+            Some(1082) => PgType::Date,
+            Some(1083) => PgType::Time,
+            Some(1266) => PgType::TimeTz,
+            Some(1114) => PgType::Timestamp,
+            Some(1184) => PgType::TimestampTz,
+            Some(869) => PgType::Inet,
+            _ => PgType::Other,
         }
     }
-    let mut tables: Vec<TableSchema> = vec![];
-    for r in rows {
-        let tname: String = r.get(0);
-        let relkind: String = r.get(1);
-        let mapped: Mapped =
-            types::postgres(&r.get::<_, String>(4), &r.get::<_, String>(5), &r.get::<_, String>(6), r.get(7), r.get(9));
-        let col = SqlColumn::new(r.get::<_, String>(2), r.get::<_, String>(3), mapped, !r.get::<_, bool>(8));
-        match tables.last_mut() {
-            Some(t) if t.name == tname => t.columns.push(col),
-            _ => tables.push(TableSchema {
-                schema: Some(schema.clone()),
-                name: tname,
-                is_view: matches!(relkind.as_str(), "v" | "m"),
-                columns: vec![col],
-                primary_key: vec![],
-            }),
-        }
-    }
-    for r in client.query(PK_SQL, &[&schema]).map_err(|e| classify(e, "reflecting primary keys"))? {
-        let (t, c): (String, String) = (r.get(0), r.get(1));
-        if let Some(t) = tables.iter_mut().find(|x| x.name == t) {
-            t.add_primary_key(c);
-        }
-    }
-    Ok((schema, tables))
 }
 
 /// How a value arrives in the binary COPY stream.
@@ -148,44 +283,43 @@ enum Wire {
 }
 
 /// The wire format of a result column when it can be decoded as `kind` without a cast.
-fn direct_wire(t: &Type, kind: ValueKind) -> Option<Wire> {
-    let text_like =
-        matches!(*t, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME) || matches!(t.kind(), Kind::Enum(_));
-    Some(match kind {
-        ValueKind::Bool if *t == Type::BOOL => Wire::Bool,
-        ValueKind::Int if *t == Type::INT2 => Wire::Int2,
-        ValueKind::Int if *t == Type::INT4 => Wire::Int4,
-        ValueKind::Int if *t == Type::INT8 => Wire::Int8,
-        ValueKind::Double if *t == Type::FLOAT4 => Wire::Float4,
-        ValueKind::Double if *t == Type::FLOAT8 => Wire::Float8,
-        ValueKind::Decimal { .. } if *t == Type::NUMERIC => Wire::Numeric,
-        ValueKind::Text if text_like || *t == Type::JSON => Wire::Text,
-        ValueKind::Text if *t == Type::UUID => Wire::Uuid,
-        ValueKind::Text | ValueKind::Json if *t == Type::JSONB => Wire::Jsonb,
-        ValueKind::Json if *t == Type::JSON => Wire::Text,
-        ValueKind::Binary if *t == Type::BYTEA => Wire::Bytea,
-        ValueKind::Date if *t == Type::DATE => Wire::Date,
-        ValueKind::Time if *t == Type::TIME => Wire::Time,
-        ValueKind::Timestamp { tz: false } if *t == Type::TIMESTAMP => Wire::Timestamp,
-        ValueKind::Timestamp { tz: true } if *t == Type::TIMESTAMPTZ => Wire::Timestamp,
+fn direct_wire(t: PgType, kind: ValueKind) -> Option<Wire> {
+    use PgType as T;
+    Some(match (kind, t) {
+        (ValueKind::Bool, T::Bool) => Wire::Bool,
+        (ValueKind::Int, T::Int2) => Wire::Int2,
+        (ValueKind::Int, T::Int4) => Wire::Int4,
+        (ValueKind::Int, T::Int8) => Wire::Int8,
+        (ValueKind::Double, T::Float4) => Wire::Float4,
+        (ValueKind::Double, T::Float8) => Wire::Float8,
+        (ValueKind::Decimal { .. }, T::Numeric) => Wire::Numeric,
+        (ValueKind::Text, T::TextLike | T::Json) => Wire::Text,
+        (ValueKind::Text, T::Uuid) => Wire::Uuid,
+        (ValueKind::Text | ValueKind::Json, T::Jsonb) => Wire::Jsonb,
+        (ValueKind::Json, T::Json) => Wire::Text,
+        (ValueKind::Binary, T::Bytea) => Wire::Bytea,
+        (ValueKind::Date, T::Date) => Wire::Date,
+        (ValueKind::Time, T::Time) => Wire::Time,
+        (ValueKind::Timestamp { tz: false }, T::Timestamp) => Wire::Timestamp,
+        (ValueKind::Timestamp { tz: true }, T::TimestampTz) => Wire::Timestamp,
         _ => return None,
     })
 }
 
 /// A cast of `e` (of type `t`) the server does so that the result decodes as `kind`.
-fn cast(e: &str, t: &Type, kind: ValueKind) -> (String, Wire) {
+fn cast(e: &str, t: PgType, kind: ValueKind) -> (String, Wire) {
     match kind {
         ValueKind::Bool => (format!("({e})::boolean"), Wire::Bool),
         ValueKind::Int => (format!("({e})::int8"), Wire::Int8),
         ValueKind::Double => (format!("({e})::float8"), Wire::Float8),
         ValueKind::Decimal { .. } => (format!("({e})::numeric"), Wire::Numeric),
         // the output function's text: the `inet` → text cast always adds the netmask (`/32`)
-        ValueKind::Text if *t == Type::INET => (format!("textin(inet_out({e}))"), Wire::Text),
+        ValueKind::Text if t == PgType::Inet => (format!("textin(inet_out({e}))"), Wire::Text),
         ValueKind::Text => (format!("({e})::text"), Wire::Text),
         ValueKind::Json => (format!("to_json({e})::text"), Wire::Text),
         ValueKind::Binary => (format!("({e})::bytea"), Wire::Bytea),
         ValueKind::Date => (format!("({e})::date"), Wire::Date),
-        ValueKind::Time if *t == Type::TIMETZ => (format!("(({e}) AT TIME ZONE 'UTC')::time"), Wire::Time),
+        ValueKind::Time if t == PgType::TimeTz => (format!("(({e}) AT TIME ZONE 'UTC')::time"), Wire::Time),
         ValueKind::Time => (format!("({e})::time"), Wire::Time),
         ValueKind::Timestamp { tz: true } => (format!("({e})::timestamptz"), Wire::Timestamp),
         ValueKind::Timestamp { tz: false } => (format!("({e})::timestamp"), Wire::Timestamp),
@@ -193,20 +327,20 @@ fn cast(e: &str, t: &Type, kind: ValueKind) -> (String, Wire) {
 }
 
 /// The kind of a query-result column that is not a table column.
-fn natural_kind(t: &Type) -> ValueKind {
-    match *t {
-        Type::BOOL => ValueKind::Bool,
-        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => ValueKind::Int,
-        Type::FLOAT4 | Type::FLOAT8 => ValueKind::Double,
-        Type::NUMERIC => DEFAULT_DECIMAL,
-        Type::JSON | Type::JSONB => ValueKind::Json,
-        Type::BYTEA => ValueKind::Binary,
-        Type::DATE => ValueKind::Date,
-        Type::TIME | Type::TIMETZ => ValueKind::Time,
-        Type::TIMESTAMP => ValueKind::Timestamp { tz: false },
-        Type::TIMESTAMPTZ => ValueKind::Timestamp { tz: true },
-        _ if matches!(t.kind(), Kind::Array(_) | Kind::Composite(_)) => ValueKind::Json,
-        _ => ValueKind::Text,
+fn natural_kind(t: PgType) -> ValueKind {
+    use PgType as T;
+    match t {
+        T::Bool => ValueKind::Bool,
+        T::Int2 | T::Int4 | T::Int8 | T::Oid => ValueKind::Int,
+        T::Float4 | T::Float8 => ValueKind::Double,
+        T::Numeric => DEFAULT_DECIMAL,
+        T::Json | T::Jsonb | T::Structured => ValueKind::Json,
+        T::Bytea => ValueKind::Binary,
+        T::Date => ValueKind::Date,
+        T::Time | T::TimeTz => ValueKind::Time,
+        T::Timestamp => ValueKind::Timestamp { tz: false },
+        T::TimestampTz => ValueKind::Timestamp { tz: true },
+        T::TextLike | T::Uuid | T::Inet | T::Other => ValueKind::Text,
     }
 }
 
@@ -217,7 +351,7 @@ struct Plan {
     wires: Vec<Wire>,
 }
 
-fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
+async fn plan(conn: &mut PgConnection, job: &ReadJob) -> Result<Plan> {
     let d = crate::credentials::Dialect::Postgres;
     let t = &job.table;
     let (mut names, mut kinds, mut wires, mut exprs) = (vec![], vec![], vec![], vec![]);
@@ -231,8 +365,12 @@ fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
         Some(q) => format!("SELECT * FROM ({q}) AS _dlt_q"),
         None => finish(&query::plain_exprs(d, t))?,
     };
-    let stmt = client.prepare(&probe).map_err(|e| classify(e, &format!("preparing the query of `{}`", t.name)))?;
+    let stmt = conn
+        .prepare(AssertSqlSafe(probe).into_sql_str())
+        .await
+        .map_err(|e| classify(e, &format!("preparing the query of `{}`", t.name)))?;
     for (i, c) in stmt.columns().iter().enumerate() {
+        let ty = PgType::of(c.type_info());
         let (expr, name, kind) = match &job.query {
             Some(_) => {
                 let e = format!("_dlt_q.{}", quote_ident(d, c.name()));
@@ -243,7 +381,7 @@ fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
                     .or_else(|| t.columns.iter().find(|x| x.output_name == c.name()))
                 {
                     Some(col) => (e, col.output_name.clone(), col.kind()),
-                    None => (e, c.name().to_string(), natural_kind(c.type_())),
+                    None => (e, c.name().to_string(), natural_kind(ty)),
                 }
             }
             None => {
@@ -251,9 +389,9 @@ fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
                 (quote_ident(d, &col.name), col.output_name.clone(), col.kind())
             }
         };
-        let (expr, wire) = match direct_wire(c.type_(), kind) {
+        let (expr, wire) = match direct_wire(ty, kind) {
             Some(w) => (expr, w),
-            None => cast(&expr, c.type_(), kind),
+            None => cast(&expr, ty, kind),
         };
         // rounding an unbounded numeric is chosen by a hint, never silent
         let unhinted_default = match &job.query {
@@ -271,31 +409,45 @@ fn plan(client: &mut postgres::Client, job: &ReadJob) -> Result<Plan> {
     Ok(Plan { copy_sql: format!("COPY ({sql}) TO STDOUT (FORMAT binary)"), names, kinds, wires })
 }
 
-/// A read buffer over the COPY stream.
-struct Stream<R: Read> {
-    r: R,
+/// A read buffer over the messages of a COPY stream (one message is usually one row; a value
+/// may still span messages).
+struct CopyReader<S> {
+    messages: S,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
 }
 
-impl<R: Read> Stream<R> {
+impl<S, B> CopyReader<S>
+where
+    S: Stream<Item = std::result::Result<B, sqlx::Error>> + Unpin + Send,
+    B: AsRef<[u8]>,
+{
+    fn new(messages: S) -> Self {
+        CopyReader { messages, buf: vec![0; 256 * 1024], pos: 0, end: 0 }
+    }
+
+    /// Whether `n` bytes are buffered (the common case, without touching the stream).
+    #[inline]
+    fn has(&self, n: usize) -> bool {
+        self.end - self.pos >= n
+    }
+
     /// Make at least `n` bytes available; `false` at the end of the stream.
-    fn ensure(&mut self, n: usize) -> std::io::Result<bool> {
-        while self.end - self.pos < n {
-            if self.buf.len() - self.pos < n.max(16 * 1024) {
+    async fn fill(&mut self, n: usize) -> std::result::Result<bool, sqlx::Error> {
+        while !self.has(n) {
+            let Some(m) = self.messages.try_next().await? else { return Ok(false) };
+            let m = m.as_ref();
+            if self.buf.len() - self.end < m.len() {
                 self.buf.copy_within(self.pos..self.end, 0);
                 self.end -= self.pos;
                 self.pos = 0;
-                if self.buf.len() < n {
-                    self.buf.resize(n.next_power_of_two(), 0);
+                if self.buf.len() - self.end < m.len() {
+                    self.buf.resize((self.end + m.len()).next_power_of_two(), 0);
                 }
             }
-            let k = self.r.read(&mut self.buf[self.end..])?;
-            if k == 0 {
-                return Ok(false);
-            }
-            self.end += k;
+            self.buf[self.end..self.end + m.len()].copy_from_slice(m);
+            self.end += m.len();
         }
         Ok(true)
     }
@@ -304,6 +456,12 @@ impl<R: Read> Stream<R> {
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         s
+    }
+
+    /// Read the rest of the stream (the server's end of the command).
+    async fn drain(&mut self) -> std::result::Result<(), sqlx::Error> {
+        while self.messages.try_next().await?.is_some() {}
+        Ok(())
     }
 }
 
@@ -543,34 +701,37 @@ fn put(b: &mut ColBuilder, wire: Wire, v: &[u8], scratch: &mut String) -> std::r
 /// Read a table (or a replacement query) as Arrow batches of `job.chunk_size` rows; `emit`
 /// returns `false` when nobody wants more.
 pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::RecordBatch) -> bool) -> Result<()> {
-    let mut client = connect(&job.credentials)?;
-    if let Some(id) = &job.snapshot {
-        // the partition coordinator's snapshot: every range sees the same table
-        client
-            .batch_execute(&format!(
+    let table = job.table.name.clone();
+    let (mut conn, p) = block_on(async {
+        let mut conn = connect(&job.credentials).await?;
+        if let Some(id) = &job.snapshot {
+            // the partition coordinator's snapshot: every range sees the same table
+            let sql = format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
                 pg_text_literal(id)
-            ))
-            .map_err(|e| classify(e, &format!("importing the snapshot of the partitions of `{}`", job.table.name)))?;
-    }
-    let p = plan(&mut client, job)?;
-    tracing::debug!(table = %job.table.name, sql = %p.copy_sql, "sql_database: reading");
-    let table = job.table.name.clone();
+            );
+            execute(&mut conn, &sql, &format!("importing the snapshot of the partitions of `{table}`")).await?;
+        }
+        let p = plan(&mut conn, job).await?;
+        Ok::<_, Error>((conn, p))
+    })?;
+    tracing::debug!(table = %table, sql = %p.copy_sql, "sql_database: reading");
     tracing::info!(target: "dlt::sql", source = "sql_database", "{}", p.copy_sql);
-    let reader = client.copy_out(&p.copy_sql).map_err(|e| classify(e, &format!("reading table `{table}`")))?;
-    let mut s = Stream { r: reader, buf: vec![0; 256 * 1024], pos: 0, end: 0 };
-    let io = |e: std::io::Error| source_error(format!("reading table `{table}`: {e}"), true);
-    let eof = || source_error(format!("reading table `{table}`: the COPY stream ended early"), true);
+    let what = format!("reading table `{table}`");
+    let fetch = |e: sqlx::Error| classify(e, &what);
+    let eof = || source_error(format!("{what}: the COPY stream ended early"), true);
+    let messages = block_on(conn.copy_out_raw(&p.copy_sql)).map_err(fetch)?;
+    let mut s = CopyReader::new(messages);
     // header: signature, flags, extension area
-    if !s.ensure(19).map_err(io)? {
+    if !block_on(s.fill(19)).map_err(fetch)? {
         return Err(eof());
     }
     if s.take(11) != b"PGCOPY\n\xff\r\n\0" {
-        return Err(source_error(format!("reading table `{table}`: not a binary COPY stream"), false));
+        return Err(source_error(format!("{what}: not a binary COPY stream"), false));
     }
     let _flags = s.take(4);
     let ext = be_i32(s.take(4)) as usize;
-    if !s.ensure(ext).map_err(io)? {
+    if !block_on(s.fill(ext)).map_err(fetch)? {
         return Err(eof());
     }
     s.take(ext);
@@ -578,48 +739,57 @@ pub(crate) fn read(job: &ReadJob, emit: &mut dyn FnMut(arrow::record_batch::Reco
     let mut bb = BatchBuilder::new(&p.names, &p.kinds, job.chunk_size.min(65_536));
     let mut scratch = String::with_capacity(36);
     let mut row_no: u64 = 0;
-    loop {
-        if !s.ensure(2).map_err(io)? {
-            return Err(eof());
-        }
-        let n = be_i16(s.take(2));
-        if n == -1 {
-            break;
-        }
-        if n as usize != ncols {
-            return Err(source_error(format!("reading table `{table}`: row with {n} fields, expected {ncols}"), false));
-        }
-        for (i, col) in bb.cols.iter_mut().enumerate() {
-            if !s.ensure(4).map_err(io)? {
-                return Err(eof());
+    let mut done = false;
+    while !done {
+        // one batch per trip into the runtime; the batch goes to `emit` outside it
+        block_on(async {
+            while bb.rows < job.chunk_size {
+                if !s.has(2) && !s.fill(2).await.map_err(fetch)? {
+                    return Err(eof());
+                }
+                let n = be_i16(s.take(2));
+                if n == -1 {
+                    s.drain().await.map_err(fetch)?;
+                    done = true;
+                    return Ok(());
+                }
+                if n as usize != ncols {
+                    return Err(source_error(format!("{what}: row with {n} fields, expected {ncols}"), false));
+                }
+                for (i, col) in bb.cols.iter_mut().enumerate() {
+                    if !s.has(4) && !s.fill(4).await.map_err(fetch)? {
+                        return Err(eof());
+                    }
+                    let len = be_i32(s.take(4));
+                    if len < 0 {
+                        col.append_null();
+                        continue;
+                    }
+                    let len = len as usize;
+                    if !s.has(len) && !s.fill(len).await.map_err(fetch)? {
+                        return Err(eof());
+                    }
+                    let v = s.take(len);
+                    put(col, p.wires[i], v, &mut scratch).map_err(|m| {
+                        source_error(
+                            format!("table `{table}`, column `{}`, row {}: {m}", p.names[i], row_no + 1),
+                            false,
+                        )
+                    })?;
+                }
+                bb.rows += 1;
+                row_no += 1;
             }
-            let len = be_i32(s.take(4));
-            if len < 0 {
-                col.append_null();
-                continue;
-            }
-            let len = len as usize;
-            if !s.ensure(len).map_err(io)? {
-                return Err(eof());
-            }
-            let v = s.take(len);
-            put(col, p.wires[i], v, &mut scratch).map_err(|m| {
-                source_error(format!("table `{table}`, column `{}`, row {}: {m}", p.names[i], row_no + 1), false)
-            })?;
-        }
-        bb.rows += 1;
-        row_no += 1;
-        if bb.rows >= job.chunk_size && !emit(bb.finish()?) {
+            Ok::<(), Error>(())
+        })?;
+        if bb.rows > 0 && !emit(bb.finish()?) {
             return Ok(());
         }
     }
-    // drain the end of the stream so the command completes
-    let mut rest = [0u8; 64];
-    while s.r.read(&mut rest).map_err(io)? > 0 {}
     drop(s);
-    if bb.rows > 0 {
-        emit(bb.finish()?);
-    }
+    block_on(async {
+        let _ = conn.close().await;
+    });
     Ok(())
 }
 
@@ -632,7 +802,17 @@ fn pg_text_literal(s: &str) -> String {
 /// the transaction ended) only after every range was read.
 pub(crate) struct SnapshotHolder {
     pub(crate) id: String,
-    _client: postgres::Client,
+    conn: Option<PgConnection>,
+}
+
+impl Drop for SnapshotHolder {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            block_on(async {
+                let _ = c.close().await;
+            });
+        }
+    }
 }
 
 /// The smallest and largest key of a partitioned table (within its incremental window), read in
@@ -640,28 +820,29 @@ pub(crate) struct SnapshotHolder {
 /// snapshot).
 pub(crate) fn key_bounds(job: &ReadJob, column: &str) -> Result<(crate::KeyBounds, Option<SnapshotHolder>)> {
     let d = crate::credentials::Dialect::Postgres;
-    let mut client = connect(&job.credentials)?;
     let name = &job.table.name;
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .map_err(|e| classify(e, &format!("reading the key range of `{name}`")))?;
-    let snapshot = match client.query_one("SELECT pg_export_snapshot()", &[]) {
-        Ok(r) => Some(r.get::<_, String>(0)),
-        Err(e) => {
-            tracing::debug!(table = %name, error = %e, "sql_database: no exported snapshot, ranges read on their own");
-            client.batch_execute("ROLLBACK; BEGIN").map_err(|e| classify(e, "restarting the transaction"))?;
-            None
-        }
-    };
-    let k = quote_ident(d, column);
-    let sql =
-        query::select(d, &job.table, &[format!("min({k})::int8"), format!("max({k})::int8")], job.window.as_ref())?.sql;
-    let row = client.query_one(&sql, &[]).map_err(|e| classify(e, &format!("reading the key range of `{name}`")))?;
-    let bounds = match (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) {
-        (Some(lo), Some(hi)) => Some((lo, hi)),
-        _ => None,
-    };
-    Ok((bounds, snapshot.map(|id| SnapshotHolder { id, _client: client })))
+    let what = format!("reading the key range of `{name}`");
+    block_on(async {
+        let mut conn = connect(&job.credentials).await?;
+        execute(&mut conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &what).await?;
+        let snapshot = match sqlx::query_scalar::<_, String>("SELECT pg_export_snapshot()").fetch_one(&mut conn).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::debug!(table = %name, error = %e, "sql_database: no exported snapshot, ranges read on their own");
+                execute(&mut conn, "ROLLBACK; BEGIN", "restarting the transaction").await?;
+                None
+            }
+        };
+        let k = quote_ident(d, column);
+        let sql =
+            query::select(d, &job.table, &[format!("min({k})::int8"), format!("max({k})::int8")], job.window.as_ref())?
+                .sql;
+        let row = sqlx::query(AssertSqlSafe(sql)).fetch_one(&mut conn).await.map_err(|e| classify(e, &what))?;
+        let lo: Option<i64> = row.try_get(0).map_err(|e| classify(e, &what))?;
+        let hi: Option<i64> = row.try_get(1).map_err(|e| classify(e, &what))?;
+        let bounds = lo.zip(hi);
+        Ok((bounds, snapshot.map(|id| SnapshotHolder { id, conn: Some(conn) })))
+    })
 }
 
 /// The oldest transaction of other sessions in the reader's database (autovacuum never writes
@@ -698,10 +879,15 @@ pub(crate) fn safe_watermark(
     tz: bool,
     fallback_lag: Option<f64>,
 ) -> Result<serde_json::Value> {
-    let mut client = connect(c)?;
     let what = format!("reading the safe watermark of `{}` from pg_stat_activity", table.name);
-    let row = client.query_one(WATERMARK_SQL, &[&fallback_lag]).map_err(|e| classify(e, &what))?;
-    let hidden: i64 = row.get(0);
+    let row = block_on(async {
+        let mut conn = connect(c).await?;
+        let row =
+            sqlx::query(WATERMARK_SQL).bind(fallback_lag).fetch_one(&mut conn).await.map_err(|e| classify(e, &what));
+        let _ = conn.close().await;
+        row
+    })?;
+    let hidden: i64 = row.try_get(0).map_err(|e| classify(e, &what))?;
     if hidden > 0 && fallback_lag.is_none() {
         return Err(source_error(
             format!(
@@ -715,7 +901,7 @@ pub(crate) fn safe_watermark(
             false,
         ));
     }
-    let v: String = row.get(if tz { 1 } else { 2 });
+    let v: String = row.try_get(if tz { 1 } else { 2 }).map_err(|e| classify(e, &what))?;
     tracing::debug!(table = %table.name, watermark = %v, hidden, "sql_database: safe watermark");
     Ok(serde_json::Value::String(v))
 }
@@ -790,19 +976,21 @@ mod tests {
     /// neighbours of known ties, compared with `real::text` of the real server.
     #[test]
     fn real_values_match_the_text_postgres_prints() {
-        let url = dlt_testkit::services::postgres_url();
-        let mut c = match postgres::Client::connect(&url, postgres::NoTls) {
-            Ok(c) => c,
-            Err(e) => return dlt_testkit::services::skip_or_fail("PostgreSQL", e),
-        };
-        let rows = c
-            .query(
+        let c = Credentials::parse(&dlt_testkit::services::postgres_url()).unwrap();
+        let rows = match block_on(async {
+            let mut conn = connect(&c).await?;
+            sqlx::query(
                 "SELECT r, r::text FROM (SELECT (random() * 10 ^ (random() * 44 - 6))::real AS r \
                  FROM generate_series(1, 20000) UNION ALL SELECT unnest(ARRAY[454631.625, -454631.625, \
                  0.5, 1.5, 2.5, 100.375, 3.4028235e38, 1.17549435e-38]::real[])) t",
-                &[],
             )
-            .unwrap();
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| classify(e, "query"))
+        }) {
+            Ok(r) => r,
+            Err(e) => return dlt_testkit::services::skip_or_fail("PostgreSQL", e),
+        };
         let mut s = String::new();
         let mut wrong = vec![];
         for r in &rows {
@@ -813,5 +1001,20 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{} of {} differ: {:?}", wrong.len(), rows.len(), &wrong[..wrong.len().min(10)]);
+    }
+
+    #[test]
+    fn url_options_reach_the_connection_and_unknown_ones_are_refused() {
+        let c = Credentials::parse(
+            "postgresql://u:pw@h:5433/db?host=/run/postgresql&sslmode=verify-full&connect_timeout=3",
+        )
+        .unwrap();
+        let (p, mode, _, timeout) = settings(&c).unwrap();
+        assert_eq!(p.host.as_deref(), Some("/run/postgresql"));
+        assert_eq!((p.port, p.dbname.as_deref(), p.password.as_deref()), (Some(5433), Some("db"), Some("pw")));
+        assert_eq!((mode, timeout), (SslMode::VerifyFull, Duration::from_secs(3)));
+        let c = Credentials::parse("postgresql://u:pw@h/db?target_session_attrs=read-write").unwrap();
+        let e = settings(&c).unwrap_err().to_string();
+        assert!(e.contains("`target_session_attrs`") && e.contains("sslmode") && !e.contains("pw"), "{e}");
     }
 }
