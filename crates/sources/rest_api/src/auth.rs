@@ -1,14 +1,13 @@
 //! Authentication at request time, with secrets resolved from the config providers.
 //! Secrets are [`Secret`]s: `Debug` shows `***`, and they are never put in logs or errors.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dlt_core::config::{Config, Secret};
 use dlt_core::error::{Error, Result};
 use indexmap::IndexMap;
-use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue};
+use reqwest::{Client, RequestBuilder};
 use serde_json::Value;
 
 use crate::config::AuthConfig;
@@ -57,7 +56,9 @@ pub struct OAuth2 {
     client_secret: Secret,
     data: IndexMap<String, Value>,
     default_expiry: u64,
-    token: Mutex<Option<(Secret, Instant)>>,
+    /// The cached token and when it expires; held while a new one is fetched, so concurrent
+    /// requests wait for one fetch.
+    token: tokio::sync::Mutex<Option<(Secret, Instant)>>,
 }
 
 /// Looks up auth fields: a provider value wins over the one in the source config.
@@ -134,7 +135,7 @@ impl Auth {
                     client_secret: l.secret("client_secret", o.client_secret.as_ref())?,
                     data: o.access_token_request_data.clone(),
                     default_expiry: o.default_token_expiration.unwrap_or(3600),
-                    token: Mutex::new(None),
+                    token: tokio::sync::Mutex::new(None),
                 })
             }
         })
@@ -149,7 +150,7 @@ impl Auth {
     }
 
     /// Add the credentials to a request.
-    pub fn apply(&self, req: RequestBuilder, client: &Client, resource: &str) -> Result<RequestBuilder> {
+    pub async fn apply(&self, req: RequestBuilder, client: &Client, resource: &str) -> Result<RequestBuilder> {
         Ok(match self {
             Auth::Bearer(t) => req.header(AUTHORIZATION, sensitive(&format!("Bearer {}", t.expose()), resource)?),
             Auth::ApiKey { name, key, location } => match location {
@@ -159,7 +160,7 @@ impl Auth {
             },
             Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
             Auth::OAuth2(o) => {
-                let token = o.token(client, resource)?;
+                let token = o.token(client, resource).await?;
                 req.header(AUTHORIZATION, sensitive(&format!("Bearer {}", token.expose()), resource)?)
             }
         })
@@ -167,10 +168,10 @@ impl Auth {
 
     /// After a 401: drop a cached OAuth2 token so the next attempt fetches a new one. Returns
     /// whether retrying can help (only for OAuth2).
-    pub fn invalidate(&self) -> bool {
+    pub async fn invalidate(&self) -> bool {
         match self {
             Auth::OAuth2(o) => {
-                *o.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *o.token.lock().await = None;
                 true
             }
             _ => false,
@@ -190,8 +191,8 @@ fn sensitive(v: &str, resource: &str) -> Result<HeaderValue> {
 
 impl OAuth2 {
     /// The cached token, fetched again when missing or about to expire.
-    fn token(&self, client: &Client, resource: &str) -> Result<Secret> {
-        let mut guard = self.token.lock().unwrap_or_else(|e| e.into_inner());
+    async fn token(&self, client: &Client, resource: &str) -> Result<Secret> {
+        let mut guard = self.token.lock().await;
         if let Some((t, exp)) = guard.as_ref()
             && Instant::now() + Duration::from_secs(5) < *exp
         {
@@ -212,6 +213,7 @@ impl OAuth2 {
             .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
             .form(&form)
             .send()
+            .await
             .map_err(|e| {
                 err(
                     format!("OAuth2 token request to {} failed: {}", self.url, crate::client::describe_reqwest(&e)),
@@ -225,8 +227,10 @@ impl OAuth2 {
                 status.is_server_error() || status.as_u16() == 429,
             ));
         }
-        let body: Value =
-            resp.json().map_err(|e| err(format!("OAuth2 token response from {} is not JSON: {e}", self.url), false))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| err(format!("OAuth2 token response from {} is not JSON: {e}", self.url), false))?;
         let token = body
             .get("access_token")
             .and_then(Value::as_str)

@@ -1,11 +1,17 @@
 //! HTTP requests with retries (429 with `Retry-After`, 5xx, connection errors, timeouts), response
-//! actions, and the page iterator of one endpoint request.
+//! actions, and the pages of one endpoint request.
+//!
+//! Requests are async (reqwest on the shared runtime). A request sequence is a [`Pager`]: it
+//! hands out the next page's request and takes in its response (parsing, paginator). The
+//! synchronous [`PageIter`] that resources read requests the next page in the background while
+//! the records of the current one are consumed; a child resource's request sequences run as
+//! tasks, a few at once (see the crate's `ChildIter`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dlt_core::error::{Error, Result};
-use reqwest::blocking::Client;
+use reqwest::Client;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -101,9 +107,14 @@ fn retryable(e: &reqwest::Error) -> bool {
     (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) && !dlt_core::error::is_certificate_failure(e)
 }
 
+/// `Retry-After` as seconds or as an HTTP date (a date in the past: no wait).
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<f64>().ok().filter(|s| *s >= 0.0 && s.is_finite()).map(Duration::from_secs_f64)
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
 fn excerpt(body: &[u8]) -> String {
@@ -172,7 +183,7 @@ impl Http {
     /// redirect to another origin (a next-page link, a `Location`) is an error naming both
     /// origins, or with `client.allow_cross_origin` is followed without them.
     #[allow(clippy::too_many_arguments)]
-    pub fn send(
+    pub async fn send(
         &self,
         req: &Request,
         origin: &reqwest::Url,
@@ -195,7 +206,7 @@ impl Http {
         loop {
             attempt += 1;
             tracing::info!(target: "dlt::http", request = %what, attempt, "rest_api: request");
-            let result = self.send_following_redirects(req, &url, origin, auth, resource, &what);
+            let result = self.send_following_redirects(req, &url, origin, auth, resource, &what).await;
             let resp = match result {
                 Ok(r) => r,
                 Err(SendError::Http(e)) => {
@@ -203,7 +214,7 @@ impl Http {
                     if can && attempt < self.policy.max_attempts {
                         let wait = self.policy.backoff(attempt);
                         tracing::warn!(request = %what, attempt, error = %describe_reqwest(&e), wait_s = wait.as_secs_f64(), "rest_api: request failed, retrying");
-                        std::thread::sleep(wait);
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                     let tail = if can { format!(" (gave up after {attempt} attempts)") } else { String::new() };
@@ -224,7 +235,7 @@ impl Http {
             if resp.status == StatusCode::UNAUTHORIZED
                 && !refreshed
                 && let Some(a) = auth
-                && a.invalidate()
+                && a.invalidate().await
             {
                 refreshed = true;
                 attempt -= 1;
@@ -237,7 +248,7 @@ impl Http {
                         .unwrap_or_else(|| self.policy.backoff(attempt))
                         .min(Duration::from_secs_f64(self.policy.max_delay.max(0.0)));
                     tracing::warn!(request = %what, status, attempt, wait_s = wait.as_secs_f64(), "rest_api: retrying");
-                    std::thread::sleep(wait);
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 return Err(fail(
@@ -253,7 +264,7 @@ impl Http {
     }
 
     /// One attempt: the request, then the redirects it gets, each checked against `origin`.
-    fn send_following_redirects(
+    async fn send_following_redirects(
         &self,
         req: &Request,
         url: &Url,
@@ -289,9 +300,9 @@ impl Http {
                 }
             }
             if trusted && let Some(a) = auth {
-                rb = a.apply(rb, &self.client, resource).map_err(SendError::Other)?;
+                rb = a.apply(rb, &self.client, resource).await.map_err(SendError::Other)?;
             }
-            let r = rb.send().map_err(SendError::Http)?;
+            let r = rb.send().await.map_err(SendError::Http)?;
             let status = r.status();
             if status.is_redirection()
                 && let Some(loc) = r.headers().get(reqwest::header::LOCATION)
@@ -316,7 +327,7 @@ impl Http {
                 continue;
             }
             let headers = r.headers().clone();
-            let body = self.read_body(r, resource, what)?;
+            let body = self.read_body(r, resource, what).await?;
             return Ok(Response { status, headers, body });
         }
         Err(SendError::Other(Error::Source {
@@ -361,13 +372,12 @@ impl Http {
     }
 
     /// The body, decompressed, read up to `max_response_bytes`.
-    fn read_body(
+    async fn read_body(
         &self,
-        r: reqwest::blocking::Response,
+        mut r: reqwest::Response,
         resource: &str,
         what: &str,
     ) -> std::result::Result<Vec<u8>, SendError> {
-        use std::io::Read;
         let limit = self.max_response_bytes;
         let too_large = || {
             SendError::Other(Error::Source {
@@ -385,24 +395,11 @@ impl Http {
             return Err(too_large());
         }
         let mut body = Vec::with_capacity(r.content_length().unwrap_or(0).min(limit).min(16 << 20) as usize);
-        let mut capped = r.take(limit.saturating_add(1));
-        capped.read_to_end(&mut body).map_err(|e| match e.into_inner() {
-            Some(inner) => match inner.downcast::<reqwest::Error>() {
-                Ok(re) => SendError::Http(*re),
-                Err(other) => SendError::Other(Error::Source {
-                    resource: resource.to_string(),
-                    message: format!("{what}: reading the response failed: {other}"),
-                    transient: true,
-                }),
-            },
-            None => SendError::Other(Error::Source {
-                resource: resource.to_string(),
-                message: format!("{what}: reading the response failed"),
-                transient: true,
-            }),
-        })?;
-        if body.len() as u64 > limit {
-            return Err(too_large());
+        while let Some(chunk) = r.chunk().await.map_err(SendError::Http)? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
         Ok(body)
     }
@@ -429,8 +426,10 @@ pub struct ReadSpec {
     pub auth: Option<Arc<Auth>>,
 }
 
-/// The records of one request sequence, page by page, lazily.
-pub struct PageIter {
+/// One request sequence (an endpoint's pages): the request of the next page and the paginator's
+/// state. [`Pager::next_request`] gives a page's request, [`Http::send`] makes it, and
+/// [`Pager::accept`] takes in the response: its records, and the request of the page after it.
+pub struct Pager {
     http: Arc<Http>,
     spec: Arc<ReadSpec>,
     req: Request,
@@ -438,24 +437,39 @@ pub struct PageIter {
     origin: Url,
     paginator: Option<Paginator>,
     page_no: u64,
-    buf: Records,
     done: bool,
     detected_logged: bool,
     /// An error to return once the records before it are out.
     pending: Option<Error>,
 }
 
-impl PageIter {
-    /// Iterate the pages starting with `req`.
-    pub fn new(http: Arc<Http>, spec: Arc<ReadSpec>, req: Request) -> PageIter {
-        PageIter {
+/// A page's request, ready to send.
+pub struct PageRequest {
+    http: Arc<Http>,
+    spec: Arc<ReadSpec>,
+    req: Request,
+    origin: Url,
+    page_no: u64,
+}
+
+impl PageRequest {
+    /// Send it (with retries, redirects and response actions).
+    pub async fn send(self) -> Result<Outcome> {
+        let s = &self.spec;
+        self.http.send(&self.req, &self.origin, s.auth.as_deref(), &s.actions, &s.resource, self.page_no).await
+    }
+}
+
+impl Pager {
+    /// The pages starting with `req`.
+    pub fn new(http: Arc<Http>, spec: Arc<ReadSpec>, req: Request) -> Pager {
+        Pager {
             http,
             spec,
             origin: req.url.clone(),
             req,
             paginator: None,
             page_no: 0,
-            buf: Records::default(),
             done: false,
             detected_logged: false,
             pending: None,
@@ -466,16 +480,39 @@ impl PageIter {
         Error::Source { resource: self.spec.resource.clone(), message, transient: false }
     }
 
-    fn fetch(&mut self) -> Result<()> {
-        let mut paginator = match self.paginator.take() {
-            Some(p) => p,
-            None => {
-                let mut p = Paginator::new(&self.spec.paginator).map_err(|e| self.err(e))?;
-                p.init_request(&mut self.req);
-                p
-            }
-        };
+    /// The request of the next page, or `None` when the sequence has ended.
+    pub fn next_request(&mut self) -> Result<Option<PageRequest>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.paginator.is_none() {
+            let mut p = Paginator::new(&self.spec.paginator).map_err(|e| self.err(e))?;
+            p.init_request(&mut self.req);
+            self.paginator = Some(p);
+        }
         self.page_no += 1;
+        Ok(Some(PageRequest {
+            http: self.http.clone(),
+            spec: self.spec.clone(),
+            req: self.req.clone(),
+            origin: self.origin.clone(),
+            page_no: self.page_no,
+        }))
+    }
+
+    /// The error that ended the sequence after the records of its last page, if any.
+    pub fn take_pending(&mut self) -> Option<Error> {
+        self.pending.take()
+    }
+
+    /// A record of a page, or the error that names it.
+    pub fn record(&self, r: serde_json::Result<Value>) -> Result<Value> {
+        r.map_err(|e| self.err(format!("a record of the response: {e}")))
+    }
+
+    /// Take in the response to the last request: its records (the data selector applied), the
+    /// paginator's state, and the request of the next page (or the end).
+    pub fn accept(&mut self, outcome: Outcome) -> Result<Records> {
         let page_no = self.page_no;
         let auth = self.spec.auth.as_deref();
         let shown = format!(
@@ -484,14 +521,14 @@ impl PageIter {
             shown_url(&full_url(&self.req), auth.and_then(Auth::secret_query_param))
         );
         let what = || shown.clone();
-        let resp =
-            match self.http.send(&self.req, &self.origin, auth, &self.spec.actions, &self.spec.resource, page_no)? {
-                Outcome::Ok(r) => r,
-                Outcome::Ignored => {
-                    self.done = true;
-                    return Ok(());
-                }
-            };
+        let resp = match outcome {
+            Outcome::Ok(r) => r,
+            Outcome::Ignored => {
+                self.done = true;
+                return Ok(Records::default());
+            }
+        };
+        let mut paginator = self.paginator.take().expect("next_request made the paginator");
         let Response { headers, body, .. } = resp;
         let split = split_body(body, self.spec.data_selector.as_ref()).map_err(|e| match e {
             SplitError::Malformed(e) => self.err(format!("{}: malformed JSON in the response: {e}", what())),
@@ -514,9 +551,7 @@ impl PageIter {
                 data: PageData::Records(&split.records),
             })
             .map_err(|e| self.err(format!("{}: {e}", what())))?;
-        if !discard {
-            self.buf = split.records;
-        }
+        let records = if discard { Records::default() } else { split.records };
         if paginator.has_next() {
             if self.spec.paginator.max_pages.is_some_and(|m| page_no >= m) {
                 tracing::warn!(resource = %self.spec.resource, max_pages = page_no, "rest_api: stopped at max_pages although there are more pages");
@@ -541,7 +576,58 @@ impl PageIter {
             self.done = true;
         }
         self.paginator = Some(paginator);
+        Ok(records)
+    }
+
+    /// Every record of the sequence, the pages requested one after the other (a child
+    /// resource's task).
+    pub async fn collect(mut self) -> Result<Vec<Value>> {
+        let mut out = vec![];
+        while let Some(req) = self.next_request()? {
+            let mut records = self.accept(req.send().await?)?;
+            out.reserve(records.len());
+            while let Some(r) = records.pop_front() {
+                out.push(self.record(r)?);
+            }
+        }
+        match self.take_pending() {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The records of one request sequence, page by page, lazily; the next page is requested in the
+/// background while the current page's records are taken.
+pub struct PageIter {
+    pager: Pager,
+    buf: Records,
+    next: Option<tokio::task::JoinHandle<Result<Outcome>>>,
+    failed: bool,
+}
+
+impl PageIter {
+    /// Iterate the pages starting with `req`.
+    pub fn new(http: Arc<Http>, spec: Arc<ReadSpec>, req: Request) -> PageIter {
+        Self::from_pager(Pager::new(http, spec, req))
+    }
+
+    /// Iterate the pages of a request sequence.
+    pub fn from_pager(pager: Pager) -> PageIter {
+        PageIter { pager, buf: Records::default(), next: None, failed: false }
+    }
+
+    /// Start the request of the next page (nothing when the sequence has ended).
+    fn request_next(&mut self) -> Result<()> {
+        if let Some(req) = self.pager.next_request()? {
+            self.next = Some(dlt_core::runtime::handle().spawn(req.send()));
+        }
         Ok(())
+    }
+
+    fn fail(&mut self, e: Error) -> Option<Result<Value>> {
+        self.failed = true;
+        Some(Err(e))
     }
 }
 
@@ -550,15 +636,37 @@ impl Iterator for PageIter {
     fn next(&mut self) -> Option<Result<Value>> {
         loop {
             if let Some(v) = self.buf.pop_front() {
-                return Some(v.map_err(|e| self.err(format!("a record of the response: {e}"))));
+                return Some(self.pager.record(v));
             }
-            if self.done {
-                return self.pending.take().map(Err);
+            if self.failed {
+                return None;
             }
-            if let Err(e) = self.fetch() {
-                self.done = true;
-                return Some(Err(e));
+            if self.next.is_none()
+                && let Err(e) = self.request_next()
+            {
+                return self.fail(e);
             }
+            let Some(next) = self.next.take() else {
+                self.failed = true;
+                return self.pager.take_pending().map(Err);
+            };
+            let outcome = dlt_core::runtime::block_on(next)
+                .unwrap_or_else(|e| Err(self.pager.err(format!("the request task failed: {e}"))));
+            match outcome.and_then(|o| self.pager.accept(o)) {
+                Ok(records) => self.buf = records,
+                Err(e) => return self.fail(e),
+            }
+            if let Err(e) = self.request_next() {
+                self.pager.pending.get_or_insert(e);
+            }
+        }
+    }
+}
+
+impl Drop for PageIter {
+    fn drop(&mut self) {
+        if let Some(h) = self.next.take() {
+            h.abort();
         }
     }
 }

@@ -52,7 +52,7 @@ use dlt_core::resource::{Resource, ResourceContext, ResourceHints, Source};
 use serde_json::{Map, Value};
 
 use crate::auth::Auth;
-use crate::client::{Http, PageIter, ReadSpec, RetryPolicy};
+use crate::client::{Http, PageIter, Pager, ReadSpec, RetryPolicy};
 pub use crate::config::*;
 use crate::jsonpath::JsonPath;
 use crate::paginator::{Paginator, Request};
@@ -141,7 +141,7 @@ fn build_http(client: &ClientConfig, providers: &Config) -> Result<(Http, usize)
             Err(cfg_err(format!("client.session.{what} must be a positive number of seconds")))
         }
     };
-    let mut builder = reqwest::blocking::Client::builder();
+    let mut builder = reqwest::Client::builder();
     for cert in ca_bundle(client)? {
         builder = builder.add_root_certificate(cert);
     }
@@ -555,7 +555,16 @@ fn stream(rt: Arc<Runtime>, idx: usize, inc: Map<String, Value>) -> ValueIter {
             Box::new(pit.map(move |r| r.map(|v| project(&v, &fields))))
         }
     };
-    Box::new(ChildIter { rt, idx, inc, parents, current: None, ready: VecDeque::new(), parents_done: false })
+    Box::new(ChildIter {
+        rt,
+        idx,
+        inc,
+        parents,
+        current: None,
+        running: VecDeque::new(),
+        parent_error: None,
+        parents_done: false,
+    })
 }
 
 /// Records the parent fields children need while the parent's items pass to the pipeline.
@@ -584,8 +593,13 @@ impl Iterator for Recorder {
     }
 }
 
-/// All records of a child for one parent item, `_<parent>_<field>` columns added.
-fn child_records(rt: &Runtime, idx: usize, inc: &Map<String, Value>, item: Map<String, Value>) -> ValueIter {
+/// A child's requests for one parent item and the `_<parent>_<field>` columns its records get.
+fn child_request(
+    rt: &Runtime,
+    idx: usize,
+    inc: &Map<String, Value>,
+    item: Map<String, Value>,
+) -> Result<(Pager, Map<String, Value>)> {
     let plan = &rt.plans[idx];
     let link = plan.parent.as_ref().expect("a child has a parent");
     let mut extra = Map::new();
@@ -595,48 +609,110 @@ fn child_records(rt: &Runtime, idx: usize, inc: &Map<String, Value>, item: Map<S
                 extra.insert(format!("_{}_{}", link.name, f), v.clone());
             }
             None => {
-                return Box::new(std::iter::once(Err(Error::Source {
+                return Err(Error::Source {
                     resource: plan.name.clone(),
                     message: format!("include_from_parent: a `{}` item has no field `{f}`", link.name),
                     transient: false,
-                })));
+                });
             }
         }
     }
     let vars = Vars { parent: Some((link.name.clone(), item)), incremental: inc.clone() };
-    let req = match build_request(&rt.http, plan, &vars) {
-        Ok(r) => r,
-        Err(e) => return Box::new(std::iter::once(Err(e))),
-    };
-    let pages = PageIter::new(rt.http.clone(), plan.read.clone(), req);
-    if extra.is_empty() {
-        return Box::new(pages);
-    }
-    Box::new(pages.map(move |r| {
-        r.map(|mut v| {
-            if let Value::Object(m) = &mut v {
-                for (k, x) in &extra {
-                    m.insert(k.clone(), x.clone());
-                }
-            } else {
-                let mut m = extra.clone();
-                m.insert("value".into(), v);
-                v = Value::Object(m);
-            }
-            v
-        })
-    }))
+    let req = build_request(&rt.http, plan, &vars)?;
+    Ok((Pager::new(rt.http.clone(), plan.read.clone(), req), extra))
 }
 
-/// A child's records in parent order; up to `max_parallel` parent items are requested at once.
+/// A child record with the parent's fields added (a record that is not an object is wrapped
+/// as `value`).
+fn with_parent_fields(mut v: Value, extra: &Map<String, Value>) -> Value {
+    if extra.is_empty() {
+        return v;
+    }
+    if let Value::Object(m) = &mut v {
+        for (k, x) in extra {
+            m.insert(k.clone(), x.clone());
+        }
+    } else {
+        let mut m = extra.clone();
+        m.insert("value".into(), v);
+        v = Value::Object(m);
+    }
+    v
+}
+
+/// All records of a child for one parent item, lazily, page after page.
+fn child_records(rt: &Runtime, idx: usize, inc: &Map<String, Value>, item: Map<String, Value>) -> ValueIter {
+    match child_request(rt, idx, inc, item) {
+        Ok((pager, extra)) => {
+            Box::new(PageIter::from_pager(pager).map(move |r| r.map(|v| with_parent_fields(v, &extra))))
+        }
+        Err(e) => Box::new(std::iter::once(Err(e))),
+    }
+}
+
+type ChildTask = tokio::task::JoinHandle<Result<Vec<Value>>>;
+
+/// A child's records in parent order. With `max_parallel` > 1, the request sequences of up to
+/// that many parent items run at once as tasks (each collects its pages); their records are
+/// yielded in parent order, and a finished sequence is replaced by the next parent item's at
+/// once. With 1, one parent item's pages after the other, lazily.
 struct ChildIter {
     rt: Arc<Runtime>,
     idx: usize,
     inc: Map<String, Value>,
     parents: Box<dyn Iterator<Item = Result<Map<String, Value>>> + Send>,
     current: Option<ValueIter>,
-    ready: VecDeque<Result<Vec<Value>>>,
+    running: VecDeque<ChildTask>,
+    /// The parents' error, returned after the records of the items before it.
+    parent_error: Option<Error>,
     parents_done: bool,
+}
+
+impl ChildIter {
+    /// Start tasks for parent items until `max_parallel` run.
+    fn fill(&mut self) {
+        while !self.parents_done && self.running.len() < self.rt.max_parallel {
+            match self.parents.next() {
+                None => self.parents_done = true,
+                Some(Err(e)) => {
+                    self.parents_done = true;
+                    self.parent_error = Some(e);
+                }
+                Some(Ok(item)) => {
+                    let task = match child_request(&self.rt, self.idx, &self.inc, item) {
+                        Ok((pager, extra)) => dlt_core::runtime::handle().spawn(async move {
+                            let mut records = pager.collect().await?;
+                            for r in &mut records {
+                                *r = with_parent_fields(std::mem::take(r), &extra);
+                            }
+                            Ok(records)
+                        }),
+                        Err(e) => dlt_core::runtime::handle().spawn(async move { Err(e) }),
+                    };
+                    self.running.push_back(task);
+                }
+            }
+        }
+    }
+
+    /// Stop: no more records after an error.
+    fn stop(&mut self, e: Error) -> Option<Result<Value>> {
+        for t in self.running.drain(..) {
+            t.abort();
+        }
+        self.current = None;
+        self.parents_done = true;
+        self.parent_error = None;
+        Some(Err(e))
+    }
+}
+
+impl Drop for ChildIter {
+    fn drop(&mut self) {
+        for t in self.running.drain(..) {
+            t.abort();
+        }
+    }
 }
 
 impl Iterator for ChildIter {
@@ -645,75 +721,39 @@ impl Iterator for ChildIter {
         loop {
             if let Some(cur) = &mut self.current {
                 match cur.next() {
-                    Some(Err(e)) => {
-                        self.current = None;
-                        self.ready.clear();
-                        self.parents_done = true;
-                        return Some(Err(e));
-                    }
+                    Some(Err(e)) => return self.stop(e),
                     Some(ok) => return Some(ok),
                     None => self.current = None,
                 }
             }
-            if let Some(batch) = self.ready.pop_front() {
-                match batch {
-                    Ok(vals) => self.current = Some(Box::new(vals.into_iter().map(Ok))),
-                    Err(e) => {
-                        self.ready.clear();
-                        self.parents_done = true;
-                        return Some(Err(e));
-                    }
-                }
-                continue;
-            }
-            if self.parents_done {
-                return None;
-            }
             if self.rt.max_parallel <= 1 {
+                if self.parents_done {
+                    return self.parent_error.take().map(Err);
+                }
                 match self.parents.next() {
                     None => self.parents_done = true,
-                    Some(Err(e)) => {
-                        self.parents_done = true;
-                        return Some(Err(e));
-                    }
+                    Some(Err(e)) => return self.stop(e),
                     Some(Ok(item)) => self.current = Some(child_records(&self.rt, self.idx, &self.inc, item)),
                 }
                 continue;
             }
-            // a window of parent items, requested in parallel, yielded in parent order
-            let mut handles = vec![];
-            let mut parent_err = None;
-            while handles.len() < self.rt.max_parallel {
-                match self.parents.next() {
-                    None => {
-                        self.parents_done = true;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        self.parents_done = true;
-                        parent_err = Some(e);
-                        break;
-                    }
-                    Some(Ok(item)) => {
-                        let (rt, idx, inc) = (self.rt.clone(), self.idx, self.inc.clone());
-                        handles.push(std::thread::spawn(move || {
-                            child_records(&rt, idx, &inc, item).collect::<Result<Vec<Value>>>()
-                        }));
-                    }
-                }
+            self.fill();
+            let Some(task) = self.running.pop_front() else {
+                return self.parent_error.take().map(Err);
+            };
+            let records = dlt_core::runtime::block_on(task).unwrap_or_else(|e| {
+                Err(Error::Source {
+                    resource: self.rt.plans[self.idx].name.clone(),
+                    message: format!("a child request task failed: {e}"),
+                    transient: false,
+                })
+            });
+            match records {
+                Ok(vals) => self.current = Some(Box::new(vals.into_iter().map(Ok))),
+                Err(e) => return self.stop(e),
             }
-            for h in handles {
-                self.ready.push_back(h.join().unwrap_or_else(|_| {
-                    Err(Error::Source {
-                        resource: self.rt.plans[self.idx].name.clone(),
-                        message: "a child request thread panicked".into(),
-                        transient: false,
-                    })
-                }));
-            }
-            if let Some(e) = parent_err {
-                self.ready.push_back(Err(e));
-            }
+            // the finished sequence's slot goes to the next parent item
+            self.fill();
         }
     }
 }
