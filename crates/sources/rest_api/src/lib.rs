@@ -654,8 +654,8 @@ type ChildTask = tokio::task::JoinHandle<Result<Vec<Value>>>;
 
 /// A child's records in parent order. With `max_parallel` > 1, the request sequences of up to
 /// that many parent items run at once as tasks (each collects its pages); their records are
-/// yielded in parent order, and a finished sequence is replaced by the next parent item's at
-/// once. With 1, one parent item's pages after the other, lazily.
+/// yielded in parent order, and when the first in line is handed on its slot goes to the next
+/// parent item. With 1, one parent item's pages after the other, lazily.
 struct ChildIter {
     rt: Arc<Runtime>,
     idx: usize,

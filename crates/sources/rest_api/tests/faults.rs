@@ -321,3 +321,126 @@ fn query_parameters_go_out_in_the_order_written() {
     let target = &srv.requests()[1].target;
     assert!(target.ends_with("items?zeta=1&alpha=a&mid=2"), "{target}");
 }
+
+/// Every item of every resource, in the order the pipeline extracts them (parents first).
+fn collect_all(c: &RestApiConfig) -> Vec<(String, Vec<Value>)> {
+    let mut out = vec![];
+    for r in rest_api_resources(c, &providers()).unwrap() {
+        let (name, _, items) = r.into_parts();
+        let values = items
+            .map(|i| match i {
+                Ok(Item::Json(v)) => v,
+                other => panic!("{name}: {other:?}"),
+            })
+            .collect();
+        out.push((name, values));
+    }
+    out
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    // the date two seconds ahead (HTTP dates have whole seconds: the wait is 1–2 s)
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let srv = FaultServer::start(move |_, n| {
+        if n == 0 {
+            Reply::json(429, "slow down").header("Retry-After", &at)
+        } else {
+            Reply::json(200, r#"[{"id": 1}]"#)
+        }
+    });
+    let t = Instant::now();
+    let (items, err) = collect(&cfg(&srv.url, json!({"path": "items", "paginator": "single_page"})));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(items, [json!({"id": 1})]);
+    assert!(t.elapsed() >= Duration::from_millis(900), "waited {:?}", t.elapsed());
+    assert_eq!(srv.requests().len(), 2);
+
+    // a date in the past: retried at once (not after the backoff of an unreadable header)
+    let srv = FaultServer::start(|_, n| {
+        if n == 0 {
+            Reply::json(503, "busy").header("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")
+        } else {
+            Reply::json(200, r#"[{"id": 2}]"#)
+        }
+    });
+    let (items, err) = collect(&cfg(&srv.url, json!({"path": "items", "paginator": "single_page"})));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(items, [json!({"id": 2})]);
+    assert_eq!(srv.requests().len(), 2);
+}
+
+#[test]
+fn child_requests_run_up_to_max_parallel_at_once_and_keep_the_parent_order() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (now2, max2) = (now.clone(), max.clone());
+    let srv = FaultServer::start(move |seen, _| {
+        if seen.target.ends_with("/parents") {
+            let ids: Vec<Value> = (1..=7).map(|i| json!({"id": i})).collect();
+            return Reply::json(200, &Value::Array(ids).to_string());
+        }
+        // /parents/<id>/kids: held open a while, counting the requests in flight; the first
+        // parent's children take longest, so later ones finish first
+        let id: u64 = seen.target.split('/').nth(2).unwrap().parse().unwrap();
+        let in_flight = now2.fetch_add(1, Ordering::SeqCst) + 1;
+        max2.fetch_max(in_flight, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(if id == 1 { 400 } else { 150 }));
+        now2.fetch_sub(1, Ordering::SeqCst);
+        Reply::json(200, &json!([{"kid": id * 10}, {"kid": id * 10 + 1}]).to_string())
+    });
+    let mut session = session();
+    session["max_parallel"] = json!(3);
+    let c = RestApiConfig::from_json(json!({
+        "client": {"base_url": srv.url, "session": session, "paginator": "single_page"},
+        "resources": [
+            "parents",
+            {"name": "kids", "endpoint": {"path": "parents/{resources.parents.id}/kids"},
+             "include_from_parent": ["id"]}
+        ]
+    }))
+    .unwrap();
+    let all = collect_all(&c);
+    assert_eq!(all[0].1.len(), 7);
+    let kids: Vec<(u64, u64)> =
+        all[1].1.iter().map(|v| (v["_parents_id"].as_u64().unwrap(), v["kid"].as_u64().unwrap())).collect();
+    let want: Vec<(u64, u64)> = (1..=7).flat_map(|i| [(i, i * 10), (i, i * 10 + 1)]).collect();
+    assert_eq!(kids, want, "children in the parents' order");
+    assert_eq!(max.load(Ordering::SeqCst), 3, "max_parallel child requests at once");
+    assert_eq!(srv.requests().len(), 8);
+}
+
+#[test]
+fn the_next_page_is_requested_while_the_current_one_is_consumed() {
+    let srv = FaultServer::start(|seen, _| {
+        let page: u64 = seen.target.rsplit('=').next().and_then(|p| p.parse().ok()).unwrap_or(1);
+        let body = if page <= 3 { json!([{"page": page}, {"page": page}]) } else { json!([]) };
+        Reply::json(200, &body.to_string())
+    });
+    let c = cfg(
+        &srv.url,
+        json!({"path": "items", "paginator": {"type": "page_number", "base_page": 1, "total_path": null}}),
+    );
+    let r = rest_api_resources(&c, &providers()).unwrap().into_iter().next().unwrap();
+    let (_, _, mut items) = r.into_parts();
+    // one record of page 1 taken: page 2 is on its way without another record being asked for
+    assert!(matches!(items.next(), Some(Ok(Item::Json(v))) if v == json!({"page": 1})));
+    let t = Instant::now();
+    while srv.requests().len() < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(srv.requests().len(), 2, "page 2 requested ahead");
+    assert!(srv.requests()[1].target.ends_with("page=2"), "{:?}", srv.requests()[1].target);
+    // and only one page ahead
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(srv.requests().len(), 2);
+    let rest: Vec<Value> = items
+        .map(|i| match i {
+            Ok(Item::Json(v)) => v,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(rest.len(), 5);
+    assert_eq!(srv.requests().len(), 4, "pages 1–3 and the empty page 4");
+}
