@@ -593,13 +593,12 @@ fn run(index: usize, database: &str, pipeline: &str, dataset: &str, src: Source)
     })
 }
 
-#[test]
-fn same_columns_and_values_as_python_dlt() {
-    check_documented();
-    let text = std::fs::read_to_string(oracle_file("expected.json")).unwrap();
-    let mut expected: Value = serde_json::from_str(&text).unwrap();
-    let Some(pg) = PgSchema::new() else { return };
-    let Some(my) = MyDb::new() else { return };
+/// dlt-rs's dumps of both fixtures read with `backend` (the result format of the oracle files),
+/// or `None` when a database server is missing (skipped; an error under CI). Also returns the
+/// MySQL fixture for more tables.
+fn load_fixtures(backend: Backend, case: &str) -> Option<(Value, MyDb)> {
+    let pg = PgSchema::new()?;
+    let my = MyDb::new()?;
     pg.exec(include_str!("fixtures/postgres_all_types.sql"));
     my.exec(include_str!("fixtures/mysql_all_types.sql"));
     // the names make_expected.py uses
@@ -610,6 +609,7 @@ fn same_columns_and_values_as_python_dlt() {
     let pg_src = SqlDatabase::from_url(&pg.url)
         .unwrap()
         .schema(&pg.name)
+        .backend(backend)
         .table_names([TABLE])
         .table(
             TABLE,
@@ -620,29 +620,44 @@ fn same_columns_and_values_as_python_dlt() {
         )
         .into_source()
         .unwrap();
-    let my_src = SqlDatabase::from_url(&my.url).unwrap().table_names([TABLE]).into_source().unwrap();
+    let my_src = SqlDatabase::from_url(&my.url).unwrap().backend(backend).table_names([TABLE]).into_source().unwrap();
     let runs = vec![
         run(0, "postgres", "sql_parity_postgres", "pg_parity", pg_src),
         run(1, "mysql", "sql_parity_mysql", "mysql_parity", my_src),
     ];
     let actual = json!({
         "result_format_version": 1,
-        "case": "sql_database_parity",
+        "case": case,
         "oracle": {"dlt-rs": env!("CARGO_PKG_VERSION")},
         "runs": runs,
     });
-    adjust(&mut expected, &actual);
-    let diffs = try_compare(&expected, &actual, &CompareOptions::default()).unwrap();
+    Some((actual, my))
+}
+
+/// Compare the adjusted oracle with dlt-rs's dumps; on a difference the dumps are kept in
+/// `kept` and the report names both files.
+fn assert_same(expected: &Value, actual: &Value, oracle: &str, kept: &str) {
+    let diffs = try_compare(expected, actual, &CompareOptions::default()).unwrap();
     if !diffs.is_empty() {
-        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sql_database_parity_actual.json");
-        std::fs::write(&kept, to_pretty_json(&actual) + "\n").unwrap();
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join(kept);
+        std::fs::write(&kept, to_pretty_json(actual) + "\n").unwrap();
         panic!(
             "dlt-rs differs from Python dlt beyond tests/oracle/DEVIATIONS.md (expected: {}, dlt-rs: {}):\n{}",
-            oracle_file("expected.json").display(),
+            oracle_file(oracle).display(),
             kept.display(),
             format_report(&diffs)
         );
     }
+}
+
+#[test]
+fn same_columns_and_values_as_python_dlt() {
+    check_documented();
+    let text = std::fs::read_to_string(oracle_file("expected.json")).unwrap();
+    let mut expected: Value = serde_json::from_str(&text).unwrap();
+    let Some((actual, my)) = load_fixtures(Backend::Arrow, "sql_database_parity") else { return };
+    adjust(&mut expected, &actual);
+    assert_same(&expected, &actual, "expected.json", "sql_database_parity_actual.json");
 
     // an unsigned BIGINT above 2^63 - 1 fails dlt's extract (expected.json `dlt_fails`) and dlt-rs's
     let fails = &expected["dlt_fails"]["mysql.unsigned_overflow"];
@@ -659,51 +674,7 @@ fn rows_backend_same_columns_and_values_as_python_dlt_sqlalchemy() {
     check_documented();
     let text = std::fs::read_to_string(oracle_file("expected_rows.json")).unwrap();
     let mut expected: Value = serde_json::from_str(&text).unwrap();
-    let Some(pg) = PgSchema::new() else { return };
-    let Some(my) = MyDb::new() else { return };
-    pg.exec(include_str!("fixtures/postgres_all_types.sql"));
-    my.exec(include_str!("fixtures/mysql_all_types.sql"));
-    let round: dlt_core::schema::Column =
-        serde_json::from_value(json!({"name": "c_num_unbounded", "data_type": "decimal", "precision": 38, "scale": 9}))
-            .unwrap();
-    let pg_src = SqlDatabase::from_url(&pg.url)
-        .unwrap()
-        .schema(&pg.name)
-        .backend(Backend::Rows)
-        .table_names([TABLE])
-        .table(
-            TABLE,
-            TableOptions {
-                columns: [("c_num_unbounded".to_string(), round)].into_iter().collect(),
-                ..Default::default()
-            },
-        )
-        .into_source()
-        .unwrap();
-    let my_src =
-        SqlDatabase::from_url(&my.url).unwrap().backend(Backend::Rows).table_names([TABLE]).into_source().unwrap();
-    let runs = vec![
-        run(0, "postgres", "sql_parity_postgres", "pg_parity", pg_src),
-        run(1, "mysql", "sql_parity_mysql", "mysql_parity", my_src),
-    ];
-    let actual = json!({
-        "result_format_version": 1,
-        "case": "sql_database_parity_rows",
-        "oracle": {"dlt-rs": env!("CARGO_PKG_VERSION")},
-        "runs": runs,
-    });
-    // kept for a look when the comparison fails
-    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sql_database_parity_rows_actual.json");
-    std::fs::write(&kept, to_pretty_json(&actual) + "\n").unwrap();
+    let Some((actual, _)) = load_fixtures(Backend::Rows, "sql_database_parity_rows") else { return };
     adjust_rows(&mut expected, &actual);
-    let diffs = try_compare(&expected, &actual, &CompareOptions::default()).unwrap();
-    if !diffs.is_empty() {
-        panic!(
-            "dlt-rs (rows) differs from Python dlt (sqlalchemy) beyond tests/oracle/DEVIATIONS.md (expected: {}, \
-             dlt-rs: {}):\n{}",
-            oracle_file("expected_rows.json").display(),
-            kept.display(),
-            format_report(&diffs)
-        );
-    }
+    assert_same(&expected, &actual, "expected_rows.json", "sql_database_parity_rows_actual.json");
 }
