@@ -5,12 +5,14 @@
 
 mod bench;
 mod duckdb;
+mod fakesnow;
 mod gcs;
 mod json_server;
 mod oracle;
 mod s3;
 mod services;
 mod util;
+mod venv;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -140,6 +142,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     s3::ensure_deltalake(ctx)?;
     s3::ensure_azurite(ctx)?;
     gcs::ensure(ctx)?;
+    fakesnow::ensure(ctx)?;
     oracle::ensure(ctx)?;
     ensure_nextest(ctx)?;
 

@@ -12,7 +12,7 @@
 //! filesystem destination.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -50,33 +50,12 @@ pub fn ensure(ctx: &mut Ctx) -> Result<()> {
 /// Install `moto[server]==VERSION` into the virtualenv `dir` unless it is there; returns
 /// `moto_server`.
 pub fn install(dir: &Path) -> Result<PathBuf> {
+    crate::venv::ensure(dir, &[("moto[server]", VERSION)], &[])?;
     let bin = dir.join("bin/moto_server");
-    let python = dir.join("bin/python");
-    if bin.exists() && installed_version(&python).as_deref() == Some(VERSION) {
-        eprintln!("xtask: moto {VERSION} ready in {}", dir.display());
-        return Ok(bin);
+    if !bin.exists() {
+        bail!("after pip install, {} has no moto_server", dir.display());
     }
-    let ok = Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !ok.is_ok_and(|s| s.success()) {
-        bail!("`python3` is not available, so moto {VERSION} cannot be installed");
-    }
-    if !python.exists() {
-        eprintln!("xtask: creating a Python virtualenv in {}", dir.display());
-        crate::util::run(Command::new("python3").args(["-m", "venv"]).arg(dir), "install python3-venv")
-            .context("python3 -m venv failed")?;
-    }
-    eprintln!("xtask: installing moto[server]=={VERSION} into {}", dir.display());
-    crate::util::run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("moto[server]=={VERSION}")),
-        "check that PyPI is reachable",
-    )
-    .context("pip install moto failed")?;
-    match installed_version(&python) {
-        Some(v) if v == VERSION && bin.exists() => Ok(bin),
-        other => bail!("after pip install, {} holds moto {other:?}, not {VERSION}", dir.display()),
-    }
+    Ok(bin)
 }
 
 /// The pinned Python deltalake (delta-rs' Python package) and the pyarrow it reads into.
@@ -112,56 +91,7 @@ pub fn ensure_deltalake(ctx: &mut Ctx) -> Result<()> {
 /// Install `deltalake==DELTALAKE_VERSION` and `pyarrow==PYARROW_VERSION` into the virtualenv
 /// `dir` unless they are there; returns its `python`.
 pub fn install_deltalake(dir: &Path) -> Result<PathBuf> {
-    let python = dir.join("bin/python");
-    let ready = |python: &Path| {
-        package_version(python, "deltalake").as_deref() == Some(DELTALAKE_VERSION)
-            && package_version(python, "pyarrow").as_deref() == Some(PYARROW_VERSION)
-    };
-    if ready(&python) {
-        eprintln!("xtask: deltalake {DELTALAKE_VERSION} ready in {}", dir.display());
-        return Ok(python);
-    }
-    let ok = Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !ok.is_ok_and(|s| s.success()) {
-        bail!("`python3` is not available, so deltalake {DELTALAKE_VERSION} cannot be installed");
-    }
-    if !python.exists() {
-        eprintln!("xtask: creating a Python virtualenv in {}", dir.display());
-        crate::util::run(Command::new("python3").args(["-m", "venv"]).arg(dir), "install python3-venv")
-            .context("python3 -m venv failed")?;
-    }
-    eprintln!("xtask: installing deltalake=={DELTALAKE_VERSION} pyarrow=={PYARROW_VERSION} into {}", dir.display());
-    crate::util::run(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("deltalake=={DELTALAKE_VERSION}"))
-            .arg(format!("pyarrow=={PYARROW_VERSION}")),
-        "check that PyPI is reachable",
-    )
-    .context("pip install deltalake failed")?;
-    if !ready(&python) {
-        bail!(
-            "after pip install, {} holds deltalake {:?} and pyarrow {:?}, not {DELTALAKE_VERSION} and {PYARROW_VERSION}",
-            dir.display(),
-            package_version(&python, "deltalake"),
-            package_version(&python, "pyarrow")
-        );
-    }
-    Ok(python)
-}
-
-fn installed_version(python: &Path) -> Option<String> {
-    package_version(python, "moto")
-}
-
-/// The installed version of a Python package in the environment of `python`.
-fn package_version(python: &Path, package: &str) -> Option<String> {
-    let out = Command::new(python)
-        .args(["-c", &format!("import importlib.metadata as m; print(m.version('{package}'))")])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    crate::venv::ensure(dir, &[("deltalake", DELTALAKE_VERSION), ("pyarrow", PYARROW_VERSION)], &[])
 }
 
 /// Azurite, the Azure Blob emulator the filesystem destination's Azure tests start.
@@ -216,12 +146,10 @@ pub fn ensure_azurite(ctx: &mut Ctx) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn missing_python_in_a_fresh_dir_is_no_version() {
         let dir = std::env::temp_dir().join(format!("xtask-moto-{}", std::process::id()));
-        assert_eq!(installed_version(&dir.join("bin/python")), None);
-        assert_eq!(package_version(&dir.join("bin/python"), "deltalake"), None);
+        assert_eq!(crate::venv::package_version(&dir.join("bin/python"), "moto"), None);
+        assert_eq!(crate::venv::package_version(&dir.join("bin/python"), "deltalake"), None);
     }
 }

@@ -110,3 +110,77 @@ pub fn json_server(db: &Path) -> Option<JsonServer> {
     }
     Some(server)
 }
+
+/// A fakesnow server (`fakesnow -s`) child process; stopped on drop. Its sessions share one
+/// in-memory database, so [`FakeSnow::query`] (Snowflake's own Python connector, an
+/// independent client) sees what dlt-rs loaded.
+#[derive(Debug)]
+pub struct FakeSnow {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port.
+    pub port: u16,
+    python: PathBuf,
+}
+
+impl FakeSnow {
+    /// Run `sql` with snowflake-connector-python (installed beside fakesnow) as `user` on
+    /// `database` and return the rows, each value as JSON (`str()` of what the connector
+    /// returns for other than None, bool, int, float and str).
+    #[track_caller]
+    pub fn query(&self, database: &str, sql: &str) -> Vec<Vec<serde_json::Value>> {
+        let script = r#"
+import json, sys
+import snowflake.connector
+port, database, sql = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+con = snowflake.connector.connect(user="reader", password="x", account="testacct", database=database,
+                                  host="127.0.0.1", port=port, protocol="http")
+cur = con.cursor()
+cur.execute(sql)
+def cell(v):
+    return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+print(json.dumps([[cell(v) for v in row] for row in cur.fetchall()]))
+"#;
+        let out = Command::new(&self.python)
+            .args(["-c", script, &self.port.to_string(), database, sql])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.python.display()));
+        assert!(out.status.success(), "the Python connector failed on {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+impl Drop for FakeSnow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// fakesnow 0.12 (`DLT_TEST_FAKESNOW`, else the one `cargo xtask test` installs) on a free port,
+/// or `None` when it is not installed (a failure under CI).
+#[track_caller]
+pub fn fakesnow() -> Option<FakeSnow> {
+    let bin = installed("DLT_TEST_FAKESNOW", "fakesnow/bin/fakesnow").unwrap_or_default();
+    if !bin.exists() {
+        skip_or_fail("fakesnow", format!("not found at {} (run `cargo xtask test`)", bin.display()));
+        return None;
+    }
+    let port = free_port();
+    let python = bin.with_file_name("python");
+    let child = Command::new(&bin)
+        .args(["-s", "--host", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let server = FakeSnow { child, url: format!("http://127.0.0.1:{port}"), port, python };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "fakesnow did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
+}
