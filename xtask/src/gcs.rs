@@ -119,12 +119,7 @@ fn bundled_binary(python: &Path) -> Result<PathBuf> {
 
 /// The installed version of the wrapper package in the environment of `python`.
 fn package_version(python: &Path) -> Option<String> {
-    let out = Command::new(python)
-        .args(["-c", &format!("import importlib.metadata as m; print(m.version('{PACKAGE}'))")])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    crate::venv::package_version(python, PACKAGE)
 }
 
 #[cfg(test)]

@@ -233,6 +233,21 @@ pub fn is_certificate_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// `what: error: cause: …`: an error with the texts of its cause chain, each text once (drivers
+/// often repeat their source's text in their own).
+pub fn with_causes(what: &str, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut m = format!("{what}: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !m.contains(&t) {
+            m.push_str(&format!(": {t}"));
+        }
+        src = s.source();
+    }
+    m
+}
+
 /// Attach a path to `std::io::Result`s.
 pub trait IoContext<T> {
     /// Map the I/O error to [`Error::Io`] naming `path`.

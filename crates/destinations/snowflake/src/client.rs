@@ -96,15 +96,7 @@ pub struct Client {
 }
 
 fn transport(what: &str, e: &reqwest::Error) -> Error {
-    let mut m = format!("{what}: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !m.contains(&t) {
-            m.push_str(&format!(": {t}"));
-        }
-        src = s.source();
-    }
+    let m = dlt_core::error::with_causes(what, e);
     // a refused certificate or an unknown host does not pass on a retry
     let transient = (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body())
         && !dlt_core::error::is_certificate_failure(e)

@@ -111,18 +111,7 @@ pub fn classify_sqlx(e: &sqlx::Error, what: &str) -> Classified {
         sqlx::Error::Database(db) => {
             format!("{what}: {} ({})", db.message(), db.code().unwrap_or_default())
         }
-        _ => {
-            let mut m = format!("{what}: {e}");
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                let t = s.to_string();
-                if !m.contains(&t) {
-                    m.push_str(&format!(": {t}"));
-                }
-                src = s.source();
-            }
-            m
-        }
+        _ => dlt_core::error::with_causes(what, e),
     };
     Classified { message, transient }
 }
