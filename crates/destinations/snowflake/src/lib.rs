@@ -1,10 +1,12 @@
-//! The Snowflake destination (in progress, issue 18): credentials as dlt names them and the
-//! client of the drivers' JSON protocol. The dialect, staged loads (PUT / COPY INTO) and the
-//! destination itself follow.
+//! The Snowflake destination (in progress, issue 18): credentials as dlt names them, the client
+//! of the drivers' JSON protocol and the dialect for the shared SQL loader. Staged loads (PUT /
+//! COPY INTO) and the destination itself follow.
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod credentials;
+pub mod dialect;
 
 pub use client::{Client, QueryResult, ResultColumn};
 pub use credentials::{Authenticator, Credentials};
+pub use dialect::SnowflakeDialect;
