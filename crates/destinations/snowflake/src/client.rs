@@ -348,6 +348,74 @@ impl Client {
         })
     }
 
+    /// Upload a local file to a stage location (`@"DS"."%T"`, a named stage, with an optional
+    /// path): `PUT` tells where the stage keeps files, then the bytes go there. Supported: a stage
+    /// that hands out a presigned URL without client-side encryption (GCS-type). Stages on S3 or
+    /// Azure, and encrypted ones, are refused with an error naming what they need.
+    pub async fn put(&self, local: &std::path::Path, stage: &str) -> Result<()> {
+        let abs = std::path::absolute(local).map_err(|e| Error::io(local.display().to_string(), e))?;
+        let file_url = format!("file://{}", abs.display());
+        let sql = format!("PUT '{}' {stage} AUTO_COMPRESS = FALSE OVERWRITE = TRUE", file_url.replace('\'', "\\'"));
+        let what = format!("uploading {} to {stage} on {}", abs.display(), self.shown);
+        let bad = |m: String| Error::Destination {
+            destination: NAME.into(),
+            message: format!("{what}: {m}"),
+            transient: false,
+        };
+        let answer = self.raw(&sql).await?;
+        let info = answer.get("stageInfo").ok_or_else(|| bad("the PUT answer has no stageInfo".into()))?;
+        let kind = info.get("locationType").and_then(Value::as_str).unwrap_or_default();
+        let encrypted = answer.get("encryptionMaterial").is_some_and(|m| !m.is_null());
+        let presigned = info.get("presignedUrl").and_then(Value::as_str).filter(|u| !u.is_empty());
+        let url = match (kind, presigned, encrypted) {
+            ("GCS", Some(url), false) => url.to_string(),
+            _ => {
+                return Err(bad(format!(
+                    "the stage is on {kind}{}; dlt-rs uploads only to stages that give a presigned URL without \
+                     client-side encryption so far — use an external stage (the filesystem destination as staging) \
+                     instead",
+                    if encrypted { " with client-side encryption" } else { "" }
+                )));
+            }
+        };
+        let path = abs.clone();
+        let body = dlt_core::runtime::blocking(move || std::fs::read(&path))
+            .await
+            .map_err(|e| Error::io(abs.display().to_string(), e))?;
+        let r = self.http.put(&url).body(body).send().await.map_err(|e| transport(&what, &e))?;
+        if !r.status().is_success() {
+            return Err(Error::Destination {
+                destination: NAME.into(),
+                message: format!("{what}: HTTP {}", r.status()),
+                transient: retryable_status(r.status()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Run a statement and return the answer's `data` as it is (PUT's stage description).
+    async fn raw(&self, sql: &str) -> Result<Value> {
+        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
+        let what = format!("{} on {}", excerpt(sql), self.shown);
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"sqlText": sql, "asyncExec": false, "sequenceId": seq});
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let url = format!("{}/queries/v1/query-request", self.base);
+        let env = send(&what, || {
+            self.http
+                .post(&url)
+                .query(&[("requestId", request_id.as_str())])
+                .header(reqwest::header::AUTHORIZATION, self.auth())
+                .header(reqwest::header::ACCEPT, "application/json")
+                .json(&body)
+        })
+        .await?;
+        if !env.success {
+            return Err(failed(&what, env.code.as_deref(), env.message.as_deref(), env.data.as_ref()));
+        }
+        Ok(env.data.unwrap_or(Value::Null))
+    }
+
     /// End the session (best effort: a session also times out on the server).
     pub async fn close(&self) {
         let url = format!("{}/session", self.base);

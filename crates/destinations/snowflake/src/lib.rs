@@ -4,9 +4,11 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod connection;
 pub mod credentials;
 pub mod dialect;
 
 pub use client::{Client, QueryResult, ResultColumn};
+pub use connection::SnowflakeConnection;
 pub use credentials::{Authenticator, Credentials};
 pub use dialect::SnowflakeDialect;
