@@ -6,9 +6,11 @@
 pub mod client;
 pub mod connection;
 pub mod credentials;
+pub mod destination;
 pub mod dialect;
 
 pub use client::{Client, QueryResult, ResultColumn};
 pub use connection::SnowflakeConnection;
 pub use credentials::{Authenticator, Credentials};
+pub use destination::{Snowflake, capabilities};
 pub use dialect::SnowflakeDialect;
