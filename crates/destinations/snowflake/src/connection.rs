@@ -7,28 +7,29 @@ use arrow::record_batch::RecordBatch;
 use dlt_core::destination::{FileFormat, JobFile};
 use dlt_core::error::{Error, Result};
 use dlt_core::schema::Table;
-use dlt_sql::{Dialect, SqlConnection};
+use dlt_sql::SqlConnection;
 
 use crate::client::Client;
-use crate::dialect::SnowflakeDialect;
 
-/// A logged-in session on one dataset (a schema).
+/// A logged-in session.
 #[derive(Debug)]
 pub struct SnowflakeConnection {
     client: Client,
-    dataset: String,
 }
 
 impl SnowflakeConnection {
-    /// A connection loading into `dataset`.
-    pub fn new(client: Client, dataset: impl Into<String>) -> Self {
-        SnowflakeConnection { client, dataset: dataset.into() }
+    /// A connection over a logged-in client.
+    pub fn new(client: Client) -> Self {
+        SnowflakeConnection { client }
     }
+}
 
-    /// The stage of a table: `@"DATASET"."%TABLE"`.
-    pub fn table_stage(&self, table: &str) -> String {
-        let d = SnowflakeDialect;
-        format!("@{}.{}", d.quote(&self.dataset), d.quote(&format!("%{table}")))
+/// The stage of a table given by its qualified, quoted name: `"DS"."T"` → `@"DS"."%T"` (a table's
+/// files must go through its own stage).
+pub fn table_stage(target: &str) -> String {
+    match target.rfind(".\"") {
+        Some(i) => format!("@{}.\"%{}", &target[..i], &target[i + 2..]),
+        None => format!("@%{target}"),
     }
 }
 
@@ -101,7 +102,8 @@ impl SqlConnection for SnowflakeConnection {
             )));
         }
         let name = job.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stage = self.table_stage(&table.name);
+        let _ = table;
+        let stage = table_stage(target);
         self.client.put(&job.path, &stage).await?;
         // the file by its path in the stage (job file names are unique and plain)
         let copy = format!(
@@ -119,6 +121,12 @@ impl SqlConnection for SnowflakeConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tables_stage_is_named_after_it() {
+        assert_eq!(table_stage("\"SF_DATA_STAGING\".\"ITEMS\""), "@\"SF_DATA_STAGING\".\"%ITEMS\"");
+        assert_eq!(table_stage("\"A.B\".\"C\"\"D\""), "@\"A.B\".\"%C\"\"D\"");
+    }
 
     #[test]
     fn scripts_split_outside_quotes_and_comments() {

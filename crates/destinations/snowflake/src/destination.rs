@@ -90,7 +90,7 @@ impl Destination for Snowflake {
     async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
         let client = Client::login(&self.credentials, None, self.timeout).await?;
         Ok(Box::new(
-            SqlLoader::new(NAME, SnowflakeDialect, SnowflakeConnection::new(client, dataset_name), dataset_name)
+            SqlLoader::new(NAME, SnowflakeDialect, SnowflakeConnection::new(client), dataset_name)
                 .with_transactions(self.caps.supports_transactions),
         ))
     }

@@ -7,7 +7,9 @@
 //! `FLOAT`, `timestamp` → `TIMESTAMP_LTZ` (`TIMESTAMP_NTZ` without time zone; `(p)` when a
 //! precision is given), `time` → `TIME[(p)]`, `binary` → `BINARY`, `decimal` → `NUMBER(p,s)`
 //! (default 38,9), `wei` → `NUMBER(38,0)`, `text` → `VARCHAR[(n)]`. DDL commits on its own in
-//! Snowflake, so it runs outside the load's transaction.
+//! Snowflake, so it runs outside the load's transaction. Staging tables are made with the shared
+//! `CREATE OR REPLACE TABLE … AS SELECT * FROM … LIMIT 0` (Snowflake keeps the column types;
+//! fakesnow cannot run the `… LIKE …` form).
 
 use dlt_core::schema::{Column, DataType};
 use dlt_sql::Dialect;
@@ -22,9 +24,6 @@ impl Dialect for SnowflakeDialect {
     }
     fn set_search_path(&self, dataset: &str) -> String {
         format!("USE SCHEMA {};", self.quote(dataset))
-    }
-    fn create_staging_table(&self, staging: &str, table: &str, _keep_constraints: bool) -> String {
-        format!("CREATE OR REPLACE TABLE {staging} LIKE {table};")
     }
     /// The catalog lists the folded (upper-case) names; the loader compares them with the
     /// schema's, which are folded back here (the default naming makes lower-case names).

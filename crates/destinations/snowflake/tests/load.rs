@@ -63,7 +63,7 @@ fn a_parquet_job_is_put_into_the_table_stage_and_copied_once() {
     let d = SnowflakeDialect;
     block_on(async {
         let client = Client::login(&credentials(server.port), None, Duration::from_secs(30)).await.unwrap();
-        let mut conn = SnowflakeConnection::new(client, "my_data");
+        let mut conn = SnowflakeConnection::new(client);
         let mut ddl = dlt_sql::system_tables_sql(&d, "my_data");
         ddl.extend(dlt_sql::schema_update_sql(&d, "my_data", &schema, &["items".to_string()], &HashMap::new()));
         conn.execute(&ddl.join("\n")).await.unwrap();
