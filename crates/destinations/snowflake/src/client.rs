@@ -134,11 +134,14 @@ impl Client {
         let (authenticator, secret_field, secret) = match &c.authenticator {
             Authenticator::Password(p) => (None, "PASSWORD", p.expose().to_string()),
             Authenticator::OAuth(t) => (Some("OAUTH"), "TOKEN", t.expose().to_string()),
-            Authenticator::KeyPair { .. } => {
-                return Err(Error::Config(format!(
-                    "{what}: key-pair authentication (private_key) is not built yet in dlt-rs; use a password or an \
-                     OAuth token (authenticator = \"oauth\", token)"
-                )));
+            Authenticator::KeyPair { private_key, passphrase } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let jwt =
+                    crate::jwt::key_pair_jwt(&c.account, &c.username, private_key.expose(), passphrase.is_some(), now)?;
+                (Some("SNOWFLAKE_JWT"), "TOKEN", jwt)
             }
         };
         let mut data = json!({

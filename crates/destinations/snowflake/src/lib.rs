@@ -8,6 +8,7 @@ pub mod connection;
 pub mod credentials;
 pub mod destination;
 pub mod dialect;
+pub mod jwt;
 
 pub use client::{Client, QueryResult, ResultColumn};
 pub use connection::SnowflakeConnection;
