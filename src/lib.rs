@@ -82,6 +82,16 @@ pub mod destinations {
 
     #[cfg(feature = "filesystem")]
     pub use dlt_filesystem as filesystem_impl;
+
+    /// A Snowflake database (`snowflake://user:password@account/database?warehouse=…&role=…`).
+    /// Experimental: loads through a stage that hands out presigned upload URLs (docs/snowflake.md).
+    #[cfg(feature = "snowflake")]
+    pub fn snowflake(url: &str) -> Result<Arc<dyn Destination>> {
+        Ok(Arc::new(dlt_snowflake::Snowflake::from_url(url)?))
+    }
+
+    #[cfg(feature = "snowflake")]
+    pub use dlt_snowflake as snowflake_impl;
 }
 
 /// Sources compiled into this build.
@@ -104,6 +114,8 @@ pub fn registry() -> Registry {
     r.register_destination(Arc::new(dlt_postgres::PostgresFactory));
     #[cfg(feature = "filesystem")]
     r.register_destination(Arc::new(dlt_filesystem::FilesystemFactory));
+    #[cfg(feature = "snowflake")]
+    r.register_destination(Arc::new(dlt_snowflake::SnowflakeFactory));
     #[cfg(feature = "files")]
     r.register_source(Arc::new(dlt_files::FilesFactory));
     #[cfg(feature = "rest_api")]

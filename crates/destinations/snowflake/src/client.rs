@@ -375,8 +375,8 @@ impl Client {
             _ => {
                 return Err(bad(format!(
                     "the stage is on {kind}{}; dlt-rs uploads only to stages that give a presigned URL without \
-                     client-side encryption so far — use an external stage (the filesystem destination as staging) \
-                     instead",
+                     client-side encryption so far (the internal stages of Snowflake accounts encrypt: that upload \
+                     is not built yet, see docs/snowflake.md)",
                     if encrypted { " with client-side encryption" } else { "" }
                 )));
             }

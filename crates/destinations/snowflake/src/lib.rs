@@ -8,6 +8,7 @@ pub mod connection;
 pub mod credentials;
 pub mod destination;
 pub mod dialect;
+pub mod factory;
 pub mod jwt;
 
 pub use client::{Client, QueryResult, ResultColumn};
@@ -15,3 +16,4 @@ pub use connection::SnowflakeConnection;
 pub use credentials::{Authenticator, Credentials};
 pub use destination::{Snowflake, capabilities};
 pub use dialect::SnowflakeDialect;
+pub use factory::SnowflakeFactory;
