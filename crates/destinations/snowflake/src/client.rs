@@ -352,9 +352,10 @@ impl Client {
     }
 
     /// Upload a local file to a stage location (`@"DS"."%T"`, a named stage, with an optional
-    /// path): `PUT` tells where the stage keeps files, then the bytes go there. Supported: a stage
-    /// that hands out a presigned URL without client-side encryption (GCS-type). Stages on S3 or
-    /// Azure, and encrypted ones, are refused with an error naming what they need.
+    /// path): `PUT` tells where the stage keeps files, then the bytes go there, encrypted on the
+    /// client when the stage says so (its `encryptionMaterial`; see [`crate::encrypt`]).
+    /// Supported: stages that hand out a presigned URL (GCS). Stages on S3 or Azure are refused
+    /// with an error naming what they need.
     pub async fn put(&self, local: &std::path::Path, stage: &str) -> Result<()> {
         let abs = std::path::absolute(local).map_err(|e| Error::io(local.display().to_string(), e))?;
         let file_url = format!("file://{}", abs.display());
@@ -368,24 +369,36 @@ impl Client {
         let answer = self.raw(&sql).await?;
         let info = answer.get("stageInfo").ok_or_else(|| bad("the PUT answer has no stageInfo".into()))?;
         let kind = info.get("locationType").and_then(Value::as_str).unwrap_or_default();
-        let encrypted = answer.get("encryptionMaterial").is_some_and(|m| !m.is_null());
+        let material = crate::encrypt::Material::from_answer(answer.get("encryptionMaterial"));
         let presigned = info.get("presignedUrl").and_then(Value::as_str).filter(|u| !u.is_empty());
-        let url = match (kind, presigned, encrypted) {
-            ("GCS", Some(url), false) => url.to_string(),
+        let url = match (kind, presigned) {
+            ("GCS", Some(url)) => url.to_string(),
             _ => {
                 return Err(bad(format!(
-                    "the stage is on {kind}{}; dlt-rs uploads only to stages that give a presigned URL without \
-                     client-side encryption so far (the internal stages of Snowflake accounts encrypt: that upload \
-                     is not built yet, see docs/snowflake.md)",
-                    if encrypted { " with client-side encryption" } else { "" }
+                    "the stage is on {kind}{}; dlt-rs uploads only to stages that hand out a presigned URL (GCS) so \
+                     far — stages on S3 or Azure need the cloud's signed requests, which are not built yet (see \
+                     docs/snowflake.md)",
+                    if presigned.is_none() && kind == "GCS" { " without a presigned URL" } else { "" }
                 )));
             }
         };
         let path = abs.clone();
-        let body = dlt_core::runtime::blocking(move || std::fs::read(&path))
+        let data = dlt_core::runtime::blocking(move || std::fs::read(&path))
             .await
             .map_err(|e| Error::io(abs.display().to_string(), e))?;
-        let r = self.http.put(&url).body(body).send().await.map_err(|e| transport(&what, &e))?;
+        let (body, headers) = match &material {
+            Some(m) => {
+                let e = crate::encrypt::encrypt(m, &data)?;
+                let headers = crate::encrypt::gcs_headers(&e);
+                (e.body, headers)
+            }
+            None => (data, vec![]),
+        };
+        let mut rb = self.http.put(&url).body(body);
+        for (k, v) in &headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        let r = rb.send().await.map_err(|e| transport(&what, &e))?;
         if !r.status().is_success() {
             return Err(Error::Destination {
                 destination: NAME.into(),

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod credentials;
 pub mod destination;
 pub mod dialect;
+pub mod encrypt;
 pub mod factory;
 pub mod jwt;
 

@@ -1,0 +1,133 @@
+//! `PUT` to a stage that encrypts on the client, as the internal stages of real Snowflake accounts
+//! do. No server here runs that path (fakesnow's stages do not encrypt), so a small recording
+//! server written here plays the Snowflake side: it answers the login and the `PUT` with a GCS
+//! stage, a presigned URL on itself and encryption material, and keeps the upload. The upload is
+//! then decrypted by Snowflake's own Python connector (`SnowflakeEncryptionUtil.decrypt_stream`)
+//! from the metadata headers we sent: an independent implementation of the same scheme.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use dlt_core::runtime::block_on;
+use dlt_snowflake::{Client, Credentials};
+
+/// One request: method, path, headers, body.
+type Seen = (String, String, Vec<(String, String)>, Vec<u8>);
+
+/// Answer requests on a free port: logins, queries with `answer(port)`, uploads recorded.
+fn serve(answer: impl Fn(u16) -> serde_json::Value + Send + 'static) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let answer = answer(port);
+    let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming().flatten() {
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+            let mut headers = vec![];
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
+            }
+            let len: usize =
+                headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let reply = if path.starts_with("/session/v1/login-request") {
+                serde_json::json!({"data": {"token": "t0k"}, "success": true}).to_string()
+            } else if path.starts_with("/queries/v1/query-request") {
+                answer.to_string()
+            } else {
+                String::new()
+            };
+            seen2.lock().unwrap().push((method, path, headers, body));
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn an_encrypted_upload_decrypts_with_snowflakes_own_connector() {
+    let bin = dlt_testkit::services::installed("DLT_TEST_FAKESNOW", "fakesnow/bin/fakesnow").unwrap_or_default();
+    let py = bin.with_file_name("python");
+    if !py.exists() {
+        return dlt_testkit::services::skip_or_fail("snowflake-connector-python", format!("no {}", py.display()));
+    }
+    let master = base64::engine::general_purpose::STANDARD.encode((0u8..32).collect::<Vec<_>>());
+    let m = master.clone();
+    let (port, seen) = serve(move |port| {
+        serde_json::json!({"success": true, "data": {
+            "command": "UPLOAD",
+            "src_locations": ["/tmp/job.parquet"],
+            "stageInfo": {"locationType": "GCS", "location": "bucket/stage/", "creds": {},
+                          "presignedUrl": format!("http://127.0.0.1:{port}/upload/job.parquet")},
+            "encryptionMaterial": {"queryStageMasterKey": m, "queryId": "01b2-q", "smkId": 4242}
+        }})
+    });
+    let dir = std::env::temp_dir().join(format!("dlt-snowflake-encrypted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 100 bytes: not a whole number of AES blocks
+    let original: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
+    let file = dir.join("job.parquet");
+    std::fs::write(&file, &original).unwrap();
+    let c = Credentials::parse(&format!("snowflake://u:pw@acct/DB?host=127.0.0.1&port={port}&protocol=http")).unwrap();
+    block_on(async {
+        let client = Client::login(&c, None, Duration::from_secs(30)).await.unwrap();
+        client.put(&file, "@\"DS\".\"%T\"").await.unwrap();
+    });
+    let seen = seen.lock().unwrap().clone();
+    let (_, _, headers, body) = seen.iter().find(|(m, p, ..)| m == "PUT" && p == "/upload/job.parquet").unwrap();
+    assert_ne!(body, &original, "the upload is encrypted");
+    let h = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+    let data: serde_json::Value = serde_json::from_str(&h("x-goog-meta-encryptiondata")).unwrap();
+    let matdesc = h("x-goog-meta-matdesc");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&matdesc).unwrap()["smkId"], "4242");
+    std::fs::write(dir.join("upload.enc"), body).unwrap();
+    let script = r#"
+import io, sys
+from snowflake.connector.encryption_util import SnowflakeEncryptionUtil
+from snowflake.connector.constants import EncryptionMetadata
+from snowflake.connector.storage_client import SnowflakeFileEncryptionMaterial
+key, iv, matdesc, master, path = sys.argv[1:6]
+meta = EncryptionMetadata(key=key, iv=iv, matdesc=matdesc)
+mat = SnowflakeFileEncryptionMaterial(query_stage_master_key=master, query_id="01b2-q", smk_id=4242)
+out = io.BytesIO()
+with open(path, "rb") as src:
+    SnowflakeEncryptionUtil.decrypt_stream(meta, mat, src, out)
+sys.stdout.write(out.getvalue().hex())
+"#;
+    let out = Command::new(&py)
+        .args(["-c", script])
+        .arg(data["WrappedContentKey"]["EncryptedKey"].as_str().unwrap())
+        .arg(data["ContentEncryptionIV"].as_str().unwrap())
+        .arg(&matdesc)
+        .arg(&master)
+        .arg(dir.join("upload.enc"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hex: String = original.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), hex);
+    let _ = std::fs::remove_dir_all(&dir);
+}
