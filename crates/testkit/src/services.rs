@@ -1,6 +1,7 @@
 //! The real servers tests use: where they are, whether they answer, and what a test does when
 //! one is missing (skip with a note; under `CI=true`, fail).
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -183,4 +184,93 @@ pub fn fakesnow() -> Option<FakeSnow> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Some(server)
+}
+
+// ---------------------------------------------------------------------------------------------
+// moto, the S3 server
+
+/// The body of a `Transfer-Encoding: chunked` response.
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+    out
+}
+
+/// A running moto_server (`DLT_TEST_MOTO_SERVER`, else `<cache>/moto`), killed on drop.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start moto_server on a free port and wait until it answers HTTP.
+pub fn start_moto() -> Option<Moto> {
+    let Some(bin) = installed("DLT_TEST_MOTO_SERVER", "moto/bin/moto_server").filter(|p| p.exists()) else {
+        skip_or_fail("moto_server", "not found (DLT_TEST_MOTO_SERVER; `cargo xtask test` installs it)");
+        return None;
+    };
+    let port = free_port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let m = Moto { child, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((status, _)) = s3_http(port, "GET", "/", b"")
+            && status > 0
+        {
+            return Some(m);
+        }
+        assert!(Instant::now() < deadline, "moto_server did not answer on port {port} within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A plain HTTP/1.1 request to moto; returns the status and the body. moto denies anonymous
+/// object reads, so it carries an Authorization header (moto does not check signatures).
+pub fn s3_http(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIAREADER/20240101/us-east-1/s3/aws4_request, \
+         SignedHeaders=host, Signature=0\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = vec![];
+    s.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut body = raw[(split + 4).min(raw.len())..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
+}
+
+/// Create an S3 bucket on moto.
+pub fn create_s3_bucket(port: u16, bucket: &str) {
+    let (status, body) = s3_http(port, "PUT", &format!("/{bucket}"), b"").unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }

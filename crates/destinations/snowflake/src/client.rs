@@ -354,8 +354,8 @@ impl Client {
     /// Upload a local file to a stage location (`@"DS"."%T"`, a named stage, with an optional
     /// path): `PUT` tells where the stage keeps files, then the bytes go there, encrypted on the
     /// client when the stage says so (its `encryptionMaterial`; see [`crate::encrypt`]).
-    /// Supported: stages that hand out a presigned URL (GCS). Stages on S3 or Azure are refused
-    /// with an error naming what they need.
+    /// Supported: stages on S3 (the stage's temporary credentials, [`crate::stage`]) and stages
+    /// that hand out a presigned URL (GCS). Azure stages are refused with an error that says so.
     pub async fn put(&self, local: &std::path::Path, stage: &str) -> Result<()> {
         let abs = std::path::absolute(local).map_err(|e| Error::io(local.display().to_string(), e))?;
         let file_url = format!("file://{}", abs.display());
@@ -371,40 +371,45 @@ impl Client {
         let kind = info.get("locationType").and_then(Value::as_str).unwrap_or_default();
         let material = crate::encrypt::Material::from_answer(answer.get("encryptionMaterial"));
         let presigned = info.get("presignedUrl").and_then(Value::as_str).filter(|u| !u.is_empty());
-        let url = match (kind, presigned) {
-            ("GCS", Some(url)) => url.to_string(),
-            _ => {
-                return Err(bad(format!(
-                    "the stage is on {kind}{}; dlt-rs uploads only to stages that hand out a presigned URL (GCS) so \
-                     far — stages on S3 or Azure need the cloud's signed requests, which are not built yet (see \
-                     docs/snowflake.md)",
-                    if presigned.is_none() && kind == "GCS" { " without a presigned URL" } else { "" }
-                )));
-            }
-        };
         let path = abs.clone();
         let data = dlt_core::runtime::blocking(move || std::fs::read(&path))
             .await
             .map_err(|e| Error::io(abs.display().to_string(), e))?;
-        let (body, headers) = match &material {
-            Some(m) => {
-                let e = crate::encrypt::encrypt(m, &data)?;
-                let headers = crate::encrypt::gcs_headers(&e);
-                (e.body, headers)
-            }
-            None => (data, vec![]),
+        let name = abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let encrypted = match &material {
+            Some(m) => Some(crate::encrypt::encrypt(m, &data)?),
+            None => None,
         };
-        let mut rb = self.http.put(&url).body(body);
-        for (k, v) in &headers {
-            rb = rb.header(k.as_str(), v.as_str());
-        }
-        let r = rb.send().await.map_err(|e| transport(&what, &e))?;
-        if !r.status().is_success() {
-            return Err(Error::Destination {
-                destination: NAME.into(),
-                message: format!("{what}: HTTP {}", r.status()),
-                transient: retryable_status(r.status()),
-            });
+        match (kind, presigned) {
+            ("GCS", Some(url)) => {
+                let (body, headers) = match encrypted {
+                    Some(e) => {
+                        let h = crate::encrypt::gcs_headers(&e);
+                        (e.body, h)
+                    }
+                    None => (data, vec![]),
+                };
+                let mut rb = self.http.put(url).body(body);
+                for (k, v) in &headers {
+                    rb = rb.header(k.as_str(), v.as_str());
+                }
+                let r = rb.send().await.map_err(|e| transport(&what, &e))?;
+                if !r.status().is_success() {
+                    return Err(Error::Destination {
+                        destination: NAME.into(),
+                        message: format!("{what}: HTTP {}", r.status()),
+                        transient: retryable_status(r.status()),
+                    });
+                }
+            }
+            ("S3", _) => crate::stage::put_s3(info, &name, data, encrypted).await.map_err(|e| e.context(&what))?,
+            _ => {
+                return Err(bad(format!(
+                    "the stage is on {kind}{}; dlt-rs uploads to S3 stages and to stages that hand out a presigned URL \
+                     (GCS) so far — Azure stages are not built yet (see docs/snowflake.md)",
+                    if presigned.is_none() && kind == "GCS" { " without a presigned URL" } else { "" }
+                )));
+            }
         }
         Ok(())
     }

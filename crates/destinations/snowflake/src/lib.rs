@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod encrypt;
 pub mod factory;
 pub mod jwt;
+pub mod stage;
 
 pub use client::{Client, QueryResult, ResultColumn};
 pub use connection::SnowflakeConnection;
