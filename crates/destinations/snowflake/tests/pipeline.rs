@@ -83,3 +83,71 @@ fn replace_runs_leave_only_the_last_rows_in_root_and_nested_tables() {
     assert_eq!(loads, vec![vec![json!(2)]]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every dlt type through a whole run, read back by the Python connector: values, the JSON
+/// document as a VARIANT object (on fakesnow, which parses the parquet string it copies into a
+/// VARIANT column; see docs/snowflake.md), and the column types.
+#[test]
+fn every_type_round_trips() {
+    let Some(server) = dlt_testkit::services::fakesnow() else { return };
+    let dir = std::env::temp_dir().join(format!("dlt-snowflake-types-{}", std::process::id()));
+    let mut p = pipeline(&server, &dir, "sf_types");
+    let hints = json!({"columns": {
+        "dec": {"data_type": "decimal", "precision": 10, "scale": 2},
+        "doc": {"data_type": "json"},
+        "day": {"data_type": "date"},
+        "at_ntz": {"data_type": "timestamp", "timezone": false}
+    }});
+    let rows = vec![json!({
+        "i": 42, "f": 1.25, "s": "ü", "b": true, "dec": "12.34",
+        "doc": {"a": [1, 2]}, "day": "2024-02-29", "at": "2024-01-02T03:04:05.123456Z",
+        "at_ntz": "2024-01-02T03:04:05"
+    })];
+    p.run(resource(rows, hints)).unwrap_or_else(|e| panic!("{e}"));
+    let got = server.query(
+        "DLT_DATA",
+        "SELECT \"I\", \"F\", \"S\", \"B\", \"DEC\"::VARCHAR, \"DOC\", \"DAY\"::VARCHAR, \"AT\", \"AT_NTZ\" FROM SF_DATA.ITEMS",
+    );
+    assert_eq!(
+        got,
+        vec![vec![
+            json!(42),
+            json!(1.25),
+            json!("ü"),
+            json!(true),
+            json!("12.34"),
+            json!("{\"a\":[1,2]}"),
+            json!("2024-02-29"),
+            json!("2024-01-02 03:04:05.123456+00:00"),
+            json!("2024-01-02 03:04:05"),
+        ]]
+    );
+    // the JSON document is a VARIANT object, not a string in one
+    let doc = server.query("DLT_DATA", "SELECT \"DOC\":a[1]::INT FROM SF_DATA.ITEMS");
+    assert_eq!(doc, vec![vec![json!(2)]]);
+    let types = server.query(
+        "DLT_DATA",
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'SF_DATA' \
+         AND table_name = 'ITEMS' ORDER BY ordinal_position",
+    );
+    let types: Vec<String> =
+        types.iter().map(|r| format!("{}:{}", r[0].as_str().unwrap(), r[1].as_str().unwrap())).collect();
+    assert_eq!(
+        types,
+        [
+            "DEC:NUMBER",
+            "DOC:VARIANT",
+            "DAY:DATE",
+            "AT_NTZ:TIMESTAMP_NTZ",
+            "I:NUMBER",
+            "F:FLOAT",
+            "S:TEXT",
+            "B:BOOLEAN",
+            // fakesnow reports TIMESTAMP_LTZ as TIMESTAMP_TZ
+            "AT:TIMESTAMP_TZ",
+            "_DLT_LOAD_ID:TEXT",
+            "_DLT_ID:TEXT"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
