@@ -397,6 +397,16 @@ pub fn cases() -> Vec<Case> {
 /// Run every case that `target`'s capabilities allow, each in a fresh place; panics naming
 /// every failed case. Returns the names of the cases run and of those skipped.
 pub fn run(target: &dyn Target) -> (Vec<&'static str>, Vec<&'static str>) {
+    run_with_known_failures(target, &[])
+}
+
+/// [`run`], where the cases named in `known` (with the reason: a limit of the test peer, not of
+/// the destination) are expected to fail: they run, their failure is reported with the reason,
+/// and a known case that passes fails the run (take it off the list).
+pub fn run_with_known_failures(
+    target: &dyn Target,
+    known: &[(&'static str, &'static str)],
+) -> (Vec<&'static str>, Vec<&'static str>) {
     let (mut ran, mut skipped, mut failed) = (vec![], vec![], vec![]);
     for case in cases() {
         let place = target.fresh();
@@ -409,9 +419,12 @@ pub fn run(target: &dyn Target) -> (Vec<&'static str>, Vec<&'static str>) {
         eprintln!("suite: {}", case.name);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(&ctx)));
         let _ = std::fs::remove_dir_all(&dir);
-        match r {
-            Ok(()) => ran.push(case.name),
-            Err(e) => {
+        let reason = known.iter().find(|(n, _)| *n == case.name).map(|(_, r)| *r);
+        match (r, reason) {
+            (Ok(()), Some(_)) => failed.push(format!("{}: passes now; take it off the known failures", case.name)),
+            (Ok(()), None) => ran.push(case.name),
+            (Err(_), Some(reason)) => eprintln!("suite: {} failed as known: {reason}", case.name),
+            (Err(e), None) => {
                 let msg = e
                     .downcast_ref::<String>()
                     .cloned()
