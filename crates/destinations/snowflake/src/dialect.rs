@@ -7,9 +7,10 @@
 //! `FLOAT`, `timestamp` → `TIMESTAMP_LTZ` (`TIMESTAMP_NTZ` without time zone; `(p)` when a
 //! precision is given), `time` → `TIME[(p)]`, `binary` → `BINARY`, `decimal` → `NUMBER(p,s)`
 //! (default 38,9), `wei` → `NUMBER(38,0)`, `text` → `VARCHAR[(n)]`. DDL commits on its own in
-//! Snowflake, so it runs outside the load's transaction. Staging tables are made with the shared
-//! `CREATE OR REPLACE TABLE … AS SELECT * FROM … LIMIT 0` (Snowflake keeps the column types;
-//! fakesnow cannot run the `… LIKE …` form).
+//! Snowflake, so it runs outside the load's transaction. Staging tables are emptied clones of
+//! their tables; `staging-optimized` drops the table and clones the staging table in its place
+//! (dlt's default on Snowflake; its `enable_atomic_swap` variant, `ALTER TABLE … SWAP WITH`, is
+//! not offered: fakesnow cannot run it).
 
 use dlt_core::schema::{Column, DataType};
 use dlt_sql::Dialect;
@@ -24,6 +25,16 @@ impl Dialect for SnowflakeDialect {
     }
     fn set_search_path(&self, dataset: &str) -> String {
         format!("USE SCHEMA {};", self.quote(dataset))
+    }
+    /// A zero-copy clone of the table, emptied: the staging table keeps the table's columns and
+    /// constraints.
+    fn create_staging_table(&self, staging: &str, table: &str, _keep_constraints: bool) -> String {
+        format!("DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} CLONE {table}; TRUNCATE TABLE {staging};")
+    }
+    /// `staging-optimized`, as dlt does it on Snowflake by default: drop the table and clone the
+    /// staging table in its place.
+    fn swap_table(&self, staging: &str, table: &str, _dataset: &str) -> Option<String> {
+        Some(format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} CLONE {staging};"))
     }
     /// The catalog lists the folded (upper-case) names; the loader compares them with the
     /// schema's, which are folded back here (the default naming makes lower-case names).
