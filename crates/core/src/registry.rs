@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigValue};
 use crate::destination::Destination;
 use crate::error::{Error, Result};
 use crate::resource::Source;
@@ -20,6 +20,41 @@ pub struct DestinationContext<'a> {
     pub run_dir: &'a Path,
     /// Explicit settings (the `[destination]` table of a pipeline file), lowest precedence.
     pub explicit: Option<&'a toml::Table>,
+}
+
+impl DestinationContext<'_> {
+    /// The whole `credentials` of destination `name` when given as one string (a connection
+    /// URL): from the providers (`DESTINATION__<NAME>__CREDENTIALS`, secrets.toml, …), else the
+    /// pipeline file's `[destination]` table.
+    pub fn credentials_url(&self, name: &str) -> Option<String> {
+        let whole = self.config.resolve(&["destination", name], &["credentials"]).map(|(v, _)| v);
+        match (whole, self.explicit.and_then(|t| t.get("credentials"))) {
+            (Some(ConfigValue::Str(s)), _) | (Some(ConfigValue::Toml(toml::Value::String(s))), _) => Some(s),
+            (None, Some(toml::Value::String(s))) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// One field of destination `name`'s credentials (`DESTINATION__<NAME>__CREDENTIALS__<KEY>`,
+    /// a `[destination.<name>.credentials]` table, or the pipeline file's `[destination]`
+    /// credentials table). The `<configure me>` placeholder `dlt init` writes is not a value.
+    pub fn credentials_field(&self, name: &str, key: &str) -> Option<String> {
+        let table_value = |t: &toml::Table| t.get(key).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()));
+        self.config
+            .resolve(&["destination", name], &["credentials", key])
+            .map(|(v, _)| v.as_string())
+            .or_else(|| {
+                match (
+                    self.config.resolve(&["destination", name], &["credentials"]).map(|(v, _)| v),
+                    self.explicit.and_then(|t| t.get("credentials")),
+                ) {
+                    (Some(ConfigValue::Toml(toml::Value::Table(t))), _) => table_value(&t),
+                    (_, Some(toml::Value::Table(t))) => table_value(t),
+                    _ => None,
+                }
+            })
+            .filter(|v| !crate::config::is_placeholder(v))
+    }
 }
 
 /// What `dlt init` writes for a connector: commented TOML text, each part optional.

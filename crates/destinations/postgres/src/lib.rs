@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
-use dlt_core::config::{Config, ConfigValue, mask_url};
+use dlt_core::config::{Config, mask_url};
 use dlt_core::destination::{Capabilities, Destination, DestinationClient, FileFormat, JobFile, ReplaceStrategy};
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory};
@@ -320,30 +320,8 @@ impl DestinationFactory for PostgresFactory {
         NAME
     }
     fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
-        let whole = ctx.config.resolve(&["destination", NAME], &["credentials"]).map(|(v, _)| v);
-        let explicit = ctx.explicit.and_then(|t| t.get("credentials")).cloned();
-        let field = |key: &str| -> Option<String> {
-            ctx.config
-                .resolve(&["destination", NAME], &["credentials", key])
-                .map(|(v, _)| v.as_string())
-                .or_else(|| match (&whole, &explicit) {
-                    (Some(ConfigValue::Toml(toml::Value::Table(t))), _) => {
-                        t.get(key).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
-                    }
-                    (_, Some(toml::Value::Table(t))) => {
-                        t.get(key).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
-                    }
-                    _ => None,
-                })
-                // `<configure me>` from `dlt init` is not a value (as in dlt)
-                .filter(|v| !dlt_core::config::is_placeholder(v))
-        };
-        let url = match (&whole, &explicit) {
-            (Some(ConfigValue::Str(s)), _) => Some(s.clone()),
-            (Some(ConfigValue::Toml(toml::Value::String(s))), _) => Some(s.clone()),
-            (None, Some(toml::Value::String(s))) => Some(s.clone()),
-            _ => None,
-        };
+        let field = |key: &str| ctx.credentials_field(NAME, key);
+        let url = ctx.credentials_url(NAME);
         let had_url = url.is_some();
         let (mut config, url_mode, root) = match url {
             Some(u) => {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use dlt_core::config::{Config, ConfigValue, Secret, is_placeholder};
+use dlt_core::config::{Config, Secret};
 use dlt_core::destination::Destination;
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory, InitTemplate};
@@ -43,26 +43,8 @@ impl DestinationFactory for SnowflakeFactory {
     }
 
     fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
-        let whole = ctx.config.resolve(&["destination", NAME], &["credentials"]).map(|(v, _)| v);
-        let explicit = ctx.explicit.and_then(|t| t.get("credentials")).cloned();
-        let field = |key: &str| -> Option<String> {
-            ctx.config
-                .resolve(&["destination", NAME], &["credentials", key])
-                .map(|(v, _)| v.as_string())
-                .or_else(|| match (&whole, &explicit) {
-                    (Some(ConfigValue::Toml(toml::Value::Table(t))), _) | (_, Some(toml::Value::Table(t))) => {
-                        t.get(key).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
-                    }
-                    _ => None,
-                })
-                // `<configure me>` from `dlt init` is not a value (as in dlt)
-                .filter(|v| !is_placeholder(v))
-        };
-        let url = match (&whole, &explicit) {
-            (Some(ConfigValue::Str(s)), _) | (Some(ConfigValue::Toml(toml::Value::String(s))), _) => Some(s.clone()),
-            (None, Some(toml::Value::String(s))) => Some(s.clone()),
-            _ => None,
-        };
+        let field = |key: &str| ctx.credentials_field(NAME, key);
+        let url = ctx.credentials_url(NAME);
         let set: Vec<(&str, String)> = FIELDS.iter().filter_map(|k| field(k).map(|v| (*k, v))).collect();
         if url.is_none() && set.is_empty() {
             return Err(Error::Config(format!(
