@@ -192,30 +192,7 @@ impl Client {
 
     /// Run one statement and read its whole result.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
-        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-        let what = format!("{} on {}", excerpt(sql), self.shown);
-        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let body = json!({
-            "sqlText": sql,
-            "asyncExec": false,
-            "sequenceId": seq,
-            "querySubmissionTime": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        });
-        // the same request id on a retry: the server runs the statement once
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let url = format!("{}/queries/v1/query-request", self.base);
-        let mut env = send(&what, || {
-            self.http
-                .post(&url)
-                .query(&[("requestId", request_id.as_str())])
-                .header(reqwest::header::AUTHORIZATION, self.auth())
-                .header(reqwest::header::ACCEPT, "application/snowflake")
-                .json(&body)
-        })
-        .await?;
+        let (what, mut env) = self.submit(sql, "application/snowflake").await?;
         // a statement that outlives the request: poll its result URL
         let mut wait = Duration::from_millis(100);
         while !env.success && env.code.as_deref().is_some_and(|c| IN_PROGRESS.contains(&c)) {
@@ -371,6 +348,18 @@ impl Client {
         let kind = info.get("locationType").and_then(Value::as_str).unwrap_or_default();
         let material = crate::encrypt::Material::from_answer(answer.get("encryptionMaterial"));
         let presigned = info.get("presignedUrl").and_then(Value::as_str).filter(|u| !u.is_empty());
+        // where the bytes go, decided before the file is read and encrypted
+        let gcs_url = match (kind, presigned) {
+            ("GCS", Some(url)) => Some(url),
+            ("S3", _) => None,
+            _ => {
+                return Err(bad(format!(
+                    "the stage is on {kind}{}; dlt-rs uploads to S3 stages and to stages that hand out a presigned URL \
+                     (GCS) so far — Azure stages are not built yet (see docs/snowflake.md)",
+                    if presigned.is_none() && kind == "GCS" { " without a presigned URL" } else { "" }
+                )));
+            }
+        };
         let path = abs.clone();
         let data = dlt_core::runtime::blocking(move || std::fs::read(&path))
             .await
@@ -380,8 +369,8 @@ impl Client {
             Some(m) => Some(crate::encrypt::encrypt(m, &data)?),
             None => None,
         };
-        match (kind, presigned) {
-            ("GCS", Some(url)) => {
+        match gcs_url {
+            Some(url) => {
                 let (body, headers) = match encrypted {
                     Some(e) => {
                         let h = crate::encrypt::gcs_headers(&e);
@@ -402,24 +391,36 @@ impl Client {
                     });
                 }
             }
-            ("S3", _) => crate::stage::put_s3(info, &name, data, encrypted).await.map_err(|e| e.context(&what))?,
-            _ => {
-                return Err(bad(format!(
-                    "the stage is on {kind}{}; dlt-rs uploads to S3 stages and to stages that hand out a presigned URL \
-                     (GCS) so far — Azure stages are not built yet (see docs/snowflake.md)",
-                    if presigned.is_none() && kind == "GCS" { " without a presigned URL" } else { "" }
-                )));
-            }
+            None => crate::stage::put_s3(info, &name, data, encrypted).await.map_err(|e| e.context(&what))?,
         }
         Ok(())
     }
 
     /// Run a statement and return the answer's `data` as it is (PUT's stage description).
     async fn raw(&self, sql: &str) -> Result<Value> {
+        let (what, env) = self.submit(sql, "application/json").await?;
+        if !env.success {
+            return Err(failed(&what, env.code.as_deref(), env.message.as_deref(), env.data.as_ref()));
+        }
+        Ok(env.data.unwrap_or(Value::Null))
+    }
+
+    /// Send one statement to `/queries/v1/query-request` (results as `accept`) and return how
+    /// errors name it and the answer.
+    async fn submit(&self, sql: &str, accept: &str) -> Result<(String, Envelope)> {
         tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
         let what = format!("{} on {}", excerpt(sql), self.shown);
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"sqlText": sql, "asyncExec": false, "sequenceId": seq});
+        let body = json!({
+            "sqlText": sql,
+            "asyncExec": false,
+            "sequenceId": seq,
+            "querySubmissionTime": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        });
+        // the same request id on a retry: the server runs the statement once
         let request_id = uuid::Uuid::new_v4().to_string();
         let url = format!("{}/queries/v1/query-request", self.base);
         let env = send(&what, || {
@@ -427,14 +428,11 @@ impl Client {
                 .post(&url)
                 .query(&[("requestId", request_id.as_str())])
                 .header(reqwest::header::AUTHORIZATION, self.auth())
-                .header(reqwest::header::ACCEPT, "application/json")
+                .header(reqwest::header::ACCEPT, accept)
                 .json(&body)
         })
         .await?;
-        if !env.success {
-            return Err(failed(&what, env.code.as_deref(), env.message.as_deref(), env.data.as_ref()));
-        }
-        Ok(env.data.unwrap_or(Value::Null))
+        Ok((what, env))
     }
 
     /// End the session (best effort: a session also times out on the server).

@@ -93,7 +93,7 @@ impl SqlConnection for SnowflakeConnection {
         Ok(self.client.query(sql).await?.batches)
     }
 
-    async fn load_job(&mut self, target: &str, table: &Table, job: &JobFile) -> Result<()> {
+    async fn load_job(&mut self, target: &str, _table: &Table, job: &JobFile) -> Result<()> {
         if job.format != FileFormat::Parquet {
             return Err(Error::Config(format!(
                 "snowflake: job file {} is {:?}; this destination loads parquet job files",
@@ -102,7 +102,6 @@ impl SqlConnection for SnowflakeConnection {
             )));
         }
         let name = job.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let _ = table;
         let stage = table_stage(target);
         self.client.put(&job.path, &stage).await?;
         // the file by its path in the stage (job file names are unique and plain)
