@@ -84,7 +84,7 @@ pub mod destinations {
     pub use dlt_filesystem as filesystem_impl;
 
     /// A Snowflake database (`snowflake://user:password@account/database?warehouse=…&role=…`).
-    /// Experimental: loads through a stage that hands out presigned upload URLs (docs/snowflake.md).
+    /// Job files are `PUT` into the table's stage and copied in (docs/snowflake.md).
     #[cfg(feature = "snowflake")]
     pub fn snowflake(url: &str) -> Result<Arc<dyn Destination>> {
         Ok(Arc::new(dlt_snowflake::Snowflake::from_url(url)?))

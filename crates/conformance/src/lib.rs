@@ -7,6 +7,7 @@ pub mod dump;
 pub mod fs_mirror;
 pub mod jsonfmt;
 pub mod pg_mirror;
+pub mod sf_mirror;
 pub mod pyfmt;
 pub mod runner;
 pub mod schema_docs;

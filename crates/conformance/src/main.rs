@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]
-//!                 [--destination duckdb|postgres|filesystem] [--keep-db]                    run cases through dlt-rs
+//!                 [--destination duckdb|postgres|filesystem|snowflake] [--keep-db]          run cases through dlt-rs
 //! dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]
 //! dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts]
 //!                 [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]
@@ -20,6 +20,11 @@
 //! `--destination filesystem` runs every case into a local bucket folder (`OUT/<case>/bucket`,
 //! parquet files in dlt's layout), mirrors the datasets' files into DuckDB after every run with
 //! DuckDB's parquet reader and dumps them from there (see `fs_mirror`).
+//!
+//! `--destination snowflake` starts a fakesnow server (installed by `cargo xtask test`), runs
+//! every case in a fresh database of it, reads the datasets back with Snowflake's Python
+//! connector after every run, mirrors them into DuckDB and dumps them from there (see
+//! `sf_mirror`).
 
 use dlt_conformance::runner::Target;
 use dlt_conformance::{CompareOptions, dump, format_report, to_pretty_json, try_compare};
@@ -29,7 +34,7 @@ use std::process::ExitCode;
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
-         [--destination duckdb|postgres|filesystem] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
+         [--destination duckdb|postgres|filesystem|snowflake] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
          dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts] \
          [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]\n  \
          dlt-conformance compare-schemas EXPECTED_SCHEMAS ACTUAL_SCHEMAS [--deviations DEVIATIONS.md]"
@@ -205,7 +210,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
             "--destination" => match args.next() {
                 Some(d) => destination = d,
                 None => {
-                    eprintln!("--destination needs a value (duckdb, postgres or filesystem)");
+                    eprintln!("--destination needs a value (duckdb, postgres, filesystem or snowflake)");
                     return ExitCode::from(2);
                 }
             },
@@ -220,11 +225,24 @@ fn run_cases(argv: &[String]) -> ExitCode {
     let (Some(cases), Some(keep)) = (cases, keep) else {
         eprintln!(
             "usage: dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
-             [--destination duckdb|postgres|filesystem] [--keep-db]"
+             [--destination duckdb|postgres|filesystem|snowflake] [--keep-db]"
         );
         return ExitCode::from(2);
     };
+    // the fakesnow server of `--destination snowflake`, stopped when the run ends
+    let mut fakesnow = None;
     let target = match destination.as_str() {
+        "snowflake" => match dlt_testkit::services::fakesnow() {
+            Some(server) => {
+                let target = Target::Snowflake { port: server.port, python: server.python().to_path_buf() };
+                fakesnow = Some(server);
+                target
+            }
+            None => {
+                eprintln!("--destination snowflake needs fakesnow (`cargo xtask test` installs it)");
+                return ExitCode::from(2);
+            }
+        },
         "duckdb" | "filesystem" => {
             if keep_db {
                 eprintln!("--keep-db only applies to --destination postgres");
@@ -234,7 +252,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
         }
         "postgres" | "postgresql" => Target::postgres_from_env(keep_db),
         other => {
-            eprintln!("unknown destination {other:?} (expected duckdb, postgres or filesystem)");
+            eprintln!("unknown destination {other:?} (expected duckdb, postgres, filesystem or snowflake)");
             return ExitCode::from(2);
         }
     };
@@ -293,6 +311,9 @@ fn run_cases(argv: &[String]) -> ExitCode {
             "destination: postgres (server {}, one fresh database per case)",
             dlt::dlt_core::config::mask_url(server_url)
         );
+    }
+    if fakesnow.is_some() {
+        println!("destination: snowflake (fakesnow, one fresh database per case, read back by the Python connector)");
     }
     if target == Target::Filesystem {
         println!("destination: filesystem (a local bucket folder per case, read back with DuckDB's read_parquet)");

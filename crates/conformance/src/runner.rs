@@ -31,6 +31,17 @@ pub enum Target {
     /// `OUT/<case>/mirror.duckdb` with DuckDB's parquet reader (see [`crate::fs_mirror`]) and
     /// dumped from there.
     Filesystem,
+    /// A fresh database per case on a fakesnow server (Snowflake's protocol on DuckDB) at
+    /// `127.0.0.1:port`, loaded with the loader's idempotent protocol (fakesnow cannot `MERGE`
+    /// or create a temporary table inside a transaction). After every run the case's datasets
+    /// are read by Snowflake's Python connector (`python`), mirrored into
+    /// `OUT/<case>/mirror.duckdb` (see [`crate::sf_mirror`]) and dumped from there.
+    Snowflake {
+        /// The fakesnow server's port.
+        port: u16,
+        /// The Python interpreter that has `snowflake.connector`.
+        python: PathBuf,
+    },
 }
 
 impl Target {
@@ -40,6 +51,7 @@ impl Target {
             Target::DuckDb => "duckdb",
             Target::Postgres { .. } => "postgres",
             Target::Filesystem => "filesystem",
+            Target::Snowflake { .. } => "snowflake",
         }
     }
 
@@ -190,6 +202,7 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     let db = out_dir.join("dest.duckdb");
     let bucket = out_dir.join("bucket");
     let mut pg_db = None;
+    let mut sf_db = None;
     let destination: Arc<dyn dlt::Destination> = match target {
         Target::DuckDb => {
             // the oracle starts every case from an empty database file
@@ -205,6 +218,13 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
         Target::Filesystem => {
             fs::create_dir_all(&bucket)?;
             dlt::destinations::filesystem(&bucket.to_string_lossy())?
+        }
+        Target::Snowflake { port, .. } => {
+            // fakesnow creates the database on login; the name is Snowflake's fold of ours
+            let database = case_database_name(&name).to_uppercase();
+            let url = format!("snowflake://loader:pw@testacct/{database}?host=127.0.0.1&port={port}&protocol=http");
+            sf_db = Some(database);
+            Arc::new(dlt::destinations::snowflake_impl::Snowflake::from_url(&url)?.without_transactions())
         }
     };
     let mut pg_reader = match &pg_db {
@@ -265,6 +285,17 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
             schema_runs.push(snap);
         }
         let dump = match &mut pg_reader {
+            None if let (Target::Snowflake { port, python }, Some(database)) = (target, &sf_db) => {
+                let reader = crate::sf_mirror::Reader { python: python.clone(), port: *port };
+                crate::sf_mirror::dump_snowflake(
+                    &reader,
+                    database,
+                    &datasets,
+                    time_tokens.as_deref(),
+                    &out_dir.join("mirror.duckdb"),
+                )
+                .with_context(|| format!("dumping run {i} from Snowflake"))?
+            }
             None if *target == Target::Filesystem => crate::fs_mirror::dump_filesystem(
                 &bucket,
                 &datasets,
@@ -290,6 +321,10 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     }
     if *target == Target::Filesystem {
         oracle["destination"] = json!("filesystem");
+    }
+    if let Some(database) = &sf_db {
+        oracle["destination"] = json!("snowflake");
+        oracle["database"] = json!(database);
     }
     drop(pg_reader);
     drop(pg_db);
@@ -375,7 +410,7 @@ pub fn run_all_on(cases: &Path, keep: &Path, filter: Option<&str>, target: &Targ
             Ok(r) => r,
             // a filesystem case whose files cannot be mirrored (e.g. a NULL in a NOT NULL column)
             // is a failed case, not the end of the run
-            Err(e) if *target == Target::Filesystem => {
+            Err(e) if matches!(target, Target::Filesystem | Target::Snowflake { .. }) => {
                 out.push(CaseOutcome { name, diffs: vec![format!("error: {e:#}")], result_path });
                 continue;
             }

@@ -126,6 +126,12 @@ pub struct FakeSnow {
 }
 
 impl FakeSnow {
+    /// The Python interpreter installed beside fakesnow, which has Snowflake's own connector
+    /// (`snowflake.connector`): for readers that need more than [`FakeSnow::query`].
+    pub fn python(&self) -> &std::path::Path {
+        &self.python
+    }
+
     /// Run `sql` with snowflake-connector-python (installed beside fakesnow) as `user` on
     /// `database` and return the rows, each value as JSON (`str()` of what the connector
     /// returns for other than None, bool, int, float and str).

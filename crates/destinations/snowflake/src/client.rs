@@ -408,8 +408,9 @@ impl Client {
     /// Send one statement to `/queries/v1/query-request` (results as `accept`) and return how
     /// errors name it and the answer.
     async fn submit(&self, sql: &str, accept: &str) -> Result<(String, Envelope)> {
-        tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-        let what = format!("{} on {}", excerpt(sql), self.shown);
+        let shown = crate::copy::mask_credentials(sql);
+        tracing::info!(target: "dlt::sql", destination = NAME, "{shown}");
+        let what = format!("{} on {}", excerpt(&shown), self.shown);
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let body = json!({
             "sqlText": sql,

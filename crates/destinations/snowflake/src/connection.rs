@@ -4,23 +4,31 @@
 //! load history skips a file a table has loaded already, so a job that runs again adds nothing.
 
 use arrow::record_batch::RecordBatch;
-use dlt_core::destination::{FileFormat, JobFile};
+use dlt_core::destination::{FileFormat, JobFile, StagedFile};
 use dlt_core::error::{Error, Result};
 use dlt_core::schema::Table;
 use dlt_sql::SqlConnection;
 
 use crate::client::Client;
+use crate::copy::{StageOptions, copy_from_bucket, copy_from_stage};
 
 /// A logged-in session.
 #[derive(Debug)]
 pub struct SnowflakeConnection {
     client: Client,
+    stage: StageOptions,
 }
 
 impl SnowflakeConnection {
-    /// A connection over a logged-in client.
+    /// A connection over a logged-in client, loading through the table stages.
     pub fn new(client: Client) -> Self {
-        SnowflakeConnection { client }
+        SnowflakeConnection { client, stage: StageOptions::default() }
+    }
+
+    /// Where job files go and staged files come from.
+    pub fn with_stage(mut self, stage: StageOptions) -> Self {
+        self.stage = stage;
+        self
     }
 }
 
@@ -102,17 +110,34 @@ impl SqlConnection for SnowflakeConnection {
             )));
         }
         let name = job.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stage = table_stage(target);
+        let stage = match &self.stage.stage_name {
+            Some(named) => format!("@{named}"),
+            None => table_stage(target),
+        };
         self.client.put(&job.path, &stage).await?;
         // the file by its path in the stage (job file names are unique and plain)
-        let copy = format!(
-            "COPY INTO {target} FROM {stage}/{name} FILE_FORMAT = (TYPE = 'PARQUET') \
-             MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE"
-        );
         self.client
-            .query(&copy)
+            .query(&copy_from_stage(target, &stage, &name))
             .await
             .map_err(|e| e.context(&format!("loading {} into {target}", job.path.display())))?;
+        if !self.stage.keep_staged_files {
+            self.client.query(&format!("REMOVE {stage}/{name}")).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_staged(&mut self, target: &str, _table: &Table, file: &StagedFile) -> Result<()> {
+        if file.format != FileFormat::Parquet || file.gzip {
+            return Err(Error::Config(format!(
+                "snowflake loads staged parquet files; {} is {}{}: set the staging destination's \
+                 loader_file_format to parquet",
+                file.url,
+                file.format.extension(),
+                if file.gzip { " (gzip)" } else { "" }
+            )));
+        }
+        let copy = copy_from_bucket(target, &file.url, &self.stage)?;
+        self.client.query(&copy).await.map_err(|e| e.context(&format!("loading {} into {target}", file.url)))?;
         Ok(())
     }
 }

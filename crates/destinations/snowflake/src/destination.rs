@@ -12,6 +12,7 @@ use dlt_sql::SqlLoader;
 
 use crate::client::Client;
 use crate::connection::SnowflakeConnection;
+use crate::copy::StageOptions;
 use crate::credentials::Credentials;
 use crate::dialect::SnowflakeDialect;
 
@@ -25,6 +26,7 @@ pub fn capabilities() -> Capabilities {
     Capabilities::default()
         .with_preferred_file_format(FileFormat::Parquet)
         .with_supported_file_formats(vec![FileFormat::Parquet])
+        .with_supported_staging_file_formats(vec![FileFormat::Parquet])
         .with_max_identifier_length(255)
         .with_max_column_identifier_length(255)
         .with_supports_transactions(true)
@@ -62,12 +64,30 @@ pub struct Snowflake {
     credentials: Credentials,
     caps: Capabilities,
     timeout: Duration,
+    stage: StageOptions,
 }
 
 impl Snowflake {
     /// From credentials.
     pub fn new(credentials: Credentials) -> Self {
-        Snowflake { credentials, caps: capabilities(), timeout: Duration::from_secs(600) }
+        Snowflake { credentials, caps: capabilities(), timeout: Duration::from_secs(600), stage: StageOptions::default() }
+    }
+
+    /// Where job files go and staged files come from (dlt's `stage_name`, `keep_staged_files`,
+    /// and the staging bucket's URL and credentials).
+    pub fn with_stage(mut self, stage: StageOptions) -> Self {
+        self.stage = stage;
+        self
+    }
+
+    /// Load each package with the loader's idempotent protocol instead of one transaction (as
+    /// for destinations without transactions: jobs re-runnable, `_dlt_loads` written last).
+    /// For Snowflake-protocol servers that cannot run a load's statements in one transaction
+    /// (fakesnow 0.12 cannot `MERGE` or create a temporary table inside one); Snowflake itself
+    /// does not need it.
+    pub fn without_transactions(mut self) -> Self {
+        self.caps.supports_transactions = false;
+        self
     }
 
     /// From a `snowflake://` URL.
@@ -87,10 +107,27 @@ impl Destination for Snowflake {
     fn display_location(&self) -> String {
         self.credentials.display()
     }
+    /// Where the dataset is, without logging in (and without a secret).
+    async fn dataset_info(&self, dataset_name: &str) -> Result<Vec<String>> {
+        let c = &self.credentials;
+        let or_default = |v: &Option<String>| v.clone().unwrap_or_else(|| "(the user's default)".into());
+        Ok(vec![
+            format!("Snowflake account: {}", c.account),
+            format!("Database: {} (dataset {dataset_name} is its schema {})", c.database, dataset_name.to_uppercase()),
+            format!("Warehouse: {}", or_default(&c.warehouse)),
+            format!("Role: {}", or_default(&c.role)),
+            format!("User: {}", c.username),
+        ])
+    }
     async fn client(&self, dataset_name: &str) -> Result<Box<dyn DestinationClient>> {
         let client = Client::login(&self.credentials, None, self.timeout).await?;
         Ok(Box::new(
-            SqlLoader::new(NAME, SnowflakeDialect, SnowflakeConnection::new(client), dataset_name)
+            SqlLoader::new(
+                NAME,
+                SnowflakeDialect,
+                SnowflakeConnection::new(client).with_stage(self.stage.clone()),
+                dataset_name,
+            )
                 .with_transactions(self.caps.supports_transactions),
         ))
     }

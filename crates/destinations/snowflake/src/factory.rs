@@ -12,6 +12,7 @@ use dlt_core::destination::Destination;
 use dlt_core::error::{Error, Result};
 use dlt_core::registry::{DestinationContext, DestinationFactory, InitTemplate};
 
+use crate::copy::{StageOptions, StagingCredentials};
 use crate::credentials::{Authenticator, Credentials, Fields};
 use crate::destination::{NAME, Snowflake};
 
@@ -72,8 +73,51 @@ impl DestinationFactory for SnowflakeFactory {
         if url.is_some() && !set.is_empty() {
             c = overlay(c, &set)?;
         }
-        Ok(Arc::new(Snowflake::new(c)))
+        Ok(Arc::new(Snowflake::new(c).with_stage(stage_options(ctx)?)))
     }
+}
+
+/// dlt's `stage_name` and `keep_staged_files` (`[destination.snowflake]`, or the pipeline file's
+/// `[destination]`), and the staging bucket's URL and credentials as the filesystem destination
+/// reads them (`[destination.filesystem]`), for `COPY` from a staging bucket.
+fn stage_options(ctx: &DestinationContext<'_>) -> Result<StageOptions> {
+    let own = |key: &str| {
+        ctx.config.get(&["destination", NAME], key).map(|v| v.as_string()).or_else(|| {
+            ctx.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
+        })
+    };
+    let keep_staged_files = match own("keep_staged_files").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "snowflake: keep_staged_files must be true or false, not `{other}`"
+            )));
+        }
+    };
+    let fs = |key: &str| ctx.credentials_field("filesystem", key);
+    let secret = |key: &str| fs(key).map(Secret::new);
+    let staging_credentials = match (fs("aws_access_key_id"), secret("aws_secret_access_key")) {
+        (Some(access_key_id), Some(secret_access_key)) => Some(StagingCredentials::Aws {
+            access_key_id,
+            secret_access_key,
+            session_token: secret("aws_session_token"),
+        }),
+        _ => match (fs("azure_storage_account_name"), secret("azure_storage_sas_token")) {
+            (Some(account_name), Some(sas_token)) => Some(StagingCredentials::AzureSas {
+                account_name,
+                sas_token,
+                account_host: fs("azure_account_host"),
+            }),
+            _ => None,
+        },
+    };
+    Ok(StageOptions {
+        stage_name: own("stage_name").filter(|s| !s.trim().is_empty()),
+        keep_staged_files,
+        staging_bucket_url: ctx.config.get(&["destination", "filesystem"], "bucket_url").map(|v| v.as_string()),
+        staging_credentials,
+    })
 }
 
 fn get<'a>(set: &'a [(&str, String)], key: &str) -> Option<&'a String> {
