@@ -18,9 +18,10 @@ use dlt_core::error::{Error, Result};
 
 /// How `COPY INTO` reads a parquet job file, as dlt 1.31 does: binary columns stay binary, the
 /// files' logical types (timestamps, decimals, dates) are used, columns are matched by name
-/// whatever their case.
+/// whatever their case. The options are separated by spaces, the form of Snowflake's reference
+/// (dlt separates them with commas, which Snowflake also takes and fakesnow does not).
 pub const PARQUET_COPY_OPTIONS: &str =
-    "FILE_FORMAT = (TYPE = 'PARQUET', BINARY_AS_TEXT = FALSE, USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE";
+    "FILE_FORMAT = (TYPE = 'PARQUET' BINARY_AS_TEXT = FALSE USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE";
 
 /// The credentials Snowflake reads a staging bucket with when no named stage is configured
 /// (dlt takes them from the staging destination's credentials).
