@@ -119,6 +119,33 @@ fn failed(what: &str, code: Option<&str>, message: Option<&str>, data: Option<&V
     Error::Destination { destination: NAME.into(), message: m, transient }
 }
 
+/// A failed login with what to check: the account identifier when its host is unknown or
+/// refuses the account, the user's secret when Snowflake rejects it.
+fn login_hint(e: Error, c: &Credentials) -> Error {
+    let Error::Destination { destination, message, transient } = e else { return e };
+    let hint = if message.contains("dns error") || message.contains("HTTP 403") {
+        format!(
+            "; check the account identifier `{}` (credentials `host`: `orgname-account_name` or a locator such as \
+             `xy12345.eu-central-1`)",
+            c.account
+        )
+    } else if message.contains("(code 390100") || message.contains("(code 390144") {
+        let field = match c.authenticator {
+            Authenticator::Password(_) => "password",
+            Authenticator::OAuth(_) => "token",
+            Authenticator::KeyPair { .. } => "private_key (and the public key registered for the user)",
+        };
+        format!(
+            "; check the username `{}` and the {field} (DESTINATION__SNOWFLAKE__CREDENTIALS__{})",
+            c.username,
+            field.split(' ').next().unwrap_or(field).to_ascii_uppercase()
+        )
+    } else {
+        return Error::Destination { destination, message, transient };
+    };
+    Error::Destination { destination, message: message + &hint, transient }
+}
+
 impl Client {
     /// Log in. `schema` is the session's schema (the dataset), which need not exist yet.
     pub async fn login(c: &Credentials, schema: Option<&str>, timeout: Duration) -> Result<Client> {
@@ -171,9 +198,10 @@ impl Client {
         let base = c.base_url();
         let url = format!("{base}/session/v1/login-request");
         let body = json!({ "data": data });
-        let env = send(&what, || http.post(&url).query(&query).json(&body)).await?;
+        let env = send(&what, || http.post(&url).query(&query).json(&body)).await.map_err(|e| login_hint(e, c))?;
         if !env.success {
-            return Err(failed(&what, env.code.as_deref(), env.message.as_deref(), env.data.as_ref()));
+            let e = failed(&what, env.code.as_deref(), env.message.as_deref(), env.data.as_ref());
+            return Err(login_hint(e, c));
         }
         let token = env.data.as_ref().and_then(|d| d.get("token")).and_then(Value::as_str).ok_or_else(|| {
             Error::Destination {

@@ -76,3 +76,68 @@ fn errors_carry_snowflake_codes_and_never_a_secret() {
     let m = e.to_string();
     assert!(e.is_transient() && m.contains("testacct") && !m.contains("hunter2"), "{m}");
 }
+
+/// A server that answers every request with `status` and `body` (a login failure is a path
+/// fakesnow cannot take: it accepts any credentials). Returns its URL.
+fn answering(status: &'static str, body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            // the whole request: headers, then Content-Length bytes
+            let mut req = vec![];
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_wrong_password_or_unknown_account_says_what_to_check_and_never_shows_the_secret() {
+    // Snowflake's answer to a wrong password (the login protocol's documented failure)
+    let url = answering(
+        "200 OK",
+        r#"{"data":{"nextAction":null,"authnMethod":"USERNAME_PASSWORD"},"code":"390100","message":"Incorrect username or password was specified.","success":false}"#,
+    );
+    let e = block_on(Client::login(&credentials(&url, "hunter2-wrong"), None, Duration::from_secs(5))).unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("Incorrect username or password") && m.contains("code 390100"), "{m}");
+    assert!(m.contains("check the username `loader` and the password"), "{m}");
+    assert!(!m.contains("hunter2-wrong") && !e.is_transient(), "{m}");
+    // an account a Snowflake endpoint does not know: HTTP 403
+    let url = answering("403 Forbidden", "");
+    let e = block_on(Client::login(&credentials(&url, "hunter2"), None, Duration::from_secs(5))).unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("HTTP 403") && m.contains("check the account identifier `testacct`"), "{m}");
+    assert!(!m.contains("hunter2") && !e.is_transient(), "{m}");
+    // a host that does not exist: not retried, the account named
+    let c = Credentials::parse("snowflake://loader:hunter2@no-such-acct/DB?host=no-such-acct.invalid").unwrap();
+    let e = block_on(Client::login(&c, None, Duration::from_secs(5))).unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("check the account identifier `no-such-acct`"), "{m}");
+    assert!(!m.contains("hunter2") && !e.is_transient(), "{m}");
+}
