@@ -10,7 +10,7 @@ use dlt_core::schema::Table;
 use dlt_sql::SqlConnection;
 
 use crate::client::Client;
-use crate::copy::{StageOptions, copy_from_bucket, copy_from_stage};
+use crate::copy::{StageOptions, copy_from_bucket, copy_from_stage, remove_from_stage};
 
 /// A logged-in session.
 #[derive(Debug)]
@@ -121,7 +121,7 @@ impl SqlConnection for SnowflakeConnection {
             .await
             .map_err(|e| e.context(&format!("loading {} into {target}", job.path.display())))?;
         if !self.stage.keep_staged_files {
-            self.client.query(&format!("REMOVE {stage}/{name}")).await?;
+            self.client.query(&remove_from_stage(&stage, &name)).await?;
         }
         Ok(())
     }

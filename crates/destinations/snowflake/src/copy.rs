@@ -92,6 +92,11 @@ pub fn copy_from_stage(target: &str, stage: &str, file_name: &str) -> String {
     format!("COPY INTO {target} FROM {stage}/{file_name} {PARQUET_COPY_OPTIONS}")
 }
 
+/// Removes a job file from the stage it was `PUT` into (`keep_staged_files = false`).
+pub fn remove_from_stage(stage: &str, file_name: &str) -> String {
+    format!("REMOVE {stage}/{file_name}")
+}
+
 /// The scheme, host (bucket or container) and path of a URL.
 fn split_url(url: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
@@ -198,6 +203,15 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn job_files_load_from_their_stage_and_may_be_removed_after() {
+        assert_eq!(
+            copy_from_stage("\"DS\".\"T\"", "@\"DS\".\"%T\"", "t.abc.0.parquet"),
+            format!("COPY INTO \"DS\".\"T\" FROM @\"DS\".\"%T\"/t.abc.0.parquet {PARQUET_COPY_OPTIONS}")
+        );
+        assert_eq!(remove_from_stage("@PUBLIC.S", "t.abc.0.parquet"), "REMOVE @PUBLIC.S/t.abc.0.parquet");
     }
 
     #[test]

@@ -204,4 +204,40 @@ mod tests {
         let e = build(vec![("DESTINATION__SNOWFLAKE__CREDENTIALS__USERNAME", "u")]).unwrap_err().to_string();
         assert!(e.contains("`host`"), "{e}");
     }
+
+    #[test]
+    fn stage_options_come_from_the_destination_and_the_staging_filesystems_config() {
+        let stage = |env: Vec<(&str, &str)>| {
+            let config = Config::from_parts(
+                env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                None,
+                None,
+            );
+            let dir = std::env::temp_dir();
+            stage_options(&DestinationContext { pipeline_name: "p", config: &config, run_dir: &dir, explicit: None })
+        };
+        let d = stage(vec![]).unwrap();
+        assert!(d.keep_staged_files && d.stage_name.is_none() && d.staging_credentials.is_none());
+        let s = stage(vec![
+            ("DESTINATION__SNOWFLAKE__STAGE_NAME", "PUBLIC.MY_STAGE"),
+            ("DESTINATION__SNOWFLAKE__KEEP_STAGED_FILES", "false"),
+            ("DESTINATION__FILESYSTEM__BUCKET_URL", "s3://bucket/data"),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID", "AKIA1"),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY", "very-secret"),
+        ])
+        .unwrap();
+        assert_eq!(s.stage_name.as_deref(), Some("PUBLIC.MY_STAGE"));
+        assert!(!s.keep_staged_files);
+        assert_eq!(s.staging_bucket_url.as_deref(), Some("s3://bucket/data"));
+        let shown = format!("{s:?}");
+        assert!(shown.contains("AKIA1") && !shown.contains("very-secret"), "{shown}");
+        let az = stage(vec![
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("DESTINATION__FILESYSTEM__CREDENTIALS__AZURE_STORAGE_SAS_TOKEN", "sv=1&sig=x"),
+        ])
+        .unwrap();
+        assert!(matches!(az.staging_credentials, Some(StagingCredentials::AzureSas { .. })));
+        let e = stage(vec![("DESTINATION__SNOWFLAKE__KEEP_STAGED_FILES", "maybe")]).unwrap_err().to_string();
+        assert!(e.contains("keep_staged_files must be true or false"), "{e}");
+    }
 }
