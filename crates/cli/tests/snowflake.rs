@@ -75,8 +75,11 @@ fn the_quickstart_runs_into_snowflake() {
     copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart"), &p.root);
     let toml = std::fs::read_to_string(p.root.join("pipeline.toml")).unwrap();
     assert!(toml.contains("destination = \"duckdb\""));
-    std::fs::write(p.root.join("pipeline.toml"), toml.replace("destination = \"duckdb\"", "destination = \"snowflake\""))
-        .unwrap();
+    std::fs::write(
+        p.root.join("pipeline.toml"),
+        toml.replace("destination = \"duckdb\"", "destination = \"snowflake\""),
+    )
+    .unwrap();
     let out = ok(&p.dlt(&["run", "pipeline.toml"]));
     assert!(out.contains("destination snowflake"), "{out}");
     assert!(!out.contains("s3cr3t-pw"), "{out}");
@@ -120,8 +123,9 @@ fn the_quickstart_runs_into_snowflake() {
 #[test]
 fn a_rest_api_pipeline_runs_into_snowflake() {
     let dir = tempfile::tempdir().unwrap();
-    let posts: Vec<Value> =
-        (1..=23).map(|i| json!({"id": i, "title": format!("post {i}"), "tags": ["a", format!("t{}", i % 4)]})).collect();
+    let posts: Vec<Value> = (1..=23)
+        .map(|i| json!({"id": i, "title": format!("post {i}"), "tags": ["a", format!("t{}", i % 4)]}))
+        .collect();
     let db_file = dir.path().join("db.json");
     std::fs::write(&db_file, json!({ "posts": posts }).to_string()).unwrap();
     let Some(api) = json_server(&db_file) else { return };
@@ -200,8 +204,13 @@ fn exactly_once_under_kills_snowflake() {
          [source.resources.incremental]\ncursor_path = \"id\"\n",
     )
     .unwrap();
-    let points =
-        ["extract.items_written", "normalize.before_publish", "load.in_transaction", "load.after_commit", "extract.item.3"];
+    let points = [
+        "extract.items_written",
+        "normalize.before_publish",
+        "load.in_transaction",
+        "load.after_commit",
+        "extract.item.3",
+    ];
     let mut total = 0u64;
     for (round, point) in points.iter().enumerate() {
         let new_rows = 30 + 17 * round as u64;

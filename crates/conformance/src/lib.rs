@@ -7,10 +7,10 @@ pub mod dump;
 pub mod fs_mirror;
 pub mod jsonfmt;
 pub mod pg_mirror;
-pub mod sf_mirror;
 pub mod pyfmt;
 pub mod runner;
 pub mod schema_docs;
+pub mod sf_mirror;
 
 pub use compare::{CompareOptions, compare, format_report, try_compare};
 pub use dump::{dump, dump_connection};

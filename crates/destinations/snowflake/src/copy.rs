@@ -20,8 +20,7 @@ use dlt_core::error::{Error, Result};
 /// files' logical types (timestamps, decimals, dates) are used, columns are matched by name
 /// whatever their case. The options are separated by spaces, the form of Snowflake's reference
 /// (dlt separates them with commas, which Snowflake also takes and fakesnow does not).
-pub const PARQUET_COPY_OPTIONS: &str =
-    "FILE_FORMAT = (TYPE = 'PARQUET' BINARY_AS_TEXT = FALSE USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE";
+pub const PARQUET_COPY_OPTIONS: &str = "FILE_FORMAT = (TYPE = 'PARQUET' BINARY_AS_TEXT = FALSE USE_LOGICAL_TYPE = TRUE) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE";
 
 /// The credentials Snowflake reads a staging bucket with when no named stage is configured
 /// (dlt takes them from the staging destination's credentials).
@@ -130,11 +129,8 @@ pub fn copy_from_bucket(target: &str, url: &str, opts: &StageOptions) -> Result<
     let hint = "or set stage_name to a stage on the bucket (destination.snowflake.stage_name)";
     match (scheme, &opts.staging_credentials) {
         ("s3" | "s3a", Some(StagingCredentials::Aws { access_key_id, secret_access_key, session_token })) => {
-            let mut creds = format!(
-                "AWS_KEY_ID={} AWS_SECRET_KEY={}",
-                literal(access_key_id),
-                literal(secret_access_key.expose())
-            );
+            let mut creds =
+                format!("AWS_KEY_ID={} AWS_SECRET_KEY={}", literal(access_key_id), literal(secret_access_key.expose()));
             if let Some(t) = session_token {
                 creds.push_str(&format!(" AWS_TOKEN={}", literal(t.expose())));
             }
@@ -147,8 +143,7 @@ pub fn copy_from_bucket(target: &str, url: &str, opts: &StageOptions) -> Result<
         ("az" | "abfs" | "abfss", Some(StagingCredentials::AzureSas { account_name, sas_token, account_host })) => {
             // az://container/path, abfss://container@account.dfs.core.windows.net/path
             let container = host.split_once('@').map_or(host, |(c, _)| c);
-            let account_host =
-                account_host.clone().unwrap_or_else(|| format!("{account_name}.blob.core.windows.net"));
+            let account_host = account_host.clone().unwrap_or_else(|| format!("{account_name}.blob.core.windows.net"));
             let azure = format!("azure://{account_host}/{container}/{}", path.trim_start_matches('/'));
             let sas = sas_token.expose().trim_start_matches('?');
             Ok(format!(
@@ -224,7 +219,9 @@ mod tests {
         let sql = copy_from_bucket("\"DS\".\"T\"", "s3://bucket/data/ds/t/1.abc.parquet", &opts).unwrap();
         assert_eq!(
             sql,
-            format!("COPY INTO \"DS\".\"T\" FROM @PUBLIC.MY_S3_STAGE FILES = ('ds/t/1.abc.parquet') {PARQUET_COPY_OPTIONS}")
+            format!(
+                "COPY INTO \"DS\".\"T\" FROM @PUBLIC.MY_S3_STAGE FILES = ('ds/t/1.abc.parquet') {PARQUET_COPY_OPTIONS}"
+            )
         );
         // a GCS bucket works only so
         let gs = StageOptions { staging_bucket_url: Some("gs://b".into()), ..opts };

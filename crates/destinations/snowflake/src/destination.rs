@@ -70,7 +70,12 @@ pub struct Snowflake {
 impl Snowflake {
     /// From credentials.
     pub fn new(credentials: Credentials) -> Self {
-        Snowflake { credentials, caps: capabilities(), timeout: Duration::from_secs(600), stage: StageOptions::default() }
+        Snowflake {
+            credentials,
+            caps: capabilities(),
+            timeout: Duration::from_secs(600),
+            stage: StageOptions::default(),
+        }
     }
 
     /// Where job files go and staged files come from (dlt's `stage_name`, `keep_staged_files`,
@@ -128,7 +133,7 @@ impl Destination for Snowflake {
                 SnowflakeConnection::new(client).with_stage(self.stage.clone()),
                 dataset_name,
             )
-                .with_transactions(self.caps.supports_transactions),
+            .with_transactions(self.caps.supports_transactions),
         ))
     }
 }

@@ -90,9 +90,7 @@ fn stage_options(ctx: &DestinationContext<'_>) -> Result<StageOptions> {
         None | Some("true") => true,
         Some("false") => false,
         Some(other) => {
-            return Err(Error::Config(format!(
-                "snowflake: keep_staged_files must be true or false, not `{other}`"
-            )));
+            return Err(Error::Config(format!("snowflake: keep_staged_files must be true or false, not `{other}`")));
         }
     };
     let fs = |key: &str| ctx.credentials_field("filesystem", key);
@@ -104,11 +102,9 @@ fn stage_options(ctx: &DestinationContext<'_>) -> Result<StageOptions> {
             session_token: secret("aws_session_token"),
         }),
         _ => match (fs("azure_storage_account_name"), secret("azure_storage_sas_token")) {
-            (Some(account_name), Some(sas_token)) => Some(StagingCredentials::AzureSas {
-                account_name,
-                sas_token,
-                account_host: fs("azure_account_host"),
-            }),
+            (Some(account_name), Some(sas_token)) => {
+                Some(StagingCredentials::AzureSas { account_name, sas_token, account_host: fs("azure_account_host") })
+            }
             _ => None,
         },
     };
@@ -208,11 +204,8 @@ mod tests {
     #[test]
     fn stage_options_come_from_the_destination_and_the_staging_filesystems_config() {
         let stage = |env: Vec<(&str, &str)>| {
-            let config = Config::from_parts(
-                env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                None,
-                None,
-            );
+            let config =
+                Config::from_parts(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), None, None);
             let dir = std::env::temp_dir();
             stage_options(&DestinationContext { pipeline_name: "p", config: &config, run_dir: &dir, explicit: None })
         };
