@@ -4,6 +4,7 @@
 //! seconds on a fresh machine, before DuckDB is available.
 
 mod bench;
+mod bqemulator;
 mod duckdb;
 mod fakesnow;
 mod gcs;
@@ -143,6 +144,7 @@ fn test(ctx: &mut Ctx, args: Vec<OsString>) -> Result<i32> {
     s3::ensure_azurite(ctx)?;
     gcs::ensure(ctx)?;
     fakesnow::ensure(ctx)?;
+    bqemulator::ensure(ctx)?;
     oracle::ensure(ctx)?;
     ensure_nextest(ctx)?;
 

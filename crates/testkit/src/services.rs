@@ -193,6 +193,106 @@ pub fn fakesnow() -> Option<FakeSnow> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// bqemulator, the BigQuery emulator
+
+/// A bqemulator server (REST on `url`, gRPC beside it) child process with project `p1`;
+/// stopped on drop.
+#[derive(Debug)]
+pub struct BqEmulator {
+    child: Child,
+    /// `http://127.0.0.1:PORT` (the REST API is under `/bigquery/v2`).
+    pub url: String,
+    /// The project the server holds.
+    pub project: String,
+}
+
+impl BqEmulator {
+    /// `GET` or `POST` (with a JSON body) a REST path under `/bigquery/v2/projects/<project>`,
+    /// through plain HTTP (not dlt-rs' client): the tests' independent reader.
+    #[track_caller]
+    pub fn rest(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+        let target = format!("/bigquery/v2/projects/{}/{}", self.project, path.trim_start_matches('/'));
+        let (status, text) = http_json(&self.url, method, &target, body);
+        assert!((200..300).contains(&status), "{method} {target}: HTTP {status}: {text}");
+        if text.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap() }
+    }
+
+    /// Run `sql` with `jobs.query` (standard SQL) and return the rows, each value as the REST
+    /// API renders it (strings, or null).
+    #[track_caller]
+    pub fn query(&self, sql: &str) -> Vec<Vec<serde_json::Value>> {
+        let r = self.rest("POST", "queries", Some(&serde_json::json!({"query": sql, "useLegacySql": false})));
+        r["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        row["f"].as_array().map(|f| f.iter().map(|c| c["v"].clone()).collect()).unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for BqEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange with a JSON body: `(status, body)`.
+fn http_json(base: &str, method: &str, target: &str, body: Option<&serde_json::Value>) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot reach {base}: {e}"));
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut raw = vec![];
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { String::from_utf8_lossy(&dechunk(rest.as_bytes())).to_string() } else { rest.to_string() };
+    (status, body)
+}
+
+/// bqemulator 1.4.0 (`DLT_TEST_BQEMULATOR` with `DLT_TEST_BQEMULATOR_HOME`, else the ones `cargo
+/// xtask test` installs) on free ports with project `p1`, or `None` when it is not installed (a
+/// failure under CI).
+#[track_caller]
+pub fn bqemulator() -> Option<BqEmulator> {
+    let bin = installed("DLT_TEST_BQEMULATOR", "bqemulator/bin/bqemulator").unwrap_or_default();
+    let home = installed("DLT_TEST_BQEMULATOR_HOME", "bqemulator-home").unwrap_or_default();
+    if !bin.exists() || !home.exists() {
+        skip_or_fail("bqemulator", format!("not found at {} (run `cargo xtask test`)", bin.display()));
+        return None;
+    }
+    let (port, grpc) = (free_port(), free_port());
+    let child = Command::new(&bin)
+        .args(["start", "--rest-port", &port.to_string(), "--grpc-port", &grpc.to_string(), "--project", "p1"])
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let server = BqEmulator { child, url: format!("http://127.0.0.1:{port}"), project: "p1".into() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "bqemulator did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(server)
+}
+
+// ---------------------------------------------------------------------------------------------
 // moto, the S3 server
 
 /// The body of a `Transfer-Encoding: chunked` response.
