@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dlt_core::error::{Error, Result};
-use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
@@ -17,21 +16,11 @@ use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table_row::TableRow;
 use serde_json::Value;
 
-use crate::credentials::{Auth, Credentials};
+use crate::auth::TokenSource;
+use crate::credentials::Credentials;
 
 /// The destination's name, in errors.
 const NAME: &str = "bigquery";
-
-/// No `Authorization` token: for an emulator over plain HTTP.
-#[derive(Clone)]
-struct NoToken;
-
-#[async_trait::async_trait]
-impl Authenticator for NoToken {
-    async fn access_token(&self) -> std::result::Result<String, BQError> {
-        Ok(String::new())
-    }
-}
 
 /// A query's result: column names and rows, each value as the REST API renders it (a string,
 /// a nested record or list, or null).
@@ -45,10 +34,13 @@ pub struct Rows {
 
 /// A client for one project and location.
 pub struct Client {
-    inner: gcp_bigquery_client::Client,
-    project: String,
-    location: String,
-    shown: String,
+    pub(crate) inner: gcp_bigquery_client::Client,
+    pub(crate) tokens: TokenSource,
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: String,
+    pub(crate) project: String,
+    pub(crate) location: String,
+    pub(crate) shown: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -62,27 +54,24 @@ impl Client {
     pub async fn connect(c: &Credentials) -> Result<Client> {
         let shown = c.display();
         let what = format!("cannot connect to {shown}");
+        let tokens = TokenSource::new(c).await?;
         let mut builder = ClientBuilder::new();
         builder.with_v2_base_url(c.v2_base());
-        let inner = match &c.auth {
-            Auth::None => builder.build_from_authenticator(Arc::new(NoToken)).await,
-            Auth::ServiceAccount { client_email, private_key, private_key_id, token_uri } => {
-                let key = serde_json::from_value(serde_json::json!({
-                    "type": "service_account",
-                    "project_id": c.project_id,
-                    "private_key_id": private_key_id,
-                    "private_key": private_key.expose(),
-                    "client_email": client_email,
-                    "token_uri": token_uri,
-                }))
-                .map_err(|e| Error::Config(format!("{what}: the service account key is incomplete: {e}")))?;
-                // the scope is the client's default, BigQuery's read-write one
-                builder.build_from_service_account_key(key, false).await
-            }
-            Auth::ApplicationDefault => builder.build_from_application_default_credentials().await,
-        }
-        .map_err(|e| bq_error(&what, e))?;
-        Ok(Client { inner, project: c.project_id.clone(), location: c.location.clone(), shown })
+        let inner = builder.build_from_authenticator(Arc::new(tokens.clone())).await.map_err(|e| bq_error(&what, e))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .user_agent(concat!("dlt-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| bq_error(&what, BQError::RequestError(e)))?;
+        Ok(Client {
+            inner,
+            tokens,
+            http,
+            endpoint: c.api_endpoint.clone(),
+            project: c.project_id.clone(),
+            location: c.location.clone(),
+            shown,
+        })
     }
 
     /// The project datasets and jobs belong to.
@@ -181,7 +170,7 @@ fn cells(rows: Vec<TableRow>) -> Vec<Vec<Value>> {
 }
 
 /// A statement as errors show it: its start, on one line.
-fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> String {
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one.len() > 120 { format!("{}…", &one[..one.floor_char_boundary(120)]) } else { one }
 }
@@ -189,7 +178,7 @@ fn excerpt(s: &str) -> String {
 /// Reasons a retry may pass (BigQuery's error reasons).
 const TRANSIENT_REASONS: &[&str] = &["rateLimitExceeded", "backendError", "internalError", "jobBackendError"];
 
-fn job_errors(what: &str, errors: &[gcp_bigquery_client::model::error_proto::ErrorProto]) -> Error {
+pub(crate) fn job_errors(what: &str, errors: &[gcp_bigquery_client::model::error_proto::ErrorProto]) -> Error {
     let list: Vec<String> = errors
         .iter()
         .map(|e| format!("{} ({})", e.message.as_deref().unwrap_or("?"), e.reason.as_deref().unwrap_or("?")))
@@ -199,7 +188,7 @@ fn job_errors(what: &str, errors: &[gcp_bigquery_client::model::error_proto::Err
 }
 
 /// A client error as dlt-rs reports it.
-fn bq_error(what: &str, e: BQError) -> Error {
+pub(crate) fn bq_error(what: &str, e: BQError) -> Error {
     let (message, transient) = match &e {
         BQError::ResponseError { error } => {
             let reasons: Vec<&str> =
