@@ -103,6 +103,12 @@ pub trait Dialect: Send + Sync {
     fn set_not_null_after_update(&self) -> bool {
         true
     }
+    /// Whether a follow-up job's statements (merge, replace from staging) go to the destination
+    /// as one script instead of one statement each (BigQuery: temporary tables live only within
+    /// the script that creates them, and a script runs as one job).
+    fn follow_up_as_script(&self) -> bool {
+        false
+    }
     /// `CREATE TEMPORARY TABLE name AS query`.
     fn create_temp_table_as(&self, name: &str, query: &str) -> String {
         format!("CREATE TEMPORARY TABLE {name} AS {query};")

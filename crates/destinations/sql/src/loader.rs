@@ -306,7 +306,10 @@ impl<C: SqlConnection, D: Dialect> SqlLoader<C, D> {
             REPLACE => format!("replacing table {} from staging", job.table),
             _ => format!("merging table {}", job.table),
         };
-        let stmts = self.follow_up_sql(package, job).await.map_err(|e| e.context(&what))?;
+        let mut stmts = self.follow_up_sql(package, job).await.map_err(|e| e.context(&what))?;
+        if self.dialect.follow_up_as_script() && !stmts.is_empty() {
+            stmts = vec![stmts.join("\n")];
+        }
         for sql in stmts {
             tracing::info!(target: "dlt::sql", destination = %self.destination, "{sql}");
             self.conn.execute(&sql).await.map_err(|e| e.context(&what))?;
