@@ -60,10 +60,10 @@ impl Dialect for BigQueryDialect {
     fn create_staging_table(&self, staging: &str, table: &str, _keep_constraints: bool) -> String {
         format!("CREATE OR REPLACE TABLE {staging} LIKE {table};")
     }
-    /// `staging-optimized` as dlt does it on BigQuery: the table becomes a clone of the staging
-    /// table.
+    /// `staging-optimized` as dlt does it on BigQuery: the table is replaced by a clone of the
+    /// staging table (dropped first: bqemulator cannot `CREATE OR REPLACE … CLONE`).
     fn swap_table(&self, staging: &str, table: &str, _dataset: &str) -> Option<String> {
-        Some(format!("CREATE OR REPLACE TABLE {table} CLONE {staging};"))
+        Some(format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} CLONE {staging};"))
     }
     fn columns_query(&self, dataset: &str) -> String {
         format!(
