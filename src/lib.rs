@@ -92,6 +92,9 @@ pub mod destinations {
 
     #[cfg(feature = "snowflake")]
     pub use dlt_snowflake as snowflake_impl;
+
+    #[cfg(feature = "bigquery")]
+    pub use dlt_bigquery as bigquery_impl;
 }
 
 /// Sources compiled into this build.
@@ -116,6 +119,8 @@ pub fn registry() -> Registry {
     r.register_destination(Arc::new(dlt_filesystem::FilesystemFactory));
     #[cfg(feature = "snowflake")]
     r.register_destination(Arc::new(dlt_snowflake::SnowflakeFactory));
+    #[cfg(feature = "bigquery")]
+    r.register_destination(Arc::new(dlt_bigquery::BigQueryFactory));
     #[cfg(feature = "files")]
     r.register_source(Arc::new(dlt_files::FilesFactory));
     #[cfg(feature = "rest_api")]

@@ -164,8 +164,13 @@ mod tests {
         assert_eq!(d.quote("a`b"), "`a\\`b`");
         assert_eq!(d.literal("it's a \\ path\n"), "'it\\'s a \\\\ path\\n'");
         assert_eq!(d.timestamp_literal(0), "TIMESTAMP '1970-01-01 00:00:00.000000+00:00'");
-        assert!(d.columns_query("ds").starts_with("SELECT table_name, column_name FROM `ds`.INFORMATION_SCHEMA.COLUMNS"));
-        assert!(d.dataset_exists_query("ds").contains("FROM `region-us`.INFORMATION_SCHEMA.SCHEMATA WHERE schema_name = 'ds'"));
+        assert!(
+            d.columns_query("ds").starts_with("SELECT table_name, column_name FROM `ds`.INFORMATION_SCHEMA.COLUMNS")
+        );
+        assert!(
+            d.dataset_exists_query("ds")
+                .contains("FROM `region-us`.INFORMATION_SCHEMA.SCHEMATA WHERE schema_name = 'ds'")
+        );
         assert!(!d.transactional_ddl() && d.follow_up_as_script());
     }
 }

@@ -1,4 +1,4 @@
-//! The BigQuery destination (in progress, issue 19): credentials and location as dlt names
+//! The BigQuery destination (experimental, issue 19): credentials and location as dlt names
 //! them (`credentials`), the client over `gcp-bigquery-client` with the endpoint and token they
 //! give (`client`, `auth`), load jobs from local files (`load`), and the dialect and
 //! connection the shared SQL loader runs (`dialect`, `connection`, `destination`). See
@@ -11,6 +11,7 @@ pub mod connection;
 pub mod credentials;
 pub mod destination;
 pub mod dialect;
+pub mod factory;
 pub mod load;
 
 pub use client::Client;
@@ -18,4 +19,5 @@ pub use connection::BigQueryConnection;
 pub use credentials::{Auth, Credentials, Fields};
 pub use destination::{BigQuery, capabilities};
 pub use dialect::BigQueryDialect;
+pub use factory::BigQueryFactory;
 pub use load::{SourceFormat, job_id};

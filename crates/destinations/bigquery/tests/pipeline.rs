@@ -29,7 +29,10 @@ fn an_append_run_loads_rows_nested_tables_and_dlts_system_tables() {
     let Some(server) = dlt_testkit::services::bqemulator() else { return };
     let dir = std::env::temp_dir().join(format!("dlt-bq-pipeline-{}", std::process::id()));
     let mut p = pipeline(&server, &dir, "bq_append");
-    let rows = vec![json!({"id": 1, "name": "ä", "score": 1.5, "tags": ["x", "y"]}), json!({"id": 2, "name": null, "score": 2.0})];
+    let rows = vec![
+        json!({"id": 1, "name": "ä", "score": 1.5, "tags": ["x", "y"]}),
+        json!({"id": 2, "name": null, "score": 2.0}),
+    ];
     let info = p.run(Source::new("src", vec![Resource::from_values("items", rows)])).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(info.row_counts.get("items"), Some(&2), "{info:?}");
     let got = server.query("SELECT id, name, score FROM `p1.bq_data.items` ORDER BY id");
