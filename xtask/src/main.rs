@@ -194,13 +194,14 @@ fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process
     let must_pass_pg = ctx.repo.join("tests/conformance/must_pass_postgres.txt");
     let must_pass_fs = ctx.repo.join("tests/conformance/must_pass_filesystem.txt");
     let must_pass_sf = ctx.repo.join("tests/conformance/must_pass_snowflake.txt");
-    for list in [&must_pass_pg, &must_pass_fs, &must_pass_sf] {
+    let must_pass_bq = ctx.repo.join("tests/conformance/must_pass_bigquery.txt");
+    for list in [&must_pass_pg, &must_pass_fs, &must_pass_sf, &must_pass_bq] {
         if !list.is_file() {
             return Ok(Err(format!("must-pass list {} is missing", list.display())));
         }
     }
     // the same cases on DuckDB, then on the Postgres server the tests use, then on local files,
-    // then on fakesnow
+    // then on fakesnow, then on bqemulator
     let mut result = None;
     for (destination, list) in
         [("duckdb", must_pass), ("postgres", must_pass_pg), ("filesystem", must_pass_fs), ("snowflake", must_pass_sf)]
@@ -227,7 +228,7 @@ fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process
             result = Some(st);
         }
     }
-    Ok(Ok(result.expect("four runs")))
+    Ok(Ok(result.expect("five runs")))
 }
 
 fn outcome(st: std::process::ExitStatus) -> String {

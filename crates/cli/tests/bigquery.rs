@@ -171,3 +171,67 @@ fn a_sql_database_pipeline_runs_into_bigquery() {
     assert_eq!(bq_sum, pg_row.get::<_, String>(2).parse::<f64>().unwrap());
     pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
 }
+
+/// Incremental appends with a nested table, each run SIGKILLed at one step (after extract,
+/// before the normalized package is published, between load jobs, before and after
+/// `_dlt_loads`, mid-extract) and run again: every source row is in BigQuery exactly once.
+/// BigQuery has no transaction across jobs, so this is the loader's idempotent protocol: jobs
+/// recorded as done are not loaded again, `_dlt_loads` is written last.
+#[test]
+fn exactly_once_under_kills_bigquery() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let Some(server) = bqemulator() else { return };
+    let p = Project::new(&server);
+    std::fs::create_dir_all(p.root.join("data")).unwrap();
+    std::fs::write(p.root.join("data/issues.jsonl"), "").unwrap();
+    std::fs::write(
+        p.root.join("pipeline.toml"),
+        "[pipeline]\nname = \"eo_bq\"\ndestination = \"bigquery\"\ndataset_name = \"ds\"\n\n[source]\ntype = \"files\"\n\n\
+         [[source.resources]]\nname = \"issues\"\npath = \"data/*.jsonl\"\nwrite_disposition = \"append\"\n\n\
+         [source.resources.incremental]\ncursor_path = \"id\"\n",
+    )
+    .unwrap();
+    let points = [
+        "extract.items_written",
+        "normalize.before_publish",
+        "load.after_job.1",
+        "load.in_transaction",
+        "load.after_commit",
+        "extract.item.3",
+    ];
+    let mut total = 0u64;
+    for (round, point) in points.iter().enumerate() {
+        let new_rows = 30 + 17 * round as u64;
+        let mut lines = String::new();
+        for i in total..total + new_rows {
+            lines.push_str(&format!("{{\"id\": {i}, \"title\": \"t{i}\", \"labels\": [{{\"name\": \"a\"}}]}}\n"));
+        }
+        total += new_rows;
+        let mut f = std::fs::OpenOptions::new().append(true).open(p.root.join("data/issues.jsonl")).unwrap();
+        std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dlt"))
+            .current_dir(&p.root)
+            .env("DLT_DATA_DIR", p.root.join("dlt-data"))
+            .env("DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID", "p1")
+            .env("DESTINATION__BIGQUERY__API_ENDPOINT", &p.endpoint)
+            .env("DLT_FAULT", format!("{point}:sleep=60000"))
+            .args(["run", "pipeline.toml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let reached =
+            BufReader::new(stderr).lines().any(|l| l.map(|l| l.contains("DLT_FAULT: sleeping")).unwrap_or(false));
+        assert!(reached, "round {round}: never reached {point}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        ok(&p.dlt(&["run", "pipeline.toml"]));
+        let got = server.query("SELECT count(*), count(DISTINCT id) FROM `p1.ds.issues`");
+        assert_eq!(got, vec![vec![json!(total.to_string()), json!(total.to_string())]], "round {round} ({point})");
+        assert_eq!(count(&server, "ds.issues__labels"), total as i64, "round {round} ({point})");
+    }
+    let info = ok(&p.dlt(&["pipeline", "eo_bq", "info"]));
+    assert!(!info.contains("pending"), "{info}");
+}

@@ -2,6 +2,7 @@
 //! comparison of the dlt conformance corpus (Rust ports of `dump.py`, `compare.py` and
 //! `jsonfmt.py`; see the corpus README, sections 2, 4 and 5).
 
+pub mod bq_mirror;
 pub mod compare;
 pub mod dump;
 pub mod fs_mirror;

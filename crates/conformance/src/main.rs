@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v]
-//!                 [--destination duckdb|postgres|filesystem|snowflake] [--keep-db]          run cases through dlt-rs
+//!                 [--destination duckdb|postgres|filesystem|snowflake|bigquery] [--keep-db]          run cases through dlt-rs
 //! dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]
 //! dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts]
 //!                 [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]
@@ -34,7 +34,7 @@ use std::process::ExitCode;
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
-         [--destination duckdb|postgres|filesystem|snowflake] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
+         [--destination duckdb|postgres|filesystem|snowflake|bigquery] [--keep-db]\n  dlt-conformance dump DB_FILE DATASET [DATASET ...] [--out FILE] [--time-token-columns a,b]\n  \
          dlt-conformance compare EXPECTED ACTUAL [--strict-errors] [--ignore-row-counts] \
          [--ignore-system-columns] [--rel-tol X] [--abs-tol X] [--max-rows N] [--quiet]\n  \
          dlt-conformance compare-schemas EXPECTED_SCHEMAS ACTUAL_SCHEMAS [--deviations DEVIATIONS.md]"
@@ -210,7 +210,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
             "--destination" => match args.next() {
                 Some(d) => destination = d,
                 None => {
-                    eprintln!("--destination needs a value (duckdb, postgres, filesystem or snowflake)");
+                    eprintln!("--destination needs a value (duckdb, postgres, filesystem, snowflake or bigquery)");
                     return ExitCode::from(2);
                 }
             },
@@ -225,7 +225,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
     let (Some(cases), Some(keep)) = (cases, keep) else {
         eprintln!(
             "usage: dlt-conformance --cases DIR --keep OUT [--must-pass FILE] [--filter S] [-v] \
-             [--destination duckdb|postgres|filesystem|snowflake] [--keep-db]"
+             [--destination duckdb|postgres|filesystem|snowflake|bigquery] [--keep-db]"
         );
         return ExitCode::from(2);
     };
@@ -243,6 +243,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        "bigquery" => Target::BigQuery,
         "duckdb" | "filesystem" => {
             if keep_db {
                 eprintln!("--keep-db only applies to --destination postgres");
@@ -252,7 +253,7 @@ fn run_cases(argv: &[String]) -> ExitCode {
         }
         "postgres" | "postgresql" => Target::postgres_from_env(keep_db),
         other => {
-            eprintln!("unknown destination {other:?} (expected duckdb, postgres, filesystem or snowflake)");
+            eprintln!("unknown destination {other:?} (expected duckdb, postgres, filesystem, snowflake or bigquery)");
             return ExitCode::from(2);
         }
     };

@@ -42,6 +42,10 @@ pub enum Target {
         /// The Python interpreter that has `snowflake.connector`.
         python: PathBuf,
     },
+    /// A fresh bqemulator server per case (project `p1`). After every run the case's datasets
+    /// are read through the emulator's REST API, mirrored into `OUT/<case>/mirror.duckdb` (see
+    /// [`crate::bq_mirror`]) and dumped from there.
+    BigQuery,
 }
 
 impl Target {
@@ -52,6 +56,7 @@ impl Target {
             Target::Postgres { .. } => "postgres",
             Target::Filesystem => "filesystem",
             Target::Snowflake { .. } => "snowflake",
+            Target::BigQuery => "bigquery",
         }
     }
 
@@ -203,6 +208,7 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     let bucket = out_dir.join("bucket");
     let mut pg_db = None;
     let mut sf_db = None;
+    let mut bq_server = None;
     let destination: Arc<dyn dlt::Destination> = match target {
         Target::DuckDb => {
             // the oracle starts every case from an empty database file
@@ -225,6 +231,17 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
             let url = format!("snowflake://loader:pw@testacct/{database}?host=127.0.0.1&port={port}&protocol=http");
             sf_db = Some(database);
             Arc::new(dlt::destinations::snowflake_impl::Snowflake::from_url(&url)?.without_transactions())
+        }
+        Target::BigQuery => {
+            let server = dlt_testkit::services::bqemulator().context("bqemulator is not installed")?;
+            let c =
+                dlt::destinations::bigquery_impl::Credentials::from_fields(dlt::destinations::bigquery_impl::Fields {
+                    project_id: Some(server.project.clone()),
+                    api_endpoint: Some(server.url.clone()),
+                    ..Default::default()
+                })?;
+            bq_server = Some(server);
+            Arc::new(dlt::destinations::bigquery_impl::BigQuery::new(c))
         }
     };
     let mut pg_reader = match &pg_db {
@@ -285,6 +302,13 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
             schema_runs.push(snap);
         }
         let dump = match &mut pg_reader {
+            None if let Some(server) = &bq_server => crate::bq_mirror::dump_bigquery(
+                server,
+                &datasets,
+                time_tokens.as_deref(),
+                &out_dir.join("mirror.duckdb"),
+            )
+            .with_context(|| format!("dumping run {i} from BigQuery"))?,
             None if let (Target::Snowflake { port, python }, Some(database)) = (target, &sf_db) => {
                 let reader = crate::sf_mirror::Reader { python: python.clone(), port: *port };
                 crate::sf_mirror::dump_snowflake(
@@ -321,6 +345,9 @@ pub fn run_case_on(case_dir: &Path, out_dir: &Path, target: &Target) -> Result<V
     }
     if *target == Target::Filesystem {
         oracle["destination"] = json!("filesystem");
+    }
+    if bq_server.is_some() {
+        oracle["destination"] = json!("bigquery");
     }
     if let Some(database) = &sf_db {
         oracle["destination"] = json!("snowflake");
@@ -410,7 +437,7 @@ pub fn run_all_on(cases: &Path, keep: &Path, filter: Option<&str>, target: &Targ
             Ok(r) => r,
             // a filesystem case whose files cannot be mirrored (e.g. a NULL in a NOT NULL column)
             // is a failed case, not the end of the run
-            Err(e) if matches!(target, Target::Filesystem | Target::Snowflake { .. }) => {
+            Err(e) if matches!(target, Target::Filesystem | Target::Snowflake { .. } | Target::BigQuery) => {
                 out.push(CaseOutcome { name, diffs: vec![format!("error: {e:#}")], result_path });
                 continue;
             }

@@ -221,8 +221,20 @@ impl BqEmulator {
     /// API renders it (strings, or null).
     #[track_caller]
     pub fn query(&self, sql: &str) -> Vec<Vec<serde_json::Value>> {
+        self.query_with_schema(sql).1
+    }
+
+    /// [`BqEmulator::query`] with the result's columns as the API describes them:
+    /// `(name, type, mode)`.
+    #[track_caller]
+    pub fn query_with_schema(&self, sql: &str) -> (Vec<(String, String, String)>, Vec<Vec<serde_json::Value>>) {
         let r = self.rest("POST", "queries", Some(&serde_json::json!({"query": sql, "useLegacySql": false})));
-        r["rows"]
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let columns = r["schema"]["fields"]
+            .as_array()
+            .map(|f| f.iter().map(|f| (s(&f["name"]), s(&f["type"]), s(&f["mode"]))).collect())
+            .unwrap_or_default();
+        let rows = r["rows"]
             .as_array()
             .map(|rows| {
                 rows.iter()
@@ -231,7 +243,8 @@ impl BqEmulator {
                     })
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (columns, rows)
     }
 }
 
