@@ -195,6 +195,9 @@ pub fn fakesnow() -> Option<FakeSnow> {
 // ---------------------------------------------------------------------------------------------
 // bqemulator, the BigQuery emulator
 
+/// A result column as the BigQuery API describes it: `(name, type, mode)`.
+pub type BqColumn = (String, String, String);
+
 /// A bqemulator server (REST on `url`, gRPC beside it) child process with project `p1`;
 /// stopped on drop.
 #[derive(Debug)]
@@ -227,7 +230,7 @@ impl BqEmulator {
     /// [`BqEmulator::query`] with the result's columns as the API describes them:
     /// `(name, type, mode)`.
     #[track_caller]
-    pub fn query_with_schema(&self, sql: &str) -> (Vec<(String, String, String)>, Vec<Vec<serde_json::Value>>) {
+    pub fn query_with_schema(&self, sql: &str) -> (Vec<BqColumn>, Vec<Vec<serde_json::Value>>) {
         let r = self.rest("POST", "queries", Some(&serde_json::json!({"query": sql, "useLegacySql": false})));
         let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
         let columns = r["schema"]["fields"]
