@@ -203,9 +203,13 @@ fn conformance_after_tests(ctx: &Ctx) -> Result<std::result::Result<std::process
     // the same cases on DuckDB, then on the Postgres server the tests use, then on local files,
     // then on fakesnow, then on bqemulator
     let mut result = None;
-    for (destination, list) in
-        [("duckdb", must_pass), ("postgres", must_pass_pg), ("filesystem", must_pass_fs), ("snowflake", must_pass_sf)]
-    {
+    for (destination, list) in [
+        ("duckdb", must_pass),
+        ("postgres", must_pass_pg),
+        ("filesystem", must_pass_fs),
+        ("snowflake", must_pass_sf),
+        ("bigquery", must_pass_bq),
+    ] {
         let mut keep = TempDir::new("dlt-conformance")?;
         let st = run_conformance(
             ctx,

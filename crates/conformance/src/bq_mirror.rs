@@ -24,6 +24,7 @@
 //!
 //! `mode = REQUIRED` (from `tables.get`: a query's columns are all `NULLABLE`) is `NOT NULL`.
 
+use crate::text_copy::{MirrorColumn, create_and_fill, ident};
 use anyhow::Context as _;
 use dlt_testkit::services::BqEmulator;
 use duckdb::Connection;
@@ -64,16 +65,9 @@ fn duck_cast(bq: &str, c: &str) -> String {
     }
 }
 
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 fn bq_ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "\\`"))
 }
-
-/// Name of the all-VARCHAR table rows are staged in.
-const STAGE: &str = "__dlt_bq_mirror_stage";
 
 fn text(v: &Value) -> Option<String> {
     match v {
@@ -96,38 +90,17 @@ fn mirror_table(server: &BqEmulator, duck: &Connection, dataset: &str, table: &s
             .and_then(|f| f.iter().find(|f| f["name"].as_str() == Some(name.as_str())));
         *mode = field.and_then(|f| f["mode"].as_str()).unwrap_or("NULLABLE").to_string();
     }
-    let target = format!("{}.{}", ident(dataset), ident(table));
-    let defs: Vec<String> = cols
+    let mirror: Vec<MirrorColumn<'_>> = cols
         .iter()
-        .map(|(n, t, m)| format!("{} {}{}", ident(n), duckdb_type(t), if m == "REQUIRED" { " NOT NULL" } else { "" }))
+        .map(|(name, bq_type, mode)| MirrorColumn {
+            name: name.clone(),
+            duck_type: duckdb_type(bq_type).to_string(),
+            not_null: mode == "REQUIRED",
+            cast: Box::new(move |staged: &str| duck_cast(bq_type, staged)),
+        })
         .collect();
-    duck.execute_batch(&format!("CREATE TABLE {target} ({})", defs.join(", ")))
-        .with_context(|| format!("creating the mirror of {dataset}.{table}"))?;
-    if cols.is_empty() || rows.is_empty() {
-        return Ok(());
-    }
-    let stage_cols: Vec<String> = (0..cols.len()).map(|i| format!("c{i} VARCHAR")).collect();
-    duck.execute_batch(&format!(
-        "DROP TABLE IF EXISTS main.{STAGE}; CREATE TABLE main.{STAGE} ({})",
-        stage_cols.join(", ")
-    ))?;
-    {
-        let mut app = duck.appender_to_db(STAGE, "main")?;
-        for r in &rows {
-            let vals: Vec<Option<String>> = (0..cols.len()).map(|i| r.get(i).and_then(text)).collect();
-            app.append_row(duckdb::appender_params_from_iter(vals))?;
-        }
-        app.flush()?;
-    }
-    let casts: Vec<String> = cols.iter().enumerate().map(|(i, (_, t, _))| duck_cast(t, &format!("c{i}"))).collect();
-    let names: Vec<String> = cols.iter().map(|(n, _, _)| ident(n)).collect();
-    duck.execute_batch(&format!(
-        "INSERT INTO {target} ({}) SELECT {} FROM main.{STAGE} ORDER BY rowid; DROP TABLE main.{STAGE}",
-        names.join(", "),
-        casts.join(", ")
-    ))
-    .with_context(|| format!("copying the rows of {dataset}.{table} into DuckDB"))?;
-    Ok(())
+    let texts = rows.iter().map(|r| (0..cols.len()).map(|i| r.get(i).and_then(text)).collect());
+    create_and_fill(duck, dataset, table, &mirror, texts)
 }
 
 /// Mirrors the datasets of `server` named in `datasets` (those that exist) into `duck`.

@@ -12,6 +12,7 @@ pub mod pyfmt;
 pub mod runner;
 pub mod schema_docs;
 pub mod sf_mirror;
+pub mod text_copy;
 
 pub use compare::{CompareOptions, compare, format_report, try_compare};
 pub use dump::{dump, dump_connection};

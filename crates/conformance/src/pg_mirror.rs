@@ -43,6 +43,7 @@
 //! `time(3)`) are dropped: the values are whatever Postgres stored (e.g. rounded to
 //! milliseconds), the DuckDB type is the unconstrained one.
 
+use crate::text_copy::{MirrorColumn, create_and_fill, ident};
 use anyhow::Context as _;
 use duckdb::Connection;
 use std::path::Path;
@@ -116,10 +117,6 @@ fn duck_cast(c: &PgColumn, ident: &str) -> String {
     }
 }
 
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// Makes the Postgres session render values as the mirror expects (UTC ISO timestamps,
 /// shortest round-trip floats).
 pub fn prepare_session(pg: &mut postgres::Client) -> anyhow::Result<()> {
@@ -171,51 +168,27 @@ pub fn columns(pg: &mut postgres::Client, schema: &str, table: &str) -> anyhow::
         .collect())
 }
 
-/// Name of the all-VARCHAR table (in DuckDB's `main` schema) rows are staged in.
-const STAGE: &str = "__dlt_pg_mirror_stage";
-
 /// Mirrors one Postgres table into DuckDB (`schema` must exist there).
 pub fn mirror_table(pg: &mut postgres::Client, duck: &Connection, schema: &str, table: &str) -> anyhow::Result<()> {
     let cols = columns(pg, schema, table)?;
-    let target = format!("{}.{}", ident(schema), ident(table));
-    let defs: Vec<String> = cols
+    let rows = if cols.is_empty() {
+        vec![]
+    } else {
+        let sel: Vec<String> = cols.iter().map(|c| pg_select(c, &ident(&c.name))).collect();
+        let sql = format!("SELECT {} FROM {}.{}", sel.join(", "), ident(schema), ident(table));
+        pg.query(&sql, &[]).with_context(|| format!("reading Postgres table {schema}.{table}"))?
+    };
+    let mirror: Vec<MirrorColumn<'_>> = cols
         .iter()
-        .map(|c| format!("{} {}{}", ident(&c.name), duckdb_type(c), if c.nullable { "" } else { " NOT NULL" }))
+        .map(|c| MirrorColumn {
+            name: c.name.clone(),
+            duck_type: duckdb_type(c),
+            not_null: !c.nullable,
+            cast: Box::new(move |staged: &str| duck_cast(c, staged)),
+        })
         .collect();
-    duck.execute_batch(&format!("CREATE TABLE {target} ({})", defs.join(", ")))
-        .with_context(|| format!("creating the mirror of {schema}.{table}"))?;
-    if cols.is_empty() {
-        return Ok(());
-    }
-    let sel: Vec<String> = cols.iter().map(|c| pg_select(c, &ident(&c.name))).collect();
-    let sql = format!("SELECT {} FROM {}.{}", sel.join(", "), ident(schema), ident(table));
-    let rows = pg.query(&sql, &[]).with_context(|| format!("reading Postgres table {schema}.{table}"))?;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let stage_cols: Vec<String> = (0..cols.len()).map(|i| format!("c{i} VARCHAR")).collect();
-    duck.execute_batch(&format!(
-        "DROP TABLE IF EXISTS main.{STAGE}; CREATE TABLE main.{STAGE} ({})",
-        stage_cols.join(", ")
-    ))?;
-    {
-        let mut app = duck.appender_to_db(STAGE, "main")?;
-        for r in &rows {
-            let vals: Vec<Option<String>> = (0..cols.len()).map(|i| r.get::<_, Option<String>>(i)).collect();
-            app.append_row(duckdb::appender_params_from_iter(vals))?;
-        }
-        app.flush()?;
-    }
-    let casts: Vec<String> = cols.iter().enumerate().map(|(i, c)| duck_cast(c, &format!("c{i}"))).collect();
-    let names: Vec<String> = cols.iter().map(|c| ident(&c.name)).collect();
-    // rowid order = Postgres scan order
-    duck.execute_batch(&format!(
-        "INSERT INTO {target} ({}) SELECT {} FROM main.{STAGE} ORDER BY rowid; DROP TABLE main.{STAGE}",
-        names.join(", "),
-        casts.join(", ")
-    ))
-    .with_context(|| format!("copying the rows of {schema}.{table} into DuckDB"))?;
-    Ok(())
+    let texts = rows.iter().map(|r| (0..cols.len()).map(|i| r.get::<_, Option<String>>(i)).collect());
+    create_and_fill(duck, schema, table, &mirror, texts)
 }
 
 /// Mirrors the Postgres schemas named in `datasets` (those that exist) into `duck`.

@@ -42,6 +42,7 @@
 //! also selects `col IS NULL` for every timestamp column (evaluated by the server's SQL engine,
 //! which has the NULL) and writes NULL where it is true. Nothing of dlt-rs' SQL is changed.
 
+use crate::text_copy::{MirrorColumn, create_and_fill, ident};
 use anyhow::{Context as _, bail};
 use duckdb::Connection;
 use serde_json::Value;
@@ -182,10 +183,6 @@ impl Reader {
     }
 }
 
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// DuckDB expression turning the staged text `ident` into the column's value.
 fn duck_cast(c: &SfColumn, ident: &str) -> String {
     match (c.data_type.as_str(), duckdb_type(c).as_str()) {
@@ -194,9 +191,6 @@ fn duck_cast(c: &SfColumn, ident: &str) -> String {
         (_, ty) => format!("CAST({ident} AS {ty})"),
     }
 }
-
-/// Name of the all-VARCHAR table (in DuckDB's `main` schema) rows are staged in.
-const STAGE: &str = "__dlt_sf_mirror_stage";
 
 fn mirror_table(duck: &Connection, schema: &str, t: &Value) -> anyhow::Result<()> {
     let table = unfold(t["name"].as_str().unwrap_or_default());
@@ -212,40 +206,19 @@ fn mirror_table(duck: &Connection, schema: &str, t: &Value) -> anyhow::Result<()
             nullable: c[4].as_bool().unwrap_or(true),
         })
         .collect();
-    let target = format!("{}.{}", ident(schema), ident(&table));
-    let defs: Vec<String> = cols
+    let mirror: Vec<MirrorColumn<'_>> = cols
         .iter()
-        .map(|c| format!("{} {}{}", ident(&unfold(&c.name)), duckdb_type(c), if c.nullable { "" } else { " NOT NULL" }))
+        .map(|c| MirrorColumn {
+            name: unfold(&c.name),
+            duck_type: duckdb_type(c),
+            not_null: !c.nullable,
+            cast: Box::new(move |staged: &str| duck_cast(c, staged)),
+        })
         .collect();
-    duck.execute_batch(&format!("CREATE TABLE {target} ({})", defs.join(", ")))
-        .with_context(|| format!("creating the mirror of {schema}.{table}"))?;
     let rows = t["rows"].as_array().cloned().unwrap_or_default();
-    if cols.is_empty() || rows.is_empty() {
-        return Ok(());
-    }
-    let stage_cols: Vec<String> = (0..cols.len()).map(|i| format!("c{i} VARCHAR")).collect();
-    duck.execute_batch(&format!(
-        "DROP TABLE IF EXISTS main.{STAGE}; CREATE TABLE main.{STAGE} ({})",
-        stage_cols.join(", ")
-    ))?;
-    {
-        let mut app = duck.appender_to_db(STAGE, "main")?;
-        for r in &rows {
-            let vals: Vec<Option<String>> =
-                (0..cols.len()).map(|i| r.get(i).and_then(Value::as_str).map(str::to_string)).collect();
-            app.append_row(duckdb::appender_params_from_iter(vals))?;
-        }
-        app.flush()?;
-    }
-    let casts: Vec<String> = cols.iter().enumerate().map(|(i, c)| duck_cast(c, &format!("c{i}"))).collect();
-    let names: Vec<String> = cols.iter().map(|c| ident(&unfold(&c.name))).collect();
-    duck.execute_batch(&format!(
-        "INSERT INTO {target} ({}) SELECT {} FROM main.{STAGE} ORDER BY rowid; DROP TABLE main.{STAGE}",
-        names.join(", "),
-        casts.join(", ")
-    ))
-    .with_context(|| format!("copying the rows of {schema}.{table} into DuckDB"))?;
-    Ok(())
+    let texts =
+        rows.iter().map(|r| (0..cols.len()).map(|i| r.get(i).and_then(Value::as_str).map(str::to_string)).collect());
+    create_and_fill(duck, schema, &table, &mirror, texts)
 }
 
 /// Mirrors the datasets (dlt names; looked up UPPER-folded) of `database` into `duck`.
