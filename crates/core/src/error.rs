@@ -233,6 +233,13 @@ pub fn is_certificate_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A statement or response body as an error message quotes it: on one line, cut after 120
+/// bytes (with `…`).
+pub fn excerpt(s: &str) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.len() > 120 { format!("{}…", &one[..one.floor_char_boundary(120)]) } else { one }
+}
+
 /// `what: error: cause: …`: an error with the texts of its cause chain, each text once (drivers
 /// often repeat their source's text in their own).
 pub fn with_causes(what: &str, e: &(dyn std::error::Error + 'static)) -> String {

@@ -35,6 +35,14 @@ impl DestinationContext<'_> {
         }
     }
 
+    /// A setting of destination `name` beside its credentials (`DESTINATION__<NAME>__<KEY>`, a
+    /// `[destination.<name>]` table, or the pipeline file's `[destination]` table), as text.
+    pub fn setting(&self, name: &str, key: &str) -> Option<String> {
+        self.config.get(&["destination", name], key).map(|v| v.as_string()).or_else(|| {
+            self.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
+        })
+    }
+
     /// One field of destination `name`'s credentials (`DESTINATION__<NAME>__CREDENTIALS__<KEY>`,
     /// a `[destination.<name>.credentials]` table, or the pipeline file's `[destination]`
     /// credentials table). The `<configure me>` placeholder `dlt init` writes is not a value.

@@ -106,7 +106,7 @@ impl Client {
     /// that outlives the request and following the result's pages.
     pub async fn query(&self, sql: &str) -> Result<Rows> {
         tracing::info!(target: "dlt::sql", destination = NAME, "{sql}");
-        let what = format!("{} on {}", excerpt(sql), self.shown);
+        let what = format!("{} on {}", dlt_core::error::excerpt(sql), self.shown);
         let mut request = QueryRequest::new(sql);
         request.use_legacy_sql = false;
         request.location = Some(self.location.clone());
@@ -167,12 +167,6 @@ fn cells(rows: Vec<TableRow>) -> Vec<Vec<Value>> {
     rows.into_iter()
         .map(|r| r.columns.unwrap_or_default().into_iter().map(|c| c.value.unwrap_or(Value::Null)).collect())
         .collect()
-}
-
-/// A statement as errors show it: its start, on one line.
-pub(crate) fn excerpt(s: &str) -> String {
-    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.len() > 120 { format!("{}…", &one[..one.floor_char_boundary(120)]) } else { one }
 }
 
 /// Reasons a retry may pass (BigQuery's error reasons).

@@ -30,11 +30,7 @@ impl DestinationFactory for BigQueryFactory {
 
     fn build(&self, ctx: &DestinationContext<'_>) -> Result<Arc<dyn Destination>> {
         let field = |key: &str| ctx.credentials_field(NAME, key).filter(|v| !v.trim().is_empty());
-        let own = |key: &str| {
-            ctx.config.get(&["destination", NAME], key).map(|v| v.as_string()).or_else(|| {
-                ctx.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
-            })
-        };
+        let own = |key: &str| ctx.setting(NAME, key);
         for key in ["project_id", "client_email", "private_key"] {
             if field(key).is_none()
                 && let Some(at) = ctx.config.placeholder(&["destination", NAME], &["credentials", key])

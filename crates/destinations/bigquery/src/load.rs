@@ -160,7 +160,7 @@ fn job_outcome(what: &str, job: &Value) -> Result<()> {
 /// An HTTP error answer of the upload endpoint: BigQuery's message when the body has one.
 fn http_error(what: &str, status: reqwest::StatusCode, body: &str) -> Error {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let message = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| crate::client::excerpt(body));
+    let message = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| dlt_core::error::excerpt(body));
     Error::Destination {
         destination: "bigquery".into(),
         message: format!("{what}: HTTP {status}: {message}"),

@@ -378,11 +378,7 @@ impl DestinationFactory for DuckDbFactory {
             None => DuckDb::new(ctx.run_dir.join(format!("{}.duckdb", ctx.pipeline_name))),
         }
         .with_pipeline_name(ctx.pipeline_name);
-        let setting = |key: &str| {
-            ctx.config.get(&["destination", NAME], key).map(|v| v.as_string()).or_else(|| {
-                ctx.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
-            })
-        };
+        let setting = |key: &str| ctx.setting(NAME, key);
         if let Some(m) = setting("memory_limit") {
             d = d.with_memory_limit(if m.is_empty() || m == "default" { None } else { Some(m) });
         }

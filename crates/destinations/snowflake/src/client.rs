@@ -438,7 +438,7 @@ impl Client {
     async fn submit(&self, sql: &str, accept: &str) -> Result<(String, Envelope)> {
         let shown = crate::copy::mask_credentials(sql);
         tracing::info!(target: "dlt::sql", destination = NAME, "{shown}");
-        let what = format!("{} on {}", excerpt(&shown), self.shown);
+        let what = format!("{} on {}", dlt_core::error::excerpt(&shown), self.shown);
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let body = json!({
             "sqlText": sql,
@@ -526,17 +526,14 @@ async fn send(what: &str, request: impl Fn() -> reqwest::RequestBuilder) -> Resu
             }
             _ => Err(Error::Destination {
                 destination: NAME.into(),
-                message: format!("{what}: HTTP {status}: {}", excerpt(&String::from_utf8_lossy(&body))),
+                message: format!(
+                    "{what}: HTTP {status}: {}",
+                    dlt_core::error::excerpt(&String::from_utf8_lossy(&body))
+                ),
                 transient: retryable_status(status),
             }),
         };
     }
-}
-
-/// A statement or body as errors show it: its start, on one line.
-fn excerpt(s: &str) -> String {
-    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.len() > 120 { format!("{}…", &one[..one.floor_char_boundary(120)]) } else { one }
 }
 
 /// A gzip body decompressed (chunks may come compressed without a `Content-Encoding`).

@@ -81,11 +81,7 @@ impl DestinationFactory for SnowflakeFactory {
 /// `[destination]`), and the staging bucket's URL and credentials as the filesystem destination
 /// reads them (`[destination.filesystem]`), for `COPY` from a staging bucket.
 fn stage_options(ctx: &DestinationContext<'_>) -> Result<StageOptions> {
-    let own = |key: &str| {
-        ctx.config.get(&["destination", NAME], key).map(|v| v.as_string()).or_else(|| {
-            ctx.explicit.and_then(|t| t.get(key)).map(|v| v.as_str().map(str::to_string).unwrap_or(v.to_string()))
-        })
-    };
+    let own = |key: &str| ctx.setting(NAME, key);
     let keep_staged_files = match own("keep_staged_files").as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("true") => true,
         Some("false") => false,
