@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod fault;
+pub mod recorder;
 pub mod services;
 pub mod strip_tls;
 pub mod suite;

@@ -59,58 +59,17 @@ fn load_jobs_upload_a_file_and_report_failures() {
 
 /// A server answering BigQuery's way for the duplicate-job path: the upload session's `POST`
 /// gets 409 (the job id exists), the job's `GET` says it is done. Returns its URL and the
-/// request lines it saw.
-fn duplicate_job_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut req = vec![];
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = s.read(&mut buf).unwrap_or(0);
-                req.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&req).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if req.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let line = String::from_utf8_lossy(&req).lines().next().unwrap_or_default().to_string();
-            log.lock().unwrap().push(line.clone());
-            let (status, body) = if line.starts_with("POST /upload/") {
-                (
-                    "409 Conflict",
-                    r#"{"error":{"code":409,"message":"Already Exists: Job p1:US.dlt_x","errors":[{"reason":"duplicate"}]}}"#,
-                )
-            } else {
-                (
-                    "200 OK",
-                    r#"{"kind":"bigquery#job","jobReference":{"projectId":"p1","jobId":"dlt_x"},"status":{"state":"DONE"}}"#,
-                )
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
+/// requests it saw.
+fn duplicate_job_server() -> (String, dlt_testkit::recorder::Seen) {
+    dlt_testkit::recorder::serve(|r| {
+        if r.method == "POST" && r.path.starts_with("/upload/") {
+            let body = r#"{"error":{"code":409,"message":"Already Exists: Job p1:US.dlt_x","errors":[{"reason":"duplicate"}]}}"#;
+            ("409 Conflict".into(), body.into())
+        } else {
+            let body = r#"{"kind":"bigquery#job","jobReference":{"projectId":"p1","jobId":"dlt_x"},"status":{"state":"DONE"}}"#;
+            ("200 OK".into(), body.into())
         }
-    });
-    (url, seen)
+    })
 }
 
 #[test]
@@ -128,7 +87,7 @@ fn a_job_id_that_exists_is_waited_for_not_run_again() {
         let client = Client::connect(&c).await.unwrap();
         client.load_file("ds", "items", &file, dlt_bigquery::SourceFormat::Jsonl, "dlt_x").await.unwrap();
     });
-    let seen = seen.lock().unwrap().clone();
+    let seen: Vec<String> = seen.lock().unwrap().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert!(seen[0].starts_with("POST /upload/bigquery/v2/projects/p1/jobs?uploadType=resumable"), "{seen:?}");
     // no upload of the file: the existing job is read instead
     assert!(seen.iter().all(|l| !l.starts_with("PUT ")), "{seen:?}");

@@ -80,42 +80,7 @@ fn errors_carry_snowflake_codes_and_never_a_secret() {
 /// A server that answers every request with `status` and `body` (a login failure is a path
 /// fakesnow cannot take: it accepts any credentials). Returns its URL.
 fn answering(status: &'static str, body: &'static str) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            // the whole request: headers, then Content-Length bytes
-            let mut req = vec![];
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = s.read(&mut buf).unwrap_or(0);
-                req.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&req).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if req.len() >= end + 4 + len {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
+    dlt_testkit::recorder::serve(move |_| (status.to_string(), body.to_string())).0
 }
 
 #[test]

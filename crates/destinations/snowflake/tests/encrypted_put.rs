@@ -6,66 +6,28 @@
 //! (`SnowflakeEncryptionUtil.decrypt_stream`) from the metadata we sent: an independent
 //! implementation of the same scheme.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use dlt_core::runtime::block_on;
 use dlt_snowflake::{Client, Credentials};
 
-/// One request: method, path, headers, body.
-type Seen = (String, String, Vec<(String, String)>, Vec<u8>);
-
-/// Answer requests on a free port: logins, queries with `answer(port)`, uploads recorded.
-fn serve(answer: impl Fn(u16) -> serde_json::Value + Send + 'static) -> (u16, Arc<Mutex<Vec<Seen>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let answer = answer(port);
-    let seen: Arc<Mutex<Vec<Seen>>> = Default::default();
-    let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for stream in l.incoming().flatten() {
-            let mut r = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-            let mut headers = vec![];
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                }
-            }
-            let len: usize =
-                headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            let reply = if path.starts_with("/session/v1/login-request") {
-                serde_json::json!({"data": {"token": "t0k"}, "success": true}).to_string()
-            } else if path.starts_with("/queries/v1/query-request") {
-                answer.to_string()
-            } else {
-                String::new()
-            };
-            seen2.lock().unwrap().push((method, path, headers, body));
-            let mut s = stream;
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
-        }
+/// Answer requests on a free port: logins, queries with `answer(host)` (the `host:port` the
+/// request was sent to), uploads recorded. Returns the port and the requests seen.
+fn serve(answer: impl Fn(&str) -> serde_json::Value + Send + 'static) -> (u16, dlt_testkit::recorder::Seen) {
+    let (url, seen) = dlt_testkit::recorder::serve(move |r| {
+        let reply = if r.path.starts_with("/session/v1/login-request") {
+            serde_json::json!({"data": {"token": "t0k"}, "success": true}).to_string()
+        } else if r.path.starts_with("/queries/v1/query-request") {
+            answer(r.header("host").unwrap_or_default()).to_string()
+        } else {
+            String::new()
+        };
+        ("200 OK".into(), reply)
     });
-    (port, seen)
+    (url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the server's port"), seen)
 }
 
 #[test]
@@ -77,12 +39,12 @@ fn an_encrypted_upload_decrypts_with_snowflakes_own_connector() {
     }
     let master = base64::engine::general_purpose::STANDARD.encode((0u8..32).collect::<Vec<_>>());
     let m = master.clone();
-    let (port, seen) = serve(move |port| {
+    let (port, seen) = serve(move |host| {
         serde_json::json!({"success": true, "data": {
             "command": "UPLOAD",
             "src_locations": ["/tmp/job.parquet"],
             "stageInfo": {"locationType": "GCS", "location": "bucket/stage/", "creds": {},
-                          "presignedUrl": format!("http://127.0.0.1:{port}/upload/job.parquet")},
+                          "presignedUrl": format!("http://{host}/upload/job.parquet")},
             "encryptionMaterial": {"queryStageMasterKey": m, "queryId": "01b2-q", "smkId": 4242}
         }})
     });
@@ -98,9 +60,10 @@ fn an_encrypted_upload_decrypts_with_snowflakes_own_connector() {
         client.put(&file, "@\"DS\".\"%T\"").await.unwrap();
     });
     let seen = seen.lock().unwrap().clone();
-    let (_, _, headers, body) = seen.iter().find(|(m, p, ..)| m == "PUT" && p == "/upload/job.parquet").unwrap();
+    let upload = seen.iter().find(|r| r.method == "PUT" && r.path == "/upload/job.parquet").unwrap();
+    let body = &upload.body;
     assert_ne!(body, &original, "the upload is encrypted");
-    let h = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+    let h = |k: &str| upload.header(k).map(str::to_string).unwrap();
     let data: serde_json::Value = serde_json::from_str(&h("x-goog-meta-encryptiondata")).unwrap();
     let matdesc = h("x-goog-meta-matdesc");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&matdesc).unwrap()["smkId"], "4242");
